@@ -1,0 +1,235 @@
+//! MINRES (Paige & Saunders 1975) on `(H + γI) v = b`, with a minimum-norm correction for
+//! inconsistent singular systems.
+//!
+//! From `v₀ = 0` the iterates lie in `K(A, b)`. For consistent systems MINRES therefore returns
+//! `A^† b`. For inconsistent ones it converges to *a* least-squares solution whose residual is
+//! `P_ker b`; its only kernel component is along `P_ker b` (every `Aʲb`, j ≥ 1, is in `range A`), so
+//! `v ← v − ⟨v, n⟩ n` with `n = r/‖r‖` yields the minimum-norm least-squares solution `A^† b` —
+//! the answer MINRES-QLP (Choi, Paige & Saunders 2011) computes, at the cost of one extra product.
+
+use super::{KrylovInfo, KrylovOptions, KrylovStatus, LinearOperator, StagnationTracker};
+use crate::vector::Vector;
+
+/// Floor of the least-squares stopping test `‖A r‖/(‖A‖‖r‖)`: on inconsistent systems the
+/// minimum-norm correction then loses at most ≈ `ε/LS_TOL_FLOOR` ≈ 2e-7 relative accuracy.
+pub const LS_TOL_FLOOR: f64 = 1e-9;
+
+/// Buffers for [`minres`].
+#[derive(Clone, Debug)]
+pub struct MinresWorkspace<V> {
+    r1: V,
+    r2: V,
+    y: V,
+    vk: V,
+    w: V,
+    w1: V,
+    w2: V,
+}
+
+impl<V: Vector> MinresWorkspace<V> {
+    /// Buffers shaped like `like`.
+    pub fn new(like: &V) -> Self {
+        MinresWorkspace {
+            r1: like.zeros_like(),
+            r2: like.zeros_like(),
+            y: like.zeros_like(),
+            vk: like.zeros_like(),
+            w: like.zeros_like(),
+            w1: like.zeros_like(),
+            w2: like.zeros_like(),
+        }
+    }
+}
+
+/// Solve `(A + γI) v = b` by MINRES from `v = 0` (the incoming `v` is overwritten).
+///
+/// Stops with `Converged` when `‖r‖ ≤ rtol ‖b‖`, with `LeastSquares` when
+/// `‖A r‖ ≤ rtol ‖A‖ ‖r‖` (then `v` is corrected to the minimum-norm least-squares solution
+/// and `relative_residual` is `‖P_ker b‖/‖b‖`).
+pub fn minres<V: Vector, A: LinearOperator<V> + ?Sized>(
+    op: &mut A,
+    b: &V,
+    v: &mut V,
+    opts: &KrylovOptions,
+    ws: &mut MinresWorkspace<V>,
+) -> KrylovInfo {
+    let MinresWorkspace {
+        r1,
+        r2,
+        y,
+        vk,
+        w,
+        w1,
+        w2,
+    } = ws;
+    v.set_zero();
+    let beta1 = b.norm();
+    if beta1 == 0.0 {
+        return KrylovInfo {
+            iterations: 0,
+            operator_applications: 0,
+            relative_residual: 0.0,
+            status: KrylovStatus::Converged,
+        };
+    }
+    let eps = f64::EPSILON;
+    // Least-squares stop. The kernel part of the iterate grows like 1/test2 on inconsistent
+    // systems, so pushing test2 to rounding level would swamp the correction in cancellation.
+    let ls_tol = opts.rtol.max(LS_TOL_FLOOR);
+    r1.assign(b);
+    r2.assign(b);
+    y.assign(b);
+    w.set_zero();
+    w2.set_zero();
+    let (mut oldb, mut beta, mut dbar, mut epsln) = (0.0, beta1, 0.0, 0.0);
+    let mut phibar = beta1;
+    let (mut cs, mut sn) = (-1.0f64, 0.0f64);
+    let mut tnorm2 = 0.0;
+    let mut applications = 0;
+    let mut itn = 0;
+    // Stagnation means neither ‖r‖ nor ‖A r‖/(‖A‖‖r‖) improves (the first plateaus at ‖P_ker b‖
+    // on inconsistent systems while the second keeps falling).
+    let mut tracker = StagnationTracker::new(opts.stagnation_window);
+    let mut tracker_ls = StagnationTracker::new(opts.stagnation_window);
+    let mut status = KrylovStatus::MaxIterations;
+    while itn < opts.max_iter {
+        itn += 1;
+        // Lanczos step.
+        vk.assign(y);
+        vk.scale(1.0 / beta);
+        op.apply(vk, y);
+        applications += 1;
+        if opts.shift != 0.0 {
+            y.axpy(opts.shift, vk);
+        }
+        if itn >= 2 {
+            y.axpy(-beta / oldb, r1);
+        }
+        let alfa = vk.dot(y);
+        y.axpy(-alfa / beta, r2);
+        std::mem::swap(r1, r2);
+        r2.assign(y);
+        oldb = beta;
+        beta = r2.norm();
+        tnorm2 += alfa * alfa + oldb * oldb + beta * beta;
+        // Apply the previous rotation.
+        let oldeps = epsln;
+        let delta = cs * dbar + sn * alfa;
+        let gbar = sn * dbar - cs * alfa;
+        epsln = sn * beta;
+        dbar = -cs * beta;
+        let root = gbar.hypot(dbar);
+        // New rotation.
+        let gamma = gbar.hypot(beta).max(eps);
+        cs = gbar / gamma;
+        sn = beta / gamma;
+        let phi = cs * phibar;
+        phibar *= sn;
+        // Update the solution: w = (vk − oldeps w1 − delta w2)/gamma.
+        std::mem::swap(w1, w2);
+        std::mem::swap(w2, w);
+        w.assign(vk);
+        w.axpy(-oldeps, w1);
+        w.axpy(-delta, w2);
+        w.scale(1.0 / gamma);
+        v.axpy(phi, w);
+
+        let anorm = tnorm2.sqrt();
+        let rnorm = phibar;
+        let rel = rnorm / beta1;
+        // ‖A r‖ / (‖A‖ ‖r‖) = root / ‖A‖ (Paige & Saunders' test2).
+        let test2 = if anorm > 0.0 { root / anorm } else { f64::INFINITY };
+        if !rel.is_finite() || !v.is_finite() {
+            status = KrylovStatus::Diverged;
+            break;
+        }
+        if rel <= opts.rtol {
+            status = KrylovStatus::Converged;
+            break;
+        }
+        if test2 <= ls_tol || beta <= 1e3 * eps * anorm {
+            // Least-squares solution (or Krylov space exhausted): decide below.
+            status = KrylovStatus::LeastSquares;
+            break;
+        }
+        let (st_r, st_ls) = (tracker.stagnated(rel), tracker_ls.stagnated(test2));
+        if st_r && st_ls {
+            status = KrylovStatus::Stagnated;
+            break;
+        }
+    }
+    // Exact residual, and the minimum-norm correction for inconsistent systems.
+    op.apply(v, y);
+    applications += 1;
+    if opts.shift != 0.0 {
+        y.axpy(opts.shift, v);
+    }
+    r1.assign(b);
+    r1.axpy(-1.0, y);
+    let rnorm = r1.norm();
+    let mut rel = rnorm / beta1;
+    if status == KrylovStatus::LeastSquares {
+        if rel <= opts.rtol.max(1e3 * eps) {
+            status = KrylovStatus::Converged;
+        } else if opts.shift == 0.0 {
+            // r ≈ P_ker b: remove v's component along it.
+            let c = v.dot(r1) / (rnorm * rnorm);
+            v.axpy(-c, r1);
+        }
+    } else if status == KrylovStatus::Converged && rel > 10.0 * opts.rtol.max(1e3 * eps) {
+        // The recursive residual drifted from the true one (loss of orthogonality).
+        status = KrylovStatus::Stagnated;
+    }
+    if !rel.is_finite() {
+        rel = f64::INFINITY;
+        status = KrylovStatus::Diverged;
+    }
+    KrylovInfo {
+        iterations: itn,
+        operator_applications: applications,
+        relative_residual: rel,
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{matvec, psd_with_null};
+    use super::*;
+    use crate::dense::sym_eig;
+    use crate::derivatives::relative_error;
+    use crate::rng::Rng;
+
+    #[test]
+    fn inconsistent_system_gives_min_norm_least_squares() {
+        let mut rng = Rng::new(3);
+        let (a, q, _) = psd_with_null(40, 7, 0.2, 3.0, &mut rng);
+        let mut b = vec![0.0; 40];
+        rng.fill_normal(&mut b);
+        let e = sym_eig(&a, 40).unwrap();
+        let reference = e.pinv_apply(&b, 1e-10);
+        let kernel = e.kernel_component(&b, 1e-10);
+        assert!(kernel > 0.1);
+        let mut v = vec![0.0; 40];
+        let opts = KrylovOptions {
+            rtol: 1e-12,
+            max_iter: 400,
+            ..Default::default()
+        };
+        let info = minres(
+            &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
+            &b,
+            &mut v,
+            &opts,
+            &mut MinresWorkspace::new(&b),
+        );
+        assert_eq!(info.status, KrylovStatus::LeastSquares, "{info:?}");
+        assert!((info.relative_residual - kernel / b.norm()).abs() < 1e-9);
+        let err = relative_error(&v, &reference, 1e-300);
+        assert!(err < 1e-6, "err {err}");
+        // No kernel component left in v.
+        for k in 0..7 {
+            assert!(crate::vector::dot(&q[k * 40..(k + 1) * 40], &v).abs() < 1e-9);
+        }
+    }
+}

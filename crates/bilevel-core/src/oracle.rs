@@ -1,0 +1,271 @@
+//! The bilevel oracle interface and oracle-call accounting.
+//!
+//! A problem `min_x f(x, y*(x))`, `y*(x) ∈ argmin_y g(x, y)` is seen by algorithms only through the
+//! methods of [`Bilevel`]: values and gradients of `f` and `g`, the Hessian-vector product
+//! `H v = ∇²_yy g · v` and the cross product `J v = ∇²_xy g · v` (an m-vector, entries
+//! `Σ_j ∂²g/∂x_i∂y_j v_j`). Where the products come from is a property of the problem
+//! ([`DerivativeKind`]), never of the algorithm.
+//!
+//! The upper variable `x` is always a host `&[f64]`: upper variables are hyperparameters (a few to a
+//! few thousand numbers) even when the lower variable `y` is a large model, which is generic
+//! ([`Bilevel::Y`]).
+
+use crate::vector::Vector;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+/// Where a problem's second-order products come from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum DerivativeKind {
+    /// Exact products written by hand for this problem.
+    Analytic,
+    /// Exact products from forward-mode dual numbers over a generically written gradient.
+    DualNumbers,
+    /// Central finite differences of the gradient with relative step `eps`: **approximate**.
+    FiniteDifference {
+        /// Relative step.
+        eps: f64,
+    },
+}
+
+impl DerivativeKind {
+    /// `true` for analytic and dual-number products.
+    pub fn is_exact(&self) -> bool {
+        !matches!(self, DerivativeKind::FiniteDifference { .. })
+    }
+    /// Short label used in every output (`"analytic"`, `"dual-numbers"`,
+    /// `"finite-difference (approximate)"`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            DerivativeKind::Analytic => "analytic",
+            DerivativeKind::DualNumbers => "dual-numbers",
+            DerivativeKind::FiniteDifference { .. } => "finite-difference (approximate)",
+        }
+    }
+}
+
+/// First- and second-order oracles of a bilevel problem.
+///
+/// All outputs are written into caller-provided buffers so that algorithms allocate nothing in
+/// their loops. `gx` buffers have length [`Bilevel::dim_x`].
+pub trait Bilevel {
+    /// The lower-level variable's vector type.
+    type Y: Vector;
+
+    /// Short identifier (as used in configs).
+    fn name(&self) -> &str;
+    /// Dimension m of the upper variable x.
+    fn dim_x(&self) -> usize;
+    /// Dimension d of the lower variable y.
+    fn dim_y(&self) -> usize;
+    /// A zero lower-level vector (allocates).
+    fn zeros_y(&self) -> Self::Y;
+
+    /// Upper objective `f(x, y)`.
+    fn f(&self, x: &[f64], y: &Self::Y) -> f64;
+    /// Lower objective `g(x, y)`.
+    fn g(&self, x: &[f64], y: &Self::Y) -> f64;
+    /// `(∇_x f, ∇_y f)`.
+    fn grad_f(&self, x: &[f64], y: &Self::Y, gx: &mut [f64], gy: &mut Self::Y);
+    /// `∇_y g`.
+    fn grad_g_y(&self, x: &[f64], y: &Self::Y, gy: &mut Self::Y);
+    /// `∇_x g`.
+    fn grad_g_x(&self, x: &[f64], y: &Self::Y, gx: &mut [f64]);
+    /// `(∇_x g, ∇_y g)` together (override where sharing work is cheaper).
+    fn grad_g(&self, x: &[f64], y: &Self::Y, gx: &mut [f64], gy: &mut Self::Y) {
+        self.grad_g_x(x, y, gx);
+        self.grad_g_y(x, y, gy);
+    }
+    /// `H v = ∇²_yy g(x, y) · v`.
+    fn hvp(&self, x: &[f64], y: &Self::Y, v: &Self::Y, out: &mut Self::Y);
+    /// `J v = ∇²_xy g(x, y) · v` (length m).
+    fn cross(&self, x: &[f64], y: &Self::Y, v: &Self::Y, out: &mut [f64]);
+    /// How `hvp` and `cross` are computed.
+    fn derivatives(&self) -> DerivativeKind;
+
+    /// Closed-form hyper-objective `φ(x)`, where the problem has one.
+    fn reference_phi(&self, _x: &[f64]) -> Option<f64> {
+        None
+    }
+    /// Closed-form `∇φ(x)`, where the problem has one (and φ is differentiable at x).
+    fn reference_grad_phi(&self, _x: &[f64]) -> Option<Vec<f64>> {
+        None
+    }
+    /// Closed-form optimistic selection `y*(x)`, where the problem has one.
+    fn reference_y(&self, _x: &[f64]) -> Option<Self::Y> {
+        None
+    }
+    /// Known intrinsic dimension `k` of the lower-level solution manifold, if any.
+    fn reference_intrinsic_dimension(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Oracle calls by kind. Gradients computed jointly (`grad_g`) count once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OracleCounts {
+    /// Upper-objective values.
+    pub f_value: u64,
+    /// Lower-objective values.
+    pub g_value: u64,
+    /// Upper gradients `(∇_x f, ∇_y f)`.
+    pub grad_f: u64,
+    /// Lower gradients (`∇_y g`, `∇_x g` or both).
+    pub grad_g: u64,
+    /// Hessian-vector products.
+    pub hvp: u64,
+    /// Cross products `J v`.
+    pub cross: u64,
+}
+
+impl OracleCounts {
+    /// Weights of the gradient-equivalent cost: a value costs ½ a gradient, an HVP or a cross
+    /// product costs 2 gradients (a reverse-over-forward pass; Griewank & Walther's bound of ≤ 5 is
+    /// rarely reached in practice).
+    pub const VALUE_WEIGHT: f64 = 0.5;
+    /// See [`OracleCounts::VALUE_WEIGHT`].
+    pub const SECOND_ORDER_WEIGHT: f64 = 2.0;
+
+    /// Total number of calls of any kind.
+    pub fn total(&self) -> u64 {
+        self.f_value + self.g_value + self.grad_f + self.grad_g + self.hvp + self.cross
+    }
+    /// Gradient-equivalent cost `½(values) + (gradients) + 2(HVPs + cross products)`.
+    pub fn gradient_equivalents(&self) -> f64 {
+        Self::VALUE_WEIGHT * (self.f_value + self.g_value) as f64
+            + (self.grad_f + self.grad_g) as f64
+            + Self::SECOND_ORDER_WEIGHT * (self.hvp + self.cross) as f64
+    }
+    /// Component-wise sum.
+    pub fn add(&self, o: &OracleCounts) -> OracleCounts {
+        OracleCounts {
+            f_value: self.f_value + o.f_value,
+            g_value: self.g_value + o.g_value,
+            grad_f: self.grad_f + o.grad_f,
+            grad_g: self.grad_g + o.grad_g,
+            hvp: self.hvp + o.hvp,
+            cross: self.cross + o.cross,
+        }
+    }
+}
+
+/// A problem wrapped so that every oracle call is counted.
+///
+/// Calls made inside [`Counted::diagnostic`] are counted separately: diagnostics (kernel
+/// components, intrinsic dimension) never consume an algorithm's budget.
+pub struct Counted<'a, P: Bilevel + ?Sized> {
+    problem: &'a P,
+    counts: Cell<OracleCounts>,
+    diagnostic_counts: Cell<OracleCounts>,
+    in_diagnostic: Cell<bool>,
+}
+
+impl<'a, P: Bilevel + ?Sized> Counted<'a, P> {
+    /// Wrap `problem` with zero counts.
+    pub fn new(problem: &'a P) -> Self {
+        Counted {
+            problem,
+            counts: Cell::new(OracleCounts::default()),
+            diagnostic_counts: Cell::new(OracleCounts::default()),
+            in_diagnostic: Cell::new(false),
+        }
+    }
+    /// The wrapped problem (calls through it are not counted).
+    pub fn inner(&self) -> &'a P {
+        self.problem
+    }
+    /// Calls made by the algorithm so far.
+    pub fn counts(&self) -> OracleCounts {
+        self.counts.get()
+    }
+    /// Calls made for diagnostics so far.
+    pub fn diagnostic_counts(&self) -> OracleCounts {
+        self.diagnostic_counts.get()
+    }
+    /// Replace the algorithm counts (used when resuming from a checkpoint).
+    pub fn set_counts(&self, c: OracleCounts) {
+        self.counts.set(c);
+    }
+    /// Run `f` with every oracle call counted as a diagnostic call.
+    pub fn diagnostic<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.in_diagnostic.replace(true);
+        let r = f();
+        self.in_diagnostic.set(was);
+        r
+    }
+    #[inline]
+    fn bump(&self, k: impl FnOnce(&mut OracleCounts)) {
+        let cell = if self.in_diagnostic.get() {
+            &self.diagnostic_counts
+        } else {
+            &self.counts
+        };
+        let mut c = cell.get();
+        k(&mut c);
+        cell.set(c);
+    }
+}
+
+impl<P: Bilevel + ?Sized> Bilevel for Counted<'_, P> {
+    type Y = P::Y;
+    fn name(&self) -> &str {
+        self.problem.name()
+    }
+    fn dim_x(&self) -> usize {
+        self.problem.dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        self.problem.dim_y()
+    }
+    fn zeros_y(&self) -> P::Y {
+        self.problem.zeros_y()
+    }
+    fn f(&self, x: &[f64], y: &P::Y) -> f64 {
+        self.bump(|c| c.f_value += 1);
+        self.problem.f(x, y)
+    }
+    fn g(&self, x: &[f64], y: &P::Y) -> f64 {
+        self.bump(|c| c.g_value += 1);
+        self.problem.g(x, y)
+    }
+    fn grad_f(&self, x: &[f64], y: &P::Y, gx: &mut [f64], gy: &mut P::Y) {
+        self.bump(|c| c.grad_f += 1);
+        self.problem.grad_f(x, y, gx, gy)
+    }
+    fn grad_g_y(&self, x: &[f64], y: &P::Y, gy: &mut P::Y) {
+        self.bump(|c| c.grad_g += 1);
+        self.problem.grad_g_y(x, y, gy)
+    }
+    fn grad_g_x(&self, x: &[f64], y: &P::Y, gx: &mut [f64]) {
+        self.bump(|c| c.grad_g += 1);
+        self.problem.grad_g_x(x, y, gx)
+    }
+    fn grad_g(&self, x: &[f64], y: &P::Y, gx: &mut [f64], gy: &mut P::Y) {
+        self.bump(|c| c.grad_g += 1);
+        self.problem.grad_g(x, y, gx, gy)
+    }
+    fn hvp(&self, x: &[f64], y: &P::Y, v: &P::Y, out: &mut P::Y) {
+        self.bump(|c| c.hvp += 1);
+        self.problem.hvp(x, y, v, out)
+    }
+    fn cross(&self, x: &[f64], y: &P::Y, v: &P::Y, out: &mut [f64]) {
+        self.bump(|c| c.cross += 1);
+        self.problem.cross(x, y, v, out)
+    }
+    fn derivatives(&self) -> DerivativeKind {
+        self.problem.derivatives()
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        self.problem.reference_phi(x)
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.problem.reference_grad_phi(x)
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<P::Y> {
+        self.problem.reference_y(x)
+    }
+    fn reference_intrinsic_dimension(&self) -> Option<usize> {
+        self.problem.reference_intrinsic_dimension()
+    }
+}

@@ -1,0 +1,223 @@
+//! Circles as lower-level solution sets (PROBLEMS.md §A): `circle-center` (the circle moves with
+//! x) and `circle-radius` (its radius depends on x).
+
+use crate::error::{check_positive, check_vector, ProblemError};
+use crate::shell::{shell_grad, shell_hvp, shell_residual, shell_value};
+use crate::wrapper::ProblemDef;
+use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
+use bilevel_core::vector::{dot, norm};
+
+/// `circle-center`: the solution set is a circle of radius R centred at the upper variable.
+///
+/// * `g(x, y) = ¼(‖y − x‖² − R²)²`, `x, y ∈ R²`;
+/// * `S(x) = {y : ‖y − x‖ = R}`, intrinsic dimension `k = 1`;
+/// * `f(x, y) = ½‖y − b‖²`;
+/// * `y*(x) = x + R (b − x)/‖b − x‖` (unique iff `x ≠ b`);
+/// * `φ(x) = ½(‖x − b‖ − R)²`, `∇φ(x) = (‖x − b‖ − R)(x − b)/‖x − b‖` (not differentiable at
+///   `x = b`).
+///
+/// Products: with `u = y − x`, `s = ‖u‖² − R²`: `H v = s v + 2⟨u, v⟩u` and `J v = −H v`.
+/// Reference (PROBLEMS.md): `R = 1.5`, `b = (0.3, −0.2)`, `x = (2, 1)` gives
+/// `∇φ = (0.47454821, 0.33497520)`. Minimising φ drives `‖x − b‖ → R`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircleCenter {
+    radius: f64,
+    b: [f64; 2],
+}
+
+impl CircleCenter {
+    /// Default radius R.
+    pub const DEFAULT_RADIUS: f64 = 1.5;
+    /// Default target b.
+    pub const DEFAULT_B: [f64; 2] = [0.3, -0.2];
+
+    /// A circle of radius `radius > 0` and upper target `b` (2 entries).
+    pub fn new(radius: f64, b: &[f64]) -> Result<Self, ProblemError> {
+        check_positive("radius", radius)?;
+        check_vector("b", b, 2)?;
+        Ok(CircleCenter {
+            radius,
+            b: [b[0], b[1]],
+        })
+    }
+    /// Radius R.
+    pub fn radius(&self) -> f64 {
+        self.radius
+    }
+    /// Upper target b.
+    pub fn b(&self) -> [f64; 2] {
+        self.b
+    }
+}
+
+impl Default for CircleCenter {
+    fn default() -> Self {
+        CircleCenter {
+            radius: Self::DEFAULT_RADIUS,
+            b: Self::DEFAULT_B,
+        }
+    }
+}
+
+impl GenericLowerGradient for CircleCenter {
+    fn grad_g_y_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        shell_grad(y, Some(x), T::from(self.radius * self.radius), out);
+    }
+    fn grad_g_x_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        // ∇_x g = −s (y − x) = −∇_y g.
+        shell_grad(y, Some(x), T::from(self.radius * self.radius), out);
+        out.iter_mut().for_each(|o| *o = -*o);
+    }
+}
+
+impl ProblemDef for CircleCenter {
+    fn name(&self) -> &'static str {
+        "circle-center"
+    }
+    fn dim_x(&self) -> usize {
+        2
+    }
+    fn dim_y(&self) -> usize {
+        2
+    }
+    fn f(&self, _x: &[f64], y: &[f64]) -> f64 {
+        let (d0, d1) = (y[0] - self.b[0], y[1] - self.b[1]);
+        0.5 * (d0 * d0 + d1 * d1)
+    }
+    fn g(&self, x: &[f64], y: &[f64]) -> f64 {
+        shell_value(y, Some(x), self.radius * self.radius)
+    }
+    fn grad_f(&self, _x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        gx.iter_mut().for_each(|g| *g = 0.0);
+        gy[0] = y[0] - self.b[0];
+        gy[1] = y[1] - self.b[1];
+    }
+    fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        shell_hvp(y, Some(x), self.radius * self.radius, v, out);
+    }
+    fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        shell_hvp(y, Some(x), self.radius * self.radius, v, out);
+        out.iter_mut().for_each(|o| *o = -*o);
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        let dist = norm(&[x[0] - self.b[0], x[1] - self.b[1]]);
+        Some(0.5 * (dist - self.radius).powi(2))
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let dx = [x[0] - self.b[0], x[1] - self.b[1]];
+        let dist = norm(&dx);
+        if dist == 0.0 {
+            return None;
+        }
+        let c = (dist - self.radius) / dist;
+        Some(vec![c * dx[0], c * dx[1]])
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let db = [self.b[0] - x[0], self.b[1] - x[1]];
+        let dist = norm(&db);
+        if dist == 0.0 {
+            return None;
+        }
+        let c = self.radius / dist;
+        Some(vec![x[0] + c * db[0], x[1] + c * db[1]])
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        1
+    }
+}
+
+/// `circle-radius`: the solution set is a circle about 0 whose radius `e^x` depends on x.
+///
+/// * `g(x, y) = ¼(‖y‖² − e^{2x})²`, `x ∈ R`, `y ∈ R²`;
+/// * `S(x) = {y : ‖y‖ = e^x}`, intrinsic dimension `k = 1`;
+/// * `f(x, y) = ⟨a, y⟩ + ½x²`;
+/// * `y*(x) = −e^x a/‖a‖`, `φ(x) = −‖a‖e^x + ½x²`, `∇φ(x) = −‖a‖e^x + x`.
+///
+/// Products: with `s = ‖y‖² − e^{2x}`: `H v = s v + 2⟨y, v⟩y`, `J v = −2e^{2x}⟨y, v⟩`.
+/// Reference (PROBLEMS.md): `a = (0.7, −1.2)`, `x = 0.3` gives `∇φ = −1.57528379`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircleRadius {
+    a: [f64; 2],
+}
+
+impl CircleRadius {
+    /// Default linear upper term a.
+    pub const DEFAULT_A: [f64; 2] = [0.7, -1.2];
+
+    /// Upper term `a` (2 entries, nonzero).
+    pub fn new(a: &[f64]) -> Result<Self, ProblemError> {
+        check_vector("a", a, 2)?;
+        if norm(a) == 0.0 {
+            return Err(ProblemError::invalid(
+                "a",
+                "must be nonzero (the selection −e^x a/‖a‖ needs a direction)",
+                a,
+            ));
+        }
+        Ok(CircleRadius { a: [a[0], a[1]] })
+    }
+    /// Upper term a.
+    pub fn a(&self) -> [f64; 2] {
+        self.a
+    }
+}
+
+impl Default for CircleRadius {
+    fn default() -> Self {
+        CircleRadius {
+            a: Self::DEFAULT_A,
+        }
+    }
+}
+
+impl GenericLowerGradient for CircleRadius {
+    fn grad_g_y_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        shell_grad(y, None, (x[0] * 2.0).exp(), out);
+    }
+    fn grad_g_x_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        // ∂g/∂x = ½ s · ∂s/∂x = −s e^{2x}.
+        let e2x = (x[0] * 2.0).exp();
+        out[0] = -shell_residual(y, None, e2x) * e2x;
+    }
+}
+
+impl ProblemDef for CircleRadius {
+    fn name(&self) -> &'static str {
+        "circle-radius"
+    }
+    fn dim_x(&self) -> usize {
+        1
+    }
+    fn dim_y(&self) -> usize {
+        2
+    }
+    fn f(&self, x: &[f64], y: &[f64]) -> f64 {
+        dot(&self.a, y) + 0.5 * x[0] * x[0]
+    }
+    fn g(&self, x: &[f64], y: &[f64]) -> f64 {
+        shell_value(y, None, (2.0 * x[0]).exp())
+    }
+    fn grad_f(&self, x: &[f64], _y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        gx[0] = x[0];
+        gy.copy_from_slice(&self.a);
+    }
+    fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        shell_hvp(y, None, (2.0 * x[0]).exp(), v, out);
+    }
+    fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        out[0] = -2.0 * (2.0 * x[0]).exp() * dot(y, v);
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        Some(-norm(&self.a) * x[0].exp() + 0.5 * x[0] * x[0])
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        Some(vec![-norm(&self.a) * x[0].exp() + x[0]])
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let c = -x[0].exp() / norm(&self.a);
+        Some(vec![c * self.a[0], c * self.a[1]])
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        1
+    }
+}

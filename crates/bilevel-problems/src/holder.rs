@@ -1,0 +1,115 @@
+//! Failure case "degenerate selection breaks Hölder regularity" (PROBLEMS.md §A).
+
+use crate::error::ProblemError;
+use crate::wrapper::ProblemDef;
+use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
+
+/// `holder`: the solution set is the y₁ axis and the upper objective is flat to order 2p at the
+/// selection when `x = 0`.
+///
+/// * `g(x, y) = ½y₂²`, `y ∈ R²`, `x ∈ R`; `S(x) = {y₂ = 0}` (the y₁ axis), `k = 1`;
+/// * `f(x, y) = h(y₁) − x y₁` with `h(t) = t^{2p}/(2p)`, integer `p ≥ 1`;
+/// * `h'(y₁*) = x` gives `y₁* = sign(x)|x|^{1/(2p−1)}`, `y*(x) = (y₁*, 0)`;
+/// * `φ(x) = h(y₁*) − x y₁* = −(1 − 1/(2p))|x|^{2p/(2p−1)}`, `∇φ(x) = −y₁*(x)`;
+/// * `∇φ` is Hölder with exponent `1/(2p − 1)` at 0 and no better (Hölder-1/3 for the default
+///   `p = 2`; Lipschitz only for `p = 1`): the Riemannian Hessian `h''(y₁*)` vanishes at `x = 0`.
+///
+/// Products: `H = diag(0, 1)`, `J = 0` (g does not depend on x).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holder {
+    p: u32,
+}
+
+impl Holder {
+    /// Default degeneracy order p.
+    pub const DEFAULT_P: u32 = 2;
+    /// Largest accepted p (beyond it `t^{2p}` overflows for moderate t).
+    pub const MAX_P: u32 = 64;
+
+    /// `h(t) = t^{2p}/(2p)` with `1 ≤ p ≤ 64`.
+    pub fn new(p: u32) -> Result<Self, ProblemError> {
+        if !(1..=Self::MAX_P).contains(&p) {
+            return Err(ProblemError::invalid(
+                "p",
+                format!("must be an integer in 1..={}", Self::MAX_P),
+                p,
+            ));
+        }
+        Ok(Holder { p })
+    }
+    /// Degeneracy order p.
+    pub fn p(&self) -> u32 {
+        self.p
+    }
+    /// The Hölder exponent `1/(2p − 1)` of `∇φ` at 0.
+    pub fn holder_exponent(&self) -> f64 {
+        1.0 / (2 * self.p - 1) as f64
+    }
+    /// `y₁*(x) = sign(x)|x|^{1/(2p−1)}`.
+    fn y1_star(&self, x: f64) -> f64 {
+        x.signum() * x.abs().powf(self.holder_exponent())
+    }
+    /// `h(t) = t^{2p}/(2p)`.
+    fn h(&self, t: f64) -> f64 {
+        t.powi(2 * self.p as i32) / (2 * self.p) as f64
+    }
+}
+
+impl Default for Holder {
+    fn default() -> Self {
+        Holder { p: Self::DEFAULT_P }
+    }
+}
+
+impl GenericLowerGradient for Holder {
+    fn grad_g_y_generic<T: Scalar>(&self, _x: &[T], y: &[T], out: &mut [T]) {
+        out[0] = T::from(0.0);
+        out[1] = y[1];
+    }
+    fn grad_g_x_generic<T: Scalar>(&self, _x: &[T], _y: &[T], out: &mut [T]) {
+        out[0] = T::from(0.0);
+    }
+}
+
+impl ProblemDef for Holder {
+    fn name(&self) -> &'static str {
+        "holder"
+    }
+    fn dim_x(&self) -> usize {
+        1
+    }
+    fn dim_y(&self) -> usize {
+        2
+    }
+    fn f(&self, x: &[f64], y: &[f64]) -> f64 {
+        self.h(y[0]) - x[0] * y[0]
+    }
+    fn g(&self, _x: &[f64], y: &[f64]) -> f64 {
+        0.5 * y[1] * y[1]
+    }
+    fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        gx[0] = -y[0];
+        gy[0] = y[0].powi(2 * self.p as i32 - 1) - x[0];
+        gy[1] = 0.0;
+    }
+    fn hvp_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
+        out[0] = 0.0;
+        out[1] = v[1];
+    }
+    fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
+        out[0] = 0.0;
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        let t = self.y1_star(x[0]);
+        Some(self.h(t) - x[0] * t)
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        Some(vec![-self.y1_star(x[0])])
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        Some(vec![self.y1_star(x[0]), 0.0])
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        1
+    }
+}

@@ -1,0 +1,141 @@
+//! Failure case "ties make kinks" (PROBLEMS.md §A): on the unit circle the optimistic selection
+//! jumps between two antipodal points, and φ has kinks where the two tie.
+//!
+//! Both problems use `g(x, y) = ¼(‖y‖² − 1)²`, `y ∈ R²`, `x ∈ R` (g independent of x, so
+//! `J = 0`), `S(x)` = the unit circle (`k = 1`), `H v = s v + 2⟨y, v⟩y` with `s = ‖y‖² − 1`.
+
+use crate::shell::{shell_grad, shell_hvp, shell_value};
+use crate::wrapper::ProblemDef;
+use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
+
+/// `±1` by the sign of `t`, `None` at `t = 0` (a tie).
+fn strict_sign(t: f64) -> Option<f64> {
+    if t > 0.0 {
+        Some(1.0)
+    } else if t < 0.0 {
+        Some(-1.0)
+    } else {
+        None
+    }
+}
+
+/// Lower level of both problems: the unit circle, independent of x.
+macro_rules! unit_circle_lower {
+    ($ty:ty) => {
+        impl GenericLowerGradient for $ty {
+            fn grad_g_y_generic<T: Scalar>(&self, _x: &[T], y: &[T], out: &mut [T]) {
+                shell_grad(y, None, T::from(1.0), out);
+            }
+            fn grad_g_x_generic<T: Scalar>(&self, _x: &[T], _y: &[T], out: &mut [T]) {
+                out[0] = T::from(0.0);
+            }
+        }
+    };
+}
+
+/// `circle-tie`: a concave upper objective on the unit circle whose two minimisers tie at x = 0.
+///
+/// * `g = ¼(‖y‖² − 1)²`, `S(x)` = unit circle, `k = 1`;
+/// * `f(x, y) = −y₁² + x y₁`;
+/// * on the circle `f = −t² + x t` with `t = y₁ ∈ [−1, 1]`, minimised at `t = −sign x`:
+///   `y*(x) = (−sign x, 0)`, `φ(x) = −1 − |x|`, `∇φ(x) = −sign x`;
+/// * at `x = 0` both `(±1, 0)` are optimistic: φ has a kink and `y*`, `∇φ` are undefined.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CircleTie;
+
+unit_circle_lower!(CircleTie);
+
+impl ProblemDef for CircleTie {
+    fn name(&self) -> &'static str {
+        "circle-tie"
+    }
+    fn dim_x(&self) -> usize {
+        1
+    }
+    fn dim_y(&self) -> usize {
+        2
+    }
+    fn f(&self, x: &[f64], y: &[f64]) -> f64 {
+        -y[0] * y[0] + x[0] * y[0]
+    }
+    fn g(&self, _x: &[f64], y: &[f64]) -> f64 {
+        shell_value(y, None, 1.0)
+    }
+    fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        gx[0] = y[0];
+        gy[0] = -2.0 * y[0] + x[0];
+        gy[1] = 0.0;
+    }
+    fn hvp_analytic(&self, _x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        shell_hvp(y, None, 1.0, v, out);
+    }
+    fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
+        out[0] = 0.0;
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        Some(-1.0 - x[0].abs())
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        strict_sign(x[0]).map(|s| vec![-s])
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        strict_sign(x[0]).map(|s| vec![-s, 0.0])
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        1
+    }
+}
+
+/// `circle-sine`: a linear upper objective on the unit circle whose coefficient changes sign at
+/// every `kπ`.
+///
+/// * `g = ¼(‖y‖² − 1)²`, `S(x)` = unit circle, `k = 1`;
+/// * `f(x, y) = sin(x) y₁` (that is `⟨(sin x, 0), y⟩`);
+/// * `y*(x) = (−sign(sin x), 0)`, `φ(x) = −|sin x|`, `∇φ(x) = −sign(sin x) cos x`;
+/// * kinks where `sin x = 0` (every point of the circle is optimistic there): `y*` and `∇φ` are
+///   `None` when `sin x` evaluates to exactly 0.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CircleSine;
+
+unit_circle_lower!(CircleSine);
+
+impl ProblemDef for CircleSine {
+    fn name(&self) -> &'static str {
+        "circle-sine"
+    }
+    fn dim_x(&self) -> usize {
+        1
+    }
+    fn dim_y(&self) -> usize {
+        2
+    }
+    fn f(&self, x: &[f64], y: &[f64]) -> f64 {
+        x[0].sin() * y[0]
+    }
+    fn g(&self, _x: &[f64], y: &[f64]) -> f64 {
+        shell_value(y, None, 1.0)
+    }
+    fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        gx[0] = x[0].cos() * y[0];
+        gy[0] = x[0].sin();
+        gy[1] = 0.0;
+    }
+    fn hvp_analytic(&self, _x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        shell_hvp(y, None, 1.0, v, out);
+    }
+    fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
+        out[0] = 0.0;
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        Some(-x[0].sin().abs())
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        strict_sign(x[0].sin()).map(|s| vec![-s * x[0].cos()])
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        strict_sign(x[0].sin()).map(|s| vec![-s, 0.0])
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        1
+    }
+}

@@ -1,0 +1,106 @@
+//! `sphere`: the unit sphere of any dimension as lower-level solution set (PROBLEMS.md §A).
+
+use crate::error::ProblemError;
+use crate::shell::{shell_grad, shell_hvp, shell_value};
+use crate::wrapper::ProblemDef;
+use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
+use bilevel_core::vector::{dot, norm};
+
+/// `sphere`: a linear upper objective over the unit sphere.
+///
+/// * `g(x, y) = ¼(‖y‖² − 1)²`, `y ∈ R^d`;
+/// * `S(x)` = the unit sphere, intrinsic dimension `k = d − 1`;
+/// * `f(x, y) = ⟨x, y⟩`, `x ∈ R^d` (so `m = d`);
+/// * `y*(x) = −x/‖x‖`, `φ(x) = −‖x‖`, `∇φ(x) = −x/‖x‖`; kink at `x = 0` (every point of the
+///   sphere is optimistic there, and φ is not differentiable).
+///
+/// Products: with `s = ‖y‖² − 1`: `H v = s v + 2⟨y, v⟩y`; g does not depend on x, so `J = 0`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sphere {
+    d: usize,
+}
+
+impl Sphere {
+    /// Default dimension d.
+    pub const DEFAULT_D: usize = 3;
+
+    /// The unit sphere in `R^d`, `d ≥ 1`.
+    pub fn new(d: usize) -> Result<Self, ProblemError> {
+        if d == 0 {
+            return Err(ProblemError::invalid("d", "must be at least 1", d));
+        }
+        Ok(Sphere { d })
+    }
+    /// Default upper start: the pattern `1, 2, −0.5` repeated to length d (nonzero).
+    pub fn default_x0(d: usize) -> Vec<f64> {
+        const PATTERN: [f64; 3] = [1.0, 2.0, -0.5];
+        (0..d).map(|i| PATTERN[i % 3]).collect()
+    }
+    /// Default lower start: `e₁`.
+    pub fn default_y0(d: usize) -> Vec<f64> {
+        let mut y = vec![0.0; d];
+        if let Some(y0) = y.first_mut() {
+            *y0 = 1.0;
+        }
+        y
+    }
+}
+
+impl Default for Sphere {
+    fn default() -> Self {
+        Sphere { d: Self::DEFAULT_D }
+    }
+}
+
+impl GenericLowerGradient for Sphere {
+    fn grad_g_y_generic<T: Scalar>(&self, _x: &[T], y: &[T], out: &mut [T]) {
+        shell_grad(y, None, T::from(1.0), out);
+    }
+    fn grad_g_x_generic<T: Scalar>(&self, _x: &[T], _y: &[T], out: &mut [T]) {
+        out.iter_mut().for_each(|o| *o = T::from(0.0));
+    }
+}
+
+impl ProblemDef for Sphere {
+    fn name(&self) -> &'static str {
+        "sphere"
+    }
+    fn dim_x(&self) -> usize {
+        self.d
+    }
+    fn dim_y(&self) -> usize {
+        self.d
+    }
+    fn f(&self, x: &[f64], y: &[f64]) -> f64 {
+        dot(x, y)
+    }
+    fn g(&self, _x: &[f64], y: &[f64]) -> f64 {
+        shell_value(y, None, 1.0)
+    }
+    fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        gx.copy_from_slice(y);
+        gy.copy_from_slice(x);
+    }
+    fn hvp_analytic(&self, _x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        shell_hvp(y, None, 1.0, v, out);
+    }
+    fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
+        out.iter_mut().for_each(|o| *o = 0.0);
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        Some(-norm(x))
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.reference_y(x)
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let n = norm(x);
+        if n == 0.0 {
+            return None;
+        }
+        Some(x.iter().map(|xi| -xi / n).collect())
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        self.d - 1
+    }
+}

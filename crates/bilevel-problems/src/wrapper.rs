@@ -1,0 +1,232 @@
+//! One definition per problem, three sources of second-order products.
+//!
+//! A problem implements [`ProblemDef`] (values, analytic gradients and products, closed-form
+//! references) and [`GenericLowerGradient`] (`∇_y g`, `∇_x g` written once over any [`Scalar`]).
+//! [`WithDerivatives`] turns it into a [`Bilevel`] oracle whose `H v` and `J v` come from the
+//! source chosen at construction ([`Derivatives`]), so the dispatch is written once here and not
+//! in every problem.
+
+use crate::error::{check_positive, ProblemError};
+use bilevel_core::derivatives::{dual_cross, dual_hvp, fd_directional, GenericLowerGradient};
+use bilevel_core::{Bilevel, DerivativeKind};
+use std::cell::RefCell;
+
+/// Where `H v` and `J v` come from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Derivatives {
+    /// Exact products written by hand for the problem.
+    Analytic,
+    /// Exact products from forward-mode dual numbers over the generic gradient.
+    Dual,
+    /// Central finite differences of the analytic gradient with relative step `eps`
+    /// (**approximate**; see [`bilevel_core::derivatives::fd_directional`]).
+    FiniteDifference {
+        /// Relative step (> 0).
+        eps: f64,
+    },
+}
+
+impl Derivatives {
+    /// The [`DerivativeKind`] reported by a problem using this source.
+    pub fn kind(&self) -> DerivativeKind {
+        match *self {
+            Derivatives::Analytic => DerivativeKind::Analytic,
+            Derivatives::Dual => DerivativeKind::DualNumbers,
+            Derivatives::FiniteDifference { eps } => DerivativeKind::FiniteDifference { eps },
+        }
+    }
+}
+
+/// The mathematical content of a problem: everything except the choice of derivative source.
+///
+/// Slices have the problem's dimensions: `x` has [`ProblemDef::dim_x`] entries, `y` and `v`
+/// [`ProblemDef::dim_y`]. `∇_y g` and `∇_x g` default to the generic gradient evaluated on `f64`
+/// (it is hand-written, so these are the analytic gradients).
+pub trait ProblemDef: GenericLowerGradient {
+    /// Identifier as used in configurations (for example `"circle-center"`).
+    fn name(&self) -> &'static str;
+    /// Dimension m of x.
+    fn dim_x(&self) -> usize;
+    /// Dimension d of y.
+    fn dim_y(&self) -> usize;
+    /// Upper objective `f(x, y)`.
+    fn f(&self, x: &[f64], y: &[f64]) -> f64;
+    /// Lower objective `g(x, y)`.
+    fn g(&self, x: &[f64], y: &[f64]) -> f64;
+    /// `(∇_x f, ∇_y f)`.
+    fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]);
+    /// `∇_y g`.
+    fn grad_g_y(&self, x: &[f64], y: &[f64], gy: &mut [f64]) {
+        self.grad_g_y_generic::<f64>(x, y, gy)
+    }
+    /// `∇_x g`.
+    fn grad_g_x(&self, x: &[f64], y: &[f64], gx: &mut [f64]) {
+        self.grad_g_x_generic::<f64>(x, y, gx)
+    }
+    /// Exact `H v = ∇²_yy g · v`, written by hand; must not allocate.
+    fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]);
+    /// Exact `J v = ∇²_xy g · v` (length m), written by hand; must not allocate.
+    fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]);
+    /// Closed-form `φ(x)`.
+    fn reference_phi(&self, x: &[f64]) -> Option<f64>;
+    /// Closed-form `∇φ(x)`; `None` where φ is not differentiable.
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>>;
+    /// Closed-form optimistic selection `y*(x)`; `None` where it is not unique.
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>>;
+    /// Intrinsic dimension k of the solution manifold `S(x)`.
+    fn intrinsic_dimension(&self) -> usize;
+}
+
+thread_local! {
+    /// Work buffers of the finite-difference products (`y ± h v` and the minus-side gradient),
+    /// reused across calls so that repeated products do not allocate.
+    static FD_SCRATCH: RefCell<(Vec<f64>, Vec<f64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Run `f` with a work buffer of length `n_work` and a temporary of length `n_tmp`.
+fn with_fd_scratch<R>(n_work: usize, n_tmp: usize, f: impl FnOnce(&mut [f64], &mut [f64]) -> R) -> R {
+    FD_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => {
+            let (work, tmp) = &mut *s;
+            work.resize(n_work, 0.0);
+            tmp.resize(n_tmp, 0.0);
+            f(&mut work[..n_work], &mut tmp[..n_tmp])
+        }
+        // Re-entered (a gradient that itself takes finite-difference products): fall back to
+        // fresh buffers rather than panic.
+        Err(_) => f(&mut vec![0.0; n_work], &mut vec![0.0; n_tmp]),
+    })
+}
+
+/// A [`ProblemDef`] with a chosen source of second-order products: the [`Bilevel`] oracle.
+#[derive(Clone, Debug)]
+pub struct WithDerivatives<P> {
+    def: P,
+    derivatives: Derivatives,
+}
+
+impl<P: ProblemDef> WithDerivatives<P> {
+    /// Wrap `def`. Fails when a finite-difference step is not a positive finite number
+    /// (the error names `problem.fd_eps`).
+    pub fn new(def: P, derivatives: Derivatives) -> Result<Self, ProblemError> {
+        if let Derivatives::FiniteDifference { eps } = derivatives {
+            check_positive("fd_eps", eps)?;
+        }
+        Ok(WithDerivatives { def, derivatives })
+    }
+    /// Wrap `def` with hand-written products.
+    pub fn analytic(def: P) -> Self {
+        WithDerivatives {
+            def,
+            derivatives: Derivatives::Analytic,
+        }
+    }
+    /// The problem definition (for problem-specific accessors).
+    pub fn def(&self) -> &P {
+        &self.def
+    }
+    /// The chosen derivative source.
+    pub fn derivative_source(&self) -> Derivatives {
+        self.derivatives
+    }
+}
+
+impl<P: ProblemDef> GenericLowerGradient for WithDerivatives<P> {
+    fn grad_g_y_generic<T: bilevel_core::derivatives::Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        self.def.grad_g_y_generic(x, y, out)
+    }
+    fn grad_g_x_generic<T: bilevel_core::derivatives::Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        self.def.grad_g_x_generic(x, y, out)
+    }
+}
+
+impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
+    type Y = Vec<f64>;
+
+    fn name(&self) -> &str {
+        self.def.name()
+    }
+    fn dim_x(&self) -> usize {
+        self.def.dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        self.def.dim_y()
+    }
+    fn zeros_y(&self) -> Vec<f64> {
+        vec![0.0; self.def.dim_y()]
+    }
+    fn f(&self, x: &[f64], y: &Vec<f64>) -> f64 {
+        self.def.f(x, y)
+    }
+    fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
+        self.def.g(x, y)
+    }
+    fn grad_f(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
+        debug_assert_eq!(gx.len(), self.def.dim_x());
+        debug_assert_eq!(gy.len(), self.def.dim_y());
+        self.def.grad_f(x, y, gx, gy)
+    }
+    fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
+        debug_assert_eq!(gy.len(), self.def.dim_y());
+        self.def.grad_g_y(x, y, gy)
+    }
+    fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
+        debug_assert_eq!(gx.len(), self.def.dim_x());
+        self.def.grad_g_x(x, y, gx)
+    }
+    fn hvp(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        debug_assert_eq!(out.len(), self.def.dim_y());
+        match self.derivatives {
+            Derivatives::Analytic => self.def.hvp_analytic(x, y, v, out),
+            Derivatives::Dual => dual_hvp(&self.def, x, y, v, out),
+            Derivatives::FiniteDifference { eps } => {
+                with_fd_scratch(y.len(), out.len(), |work, tmp| {
+                    fd_directional(
+                        |yy, o| self.def.grad_g_y(x, yy, o),
+                        y,
+                        v,
+                        eps,
+                        work,
+                        tmp,
+                        out,
+                    )
+                })
+            }
+        }
+    }
+    fn cross(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut [f64]) {
+        debug_assert_eq!(out.len(), self.def.dim_x());
+        match self.derivatives {
+            Derivatives::Analytic => self.def.cross_analytic(x, y, v, out),
+            Derivatives::Dual => dual_cross(&self.def, x, y, v, out),
+            Derivatives::FiniteDifference { eps } => {
+                with_fd_scratch(y.len(), out.len(), |work, tmp| {
+                    fd_directional(
+                        |yy, o| self.def.grad_g_x(x, yy, o),
+                        y,
+                        v,
+                        eps,
+                        work,
+                        tmp,
+                        out,
+                    )
+                })
+            }
+        }
+    }
+    fn derivatives(&self) -> DerivativeKind {
+        self.derivatives.kind()
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        self.def.reference_phi(x)
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.def.reference_grad_phi(x)
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.def.reference_y(x)
+    }
+    fn reference_intrinsic_dimension(&self) -> Option<usize> {
+        Some(self.def.intrinsic_dimension())
+    }
+}
