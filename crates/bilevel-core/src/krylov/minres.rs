@@ -3,9 +3,11 @@
 //!
 //! From `v₀ = 0` the iterates lie in `K(A, b)`. For consistent systems MINRES therefore returns
 //! `A^† b`. For inconsistent ones it converges to *a* least-squares solution whose residual is
-//! `P_ker b`; its only kernel component is along `P_ker b` (every `Aʲb`, j ≥ 1, is in `range A`), so
-//! `v ← v − ⟨v, n⟩ n` with `n = r/‖r‖` yields the minimum-norm least-squares solution `A^† b` —
-//! the answer MINRES-QLP (Choi, Paige & Saunders 2011) computes, at the cost of one extra product.
+//! `P_ker b`, and its iterates pick up a kernel component that grows like `1/θ` (θ the Ritz value
+//! approximating 0). We stop the first pass there (a zero QR pivot or `‖A r‖ ≤ tol ‖A‖‖r‖`), take
+//! `n = r/‖r‖ ≈ P_ker b/‖P_ker b‖`, and solve again from 0 with `b − ⟨b, n⟩ n`, a consistent
+//! system whose MINRES solution is the minimum-norm least-squares solution `A^† b` — the answer
+//! MINRES-QLP (Choi, Paige & Saunders 2011) computes, at about twice the cost.
 
 use super::{KrylovInfo, KrylovOptions, KrylovStatus, LinearOperator, StagnationTracker};
 use crate::vector::Vector;
@@ -13,6 +15,9 @@ use crate::vector::Vector;
 /// Floor of the least-squares stopping test `‖A r‖/(‖A‖‖r‖)`: on inconsistent systems the
 /// minimum-norm correction then loses at most ≈ `ε/LS_TOL_FLOOR` ≈ 2e-7 relative accuracy.
 pub const LS_TOL_FLOOR: f64 = 1e-9;
+
+/// Relative size `γ_k/‖T_k‖` below which the QR pivot of the Lanczos matrix counts as zero.
+const SINGULAR_PIVOT: f64 = 1e-8;
 
 /// Buffers for [`minres`].
 #[derive(Clone, Debug)]
@@ -24,6 +29,7 @@ pub struct MinresWorkspace<V> {
     w: V,
     w1: V,
     w2: V,
+    rhs: V,
 }
 
 impl<V: Vector> MinresWorkspace<V> {
@@ -37,6 +43,7 @@ impl<V: Vector> MinresWorkspace<V> {
             w: like.zeros_like(),
             w1: like.zeros_like(),
             w2: like.zeros_like(),
+            rhs: like.zeros_like(),
         }
     }
 }
@@ -53,6 +60,60 @@ pub fn minres<V: Vector, A: LinearOperator<V> + ?Sized>(
     opts: &KrylovOptions,
     ws: &mut MinresWorkspace<V>,
 ) -> KrylovInfo {
+    let first = minres_pass(op, b, v, opts, ws);
+    if first.status != KrylovStatus::LeastSquares || opts.shift != 0.0 {
+        return first.info;
+    }
+    // Inconsistent system: r = b − A v ≈ P_ker b. Solve again, from 0, with b' = b − ⟨b, n⟩ n,
+    // n = r/‖r‖: now (nearly) consistent, so MINRES returns A^† b' = A^† b, the minimum-norm
+    // least-squares solution, without the cancellation of a large kernel component.
+    let mut bp = std::mem::replace(&mut ws.rhs, b.zeros_like());
+    bp.assign(b);
+    let rr = ws.r1.dot(&ws.r1);
+    if rr > 0.0 {
+        let c = bp.dot(&ws.r1) / rr;
+        bp.axpy(-c, &ws.r1);
+    }
+    let second = minres_pass(op, &bp, v, opts, ws);
+    ws.rhs = bp;
+    // Residual against the original b, and least-squares optimality ‖A r‖ ≤ tol ‖A‖ ‖r‖.
+    let MinresWorkspace { r1, y, r2, .. } = ws;
+    op.apply(v, y);
+    r1.assign(b);
+    r1.axpy(-1.0, y);
+    op.apply(r1, r2);
+    let rnorm = r1.norm();
+    let bnorm = b.norm();
+    let anorm_est = first.anorm.max(second.anorm);
+    let optimal = r2.norm() <= 1e3 * LS_TOL_FLOOR.max(opts.rtol) * anorm_est * rnorm;
+    KrylovInfo {
+        iterations: first.info.iterations + second.info.iterations,
+        operator_applications: first.info.operator_applications
+            + second.info.operator_applications
+            + 2,
+        relative_residual: rnorm / bnorm,
+        status: if optimal {
+            KrylovStatus::LeastSquares
+        } else {
+            KrylovStatus::Stagnated
+        },
+    }
+}
+
+/// One MINRES pass from 0 with the exact final residual left in `ws.r1`.
+struct Pass {
+    info: KrylovInfo,
+    status: KrylovStatus,
+    anorm: f64,
+}
+
+fn minres_pass<V: Vector, A: LinearOperator<V> + ?Sized>(
+    op: &mut A,
+    b: &V,
+    v: &mut V,
+    opts: &KrylovOptions,
+    ws: &mut MinresWorkspace<V>,
+) -> Pass {
     let MinresWorkspace {
         r1,
         r2,
@@ -61,15 +122,22 @@ pub fn minres<V: Vector, A: LinearOperator<V> + ?Sized>(
         w,
         w1,
         w2,
+        ..
     } = ws;
     v.set_zero();
     let beta1 = b.norm();
     if beta1 == 0.0 {
-        return KrylovInfo {
+        r1.set_zero();
+        let info = KrylovInfo {
             iterations: 0,
             operator_applications: 0,
             relative_residual: 0.0,
             status: KrylovStatus::Converged,
+        };
+        return Pass {
+            info,
+            status: info.status,
+            anorm: 0.0,
         };
     }
     let eps = f64::EPSILON;
@@ -119,8 +187,15 @@ pub fn minres<V: Vector, A: LinearOperator<V> + ?Sized>(
         epsln = sn * beta;
         dbar = -cs * beta;
         let root = gbar.hypot(dbar);
-        // New rotation.
-        let gamma = gbar.hypot(beta).max(eps);
+        // New rotation. A (numerically) zero pivot means T_k is singular: the Krylov space now
+        // holds a kernel direction of an inconsistent system, and the previous iterate already
+        // minimises the residual. Updating would add a huge multiple of that direction.
+        let gamma_raw = gbar.hypot(beta);
+        if gamma_raw <= SINGULAR_PIVOT * tnorm2.sqrt() {
+            status = KrylovStatus::LeastSquares;
+            break;
+        }
+        let gamma = gamma_raw.max(eps);
         cs = gbar / gamma;
         sn = beta / gamma;
         let phi = cs * phibar;
@@ -171,10 +246,6 @@ pub fn minres<V: Vector, A: LinearOperator<V> + ?Sized>(
     if status == KrylovStatus::LeastSquares {
         if rel <= opts.rtol.max(1e3 * eps) {
             status = KrylovStatus::Converged;
-        } else if opts.shift == 0.0 {
-            // r ≈ P_ker b: remove v's component along it.
-            let c = v.dot(r1) / (rnorm * rnorm);
-            v.axpy(-c, r1);
         }
     } else if status == KrylovStatus::Converged && rel > 10.0 * opts.rtol.max(1e3 * eps) {
         // The recursive residual drifted from the true one (loss of orthogonality).
@@ -184,11 +255,16 @@ pub fn minres<V: Vector, A: LinearOperator<V> + ?Sized>(
         rel = f64::INFINITY;
         status = KrylovStatus::Diverged;
     }
-    KrylovInfo {
+    let info = KrylovInfo {
         iterations: itn,
         operator_applications: applications,
         relative_residual: rel,
         status,
+    };
+    Pass {
+        info,
+        status,
+        anorm: tnorm2.sqrt(),
     }
 }
 

@@ -44,7 +44,7 @@ fn opts() -> KrylovOptions {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, rng_seed: proptest::test_runner::RngSeed::Fixed(20261122), ..ProptestConfig::default() })]
 
     /// b ∈ range H: CG from 0 and MINRES return H^† b to 1e-8 (κ ≤ 100, rtol 1e-12 ⇒ error ≲ κ·1e-12).
     #[test]
@@ -94,7 +94,7 @@ proptest! {
         prop_assert_eq!(info.status, KrylovStatus::LeastSquares, "{:?}", info);
         prop_assert!((info.relative_residual - kernel / b.norm()).abs() < 1e-6);
         let err = relative_error(&v, &reference, 1e-300);
-        prop_assert!(err < 1e-5, "MINRES min-norm error {}", err);
+        prop_assert!(err < 1e-5, "MINRES min-norm error {} {:?}", err, info);
         let lz = lanczos(&mut op, &b, &LanczosOptions { max_iter: d, tol: 1e-10 }, &mut LanczosWorkspace::new(&b)).unwrap();
         let kc = lz.start_component_below(1e-6 * lz.lambda_max());
         prop_assert!((kc - kernel).abs() < 1e-6 * b.norm(), "Lanczos {} vs {}", kc, kernel);

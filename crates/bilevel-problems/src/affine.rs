@@ -1,0 +1,369 @@
+//! `affine`: an affine subspace of dimension `d − r` as lower-level solution set, with a strongly
+//! convex quadratic upper level (PROBLEMS.md §A).
+
+use crate::error::ProblemError;
+use crate::wrapper::ProblemDef;
+use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
+use bilevel_core::rng::Rng;
+use bilevel_core::vector::dot;
+use faer::linalg::solvers::{PartialPivLu, Solve};
+use faer::{Mat, Side};
+
+/// `affine`: least squares with a wide matrix below, a strongly convex quadratic above.
+///
+/// * `g(x, y) = ½‖A y − B x‖²`, `A ∈ R^{r×d}` of full row rank `r < d`, `B ∈ R^{r×m}`;
+/// * `S(x) = {y : A y = B x}`, an affine subspace of intrinsic dimension `k = d − r`;
+/// * `f(x, y) = ½ yᵀQy + (c₀ + C x)ᵀy + ¼‖x‖²` with `Q ≻ 0`;
+/// * `y*(x)` and the multiplier λ solve the KKT system
+///   `[[Q, Aᵀ], [A, 0]] [y; λ] = [−(c₀ + C x); B x]`; `φ(x) = f(x, y*(x))`;
+/// * `∇φ(x) = ½x + Cᵀy* − Bᵀλ` (envelope theorem on the Lagrangian), which equals the
+///   pseudoinverse formula `∇_x f − J H^† ∇_y f` with `H = AᵀA`, `J = −BᵀA`.
+///
+/// The nonzero eigenvalues of H are the squared singular values of A (the smallest is the PL
+/// constant, [`Affine::pl_constant`]); at `y*` the kernel part of `∇_y f = −Aᵀλ` is zero.
+///
+/// Random instance from a seed (all randomness through [`Rng`]): `A_ij ~ N(0, 1/d)`,
+/// `B_ij ~ N(0, 1/m)`, `c₀ ~ N(0, I)`, `C_ij ~ N(0, 1/m)`, `Q = I + M Mᵀ/d` with `M_ij ~ N(0, 1)`.
+/// Matrices are dense and row-major; `AᵀA`, `AᵀB`, `BᵀA`, `BᵀB` are precomputed so that every
+/// oracle is a few matrix-vector products and allocates nothing; the KKT matrix is factorised
+/// once at construction.
+#[derive(Clone)]
+pub struct Affine {
+    d: usize,
+    r: usize,
+    m: usize,
+    seed: u64,
+    /// r×d.
+    a: Vec<f64>,
+    /// r×m.
+    b: Vec<f64>,
+    /// d.
+    c0: Vec<f64>,
+    /// d×m.
+    c: Vec<f64>,
+    /// d×d.
+    q: Vec<f64>,
+    /// H = AᵀA, d×d.
+    h: Vec<f64>,
+    /// AᵀB, d×m.
+    atb: Vec<f64>,
+    /// BᵀA, m×d (so that `J v = −BᵀA v` reads contiguous rows).
+    bta: Vec<f64>,
+    /// BᵀB, m×m.
+    btb: Vec<f64>,
+    /// KKT matrix `[[Q, Aᵀ], [A, 0]]` and its LU factors.
+    kkt: Mat<f64>,
+    kkt_lu: PartialPivLu<f64>,
+    /// Eigenvalues of A Aᵀ, ascending (= the nonzero eigenvalues of H).
+    sigma2: Vec<f64>,
+}
+
+impl std::fmt::Debug for Affine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Affine")
+            .field("d", &self.d)
+            .field("r", &self.r)
+            .field("m", &self.m)
+            .field("seed", &self.seed)
+            .field("pl_constant", &self.pl_constant())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Row-major `rows×cols` data as a faer matrix.
+fn to_mat(rows: usize, cols: usize, data: &[f64]) -> Mat<f64> {
+    Mat::from_fn(rows, cols, |i, j| data[i * cols + j])
+}
+
+/// A faer matrix as row-major data.
+fn from_mat(m: &Mat<f64>) -> Vec<f64> {
+    let (rows, cols) = (m.nrows(), m.ncols());
+    let mut out = Vec::with_capacity(rows * cols);
+    for i in 0..rows {
+        out.extend((0..cols).map(|j| m[(i, j)]));
+    }
+    out
+}
+
+/// `len` independent `N(0, scale²)` entries from sub-stream `stream` of `seed`.
+fn gaussian(seed: u64, stream: u64, len: usize, scale: f64) -> Vec<f64> {
+    let mut rng = Rng::substream(seed, stream);
+    let mut v = vec![0.0; len];
+    rng.fill_normal(&mut v);
+    v.iter_mut().for_each(|e| *e *= scale);
+    v
+}
+
+/// `Σ_j row_j v_j` for a generic scalar vector.
+#[inline]
+fn row_dot<T: Scalar>(row: &[f64], v: &[T]) -> T {
+    let mut acc = T::from(0.0);
+    for (&a, &vj) in row.iter().zip(v) {
+        acc += vj * a;
+    }
+    acc
+}
+
+impl Affine {
+    /// Default lower dimension d.
+    pub const DEFAULT_D: usize = 20;
+    /// Default number of constraints r.
+    pub const DEFAULT_R: usize = 5;
+    /// Default upper dimension m.
+    pub const DEFAULT_M: usize = 3;
+    /// Default seed.
+    pub const DEFAULT_SEED: u64 = 0;
+    /// Largest accepted d and m (dense storage: several d×d matrices).
+    pub const MAX_DIM: usize = 2000;
+
+    /// A random instance with `1 ≤ r < d ≤ 2000`, `1 ≤ m ≤ 2000`.
+    pub fn new(d: usize, r: usize, m: usize, seed: u64) -> Result<Self, ProblemError> {
+        if !(2..=Self::MAX_DIM).contains(&d) {
+            return Err(ProblemError::invalid(
+                "d",
+                format!("must be in 2..={}", Self::MAX_DIM),
+                d,
+            ));
+        }
+        if r == 0 || r >= d {
+            return Err(ProblemError::invalid(
+                "r",
+                format!("must satisfy 1 ≤ r < d = {d} (A must be wide with full row rank)"),
+                r,
+            ));
+        }
+        if !(1..=Self::MAX_DIM).contains(&m) {
+            return Err(ProblemError::invalid(
+                "m",
+                format!("must be in 1..={}", Self::MAX_DIM),
+                m,
+            ));
+        }
+        let a = gaussian(seed, 1, r * d, 1.0 / (d as f64).sqrt());
+        let b = gaussian(seed, 2, r * m, 1.0 / (m as f64).sqrt());
+        let c0 = gaussian(seed, 3, d, 1.0);
+        let c = gaussian(seed, 4, d * m, 1.0 / (m as f64).sqrt());
+        let mm = gaussian(seed, 5, d * d, 1.0);
+
+        let am = to_mat(r, d, &a);
+        let bm = to_mat(r, m, &b);
+        let mmat = to_mat(d, d, &mm);
+        let mut qm = &mmat * mmat.transpose();
+        for i in 0..d {
+            for j in 0..d {
+                qm[(i, j)] /= d as f64;
+            }
+            qm[(i, i)] += 1.0;
+        }
+        let q = from_mat(&qm);
+        let h = from_mat(&(am.transpose() * &am));
+        let atb = from_mat(&(am.transpose() * &bm));
+        let bta = from_mat(&(bm.transpose() * &am));
+        let btb = from_mat(&(bm.transpose() * &bm));
+
+        let sigma2 = (&am * am.transpose())
+            .self_adjoint_eigenvalues(Side::Lower)
+            .map_err(|e| {
+                ProblemError::invalid("seed", format!("eigenvalues of A Aᵀ failed: {e:?}"), seed)
+            })?;
+        let (lo, hi) = (sigma2[0], sigma2[r - 1]);
+        if !(lo > 1e-12 * hi) {
+            return Err(ProblemError::invalid(
+                "seed",
+                format!("the random A is numerically rank deficient (σ²_min = {lo:e}); use another seed"),
+                seed,
+            ));
+        }
+
+        let n = d + r;
+        let kkt = Mat::from_fn(n, n, |i, j| match (i < d, j < d) {
+            (true, true) => q[i * d + j],
+            (true, false) => a[(j - d) * d + i],
+            (false, true) => a[(i - d) * d + j],
+            (false, false) => 0.0,
+        });
+        let kkt_lu = kkt.partial_piv_lu();
+        Ok(Affine {
+            d,
+            r,
+            m,
+            seed,
+            a,
+            b,
+            c0,
+            c,
+            q,
+            h,
+            atb,
+            bta,
+            btb,
+            kkt,
+            kkt_lu,
+            sigma2,
+        })
+    }
+
+    /// Number of constraints r (rank of A).
+    pub fn r(&self) -> usize {
+        self.r
+    }
+    /// The seed the instance was drawn from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// A, r×d row-major.
+    pub fn a(&self) -> &[f64] {
+        &self.a
+    }
+    /// B, r×m row-major.
+    pub fn b(&self) -> &[f64] {
+        &self.b
+    }
+    /// Q, d×d row-major.
+    pub fn q(&self) -> &[f64] {
+        &self.q
+    }
+    /// c₀ (d entries).
+    pub fn c0(&self) -> &[f64] {
+        &self.c0
+    }
+    /// C, d×m row-major.
+    pub fn c(&self) -> &[f64] {
+        &self.c
+    }
+    /// The nonzero eigenvalues of `H = AᵀA` (the squared singular values of A), ascending.
+    pub fn h_nonzero_eigenvalues(&self) -> &[f64] {
+        &self.sigma2
+    }
+    /// The PL constant of g: the smallest nonzero eigenvalue of H.
+    pub fn pl_constant(&self) -> f64 {
+        self.sigma2[0]
+    }
+
+    /// Solve the KKT system at x (one step of iterative refinement): `(y*, λ)`.
+    fn kkt_solve(&self, x: &[f64]) -> Option<(Vec<f64>, Vec<f64>)> {
+        let (d, r, m) = (self.d, self.r, self.m);
+        let rhs = Mat::from_fn(d + r, 1, |i, _| {
+            if i < d {
+                -(self.c0[i] + dot(&self.c[i * m..(i + 1) * m], x))
+            } else {
+                dot(&self.b[(i - d) * m..(i - d + 1) * m], x)
+            }
+        });
+        let mut sol = self.kkt_lu.solve(&rhs);
+        let residual = &rhs - &self.kkt * &sol;
+        sol += self.kkt_lu.solve(&residual);
+        let y: Vec<f64> = (0..d).map(|i| sol[(i, 0)]).collect();
+        let lambda: Vec<f64> = (0..r).map(|i| sol[(d + i, 0)]).collect();
+        if y.iter().chain(&lambda).all(|v| v.is_finite()) {
+            Some((y, lambda))
+        } else {
+            None
+        }
+    }
+}
+
+impl GenericLowerGradient for Affine {
+    /// `∇_y g = Aᵀ(A y − B x) = H y − AᵀB x`.
+    fn grad_g_y_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        let (d, m) = (self.d, self.m);
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = row_dot(&self.h[i * d..(i + 1) * d], y) - row_dot(&self.atb[i * m..(i + 1) * m], x);
+        }
+    }
+    /// `∇_x g = −Bᵀ(A y − B x) = BᵀB x − BᵀA y`.
+    fn grad_g_x_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+        let (d, m) = (self.d, self.m);
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = row_dot(&self.btb[k * m..(k + 1) * m], x) - row_dot(&self.bta[k * d..(k + 1) * d], y);
+        }
+    }
+}
+
+impl ProblemDef for Affine {
+    fn name(&self) -> &'static str {
+        "affine"
+    }
+    fn dim_x(&self) -> usize {
+        self.m
+    }
+    fn dim_y(&self) -> usize {
+        self.d
+    }
+    fn f(&self, x: &[f64], y: &[f64]) -> f64 {
+        let (d, m) = (self.d, self.m);
+        let mut s = 0.25 * dot(x, x);
+        for i in 0..d {
+            let qy = dot(&self.q[i * d..(i + 1) * d], y);
+            let lin = self.c0[i] + dot(&self.c[i * m..(i + 1) * m], x);
+            s += y[i] * (0.5 * qy + lin);
+        }
+        s
+    }
+    fn g(&self, x: &[f64], y: &[f64]) -> f64 {
+        let (d, m) = (self.d, self.m);
+        let mut s = 0.0;
+        for i in 0..self.r {
+            let res = dot(&self.a[i * d..(i + 1) * d], y) - dot(&self.b[i * m..(i + 1) * m], x);
+            s += res * res;
+        }
+        0.5 * s
+    }
+    fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
+        let (d, m) = (self.d, self.m);
+        gx.iter_mut().zip(x).for_each(|(g, &xi)| *g = 0.5 * xi);
+        for i in 0..d {
+            let crow = &self.c[i * m..(i + 1) * m];
+            gy[i] = dot(&self.q[i * d..(i + 1) * d], y) + self.c0[i] + dot(crow, x);
+            gx.iter_mut().zip(crow).for_each(|(g, &cik)| *g += cik * y[i]);
+        }
+    }
+    fn grad_g_y(&self, x: &[f64], y: &[f64], gy: &mut [f64]) {
+        let (d, m) = (self.d, self.m);
+        for (i, o) in gy.iter_mut().enumerate() {
+            *o = dot(&self.h[i * d..(i + 1) * d], y) - dot(&self.atb[i * m..(i + 1) * m], x);
+        }
+    }
+    fn grad_g_x(&self, x: &[f64], y: &[f64], gx: &mut [f64]) {
+        let (d, m) = (self.d, self.m);
+        for (k, o) in gx.iter_mut().enumerate() {
+            *o = dot(&self.btb[k * m..(k + 1) * m], x) - dot(&self.bta[k * d..(k + 1) * d], y);
+        }
+    }
+    fn hvp_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
+        let d = self.d;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = dot(&self.h[i * d..(i + 1) * d], v);
+        }
+    }
+    fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
+        let d = self.d;
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = -dot(&self.bta[k * d..(k + 1) * d], v);
+        }
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        let (y, _) = self.kkt_solve(x)?;
+        Some(self.f(x, &y))
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let (y, lambda) = self.kkt_solve(x)?;
+        let (d, m) = (self.d, self.m);
+        let mut g: Vec<f64> = x.iter().map(|xi| 0.5 * xi).collect();
+        for i in 0..d {
+            let crow = &self.c[i * m..(i + 1) * m];
+            g.iter_mut().zip(crow).for_each(|(gk, &cik)| *gk += cik * y[i]);
+        }
+        for (j, &lj) in lambda.iter().enumerate() {
+            let brow = &self.b[j * m..(j + 1) * m];
+            g.iter_mut().zip(brow).for_each(|(gk, &bjk)| *gk -= bjk * lj);
+        }
+        Some(g)
+    }
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.kkt_solve(x).map(|(y, _)| y)
+    }
+    fn intrinsic_dimension(&self) -> usize {
+        self.d - self.r
+    }
+}

@@ -1,0 +1,349 @@
+//! Problem configuration as read from TOML by the CLI, and construction of the oracle.
+//!
+//! A configuration is a table whose `name` key selects the problem; the other keys are the
+//! problem's parameters plus four common keys (all optional):
+//!
+//! ```toml
+//! name = "circle-center"
+//! radius = 1.5                 # problem parameters ...
+//! b = [0.3, -0.2]
+//! derivatives = "analytic"     # or "dual", "finite-difference"
+//! fd_eps = 6e-6                # only with derivatives = "finite-difference"
+//! x0 = [2.0, 1.0]              # upper start
+//! y0 = [3.5, 1.0]              # lower start
+//! ```
+//!
+//! Unknown keys are rejected (with the key's name in the message), and every invalid value is
+//! reported as `problem.FIELD: explanation (got VALUE)`.
+
+use crate::affine::Affine;
+use crate::circle::{CircleCenter, CircleRadius};
+use crate::error::{check_vector, ProblemError};
+use crate::holder::Holder;
+use crate::kinks::{CircleSine, CircleTie};
+use crate::sphere::Sphere;
+use crate::wrapper::{Derivatives, ProblemDef, WithDerivatives};
+use bilevel_core::derivatives::DEFAULT_FD_EPS;
+use bilevel_core::Bilevel;
+use serde::{Deserialize, Serialize};
+
+/// The `derivatives` key: where `H v` and `J v` come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DerivativesChoice {
+    /// Hand-written exact products (the default).
+    #[default]
+    Analytic,
+    /// Exact products from dual numbers over the generic gradient.
+    #[serde(alias = "dual-numbers")]
+    Dual,
+    /// Central finite differences of the gradient (approximate), step `fd_eps`.
+    FiniteDifference,
+}
+
+/// Defines a configuration struct: the given problem parameters, then the four common keys
+/// (`derivatives`, `fd_eps`, `x0`, `y0`). Every key is optional; unknown keys are rejected.
+macro_rules! problem_config {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[$fdoc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+            /// Source of `H v` and `J v` (default `"analytic"`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub derivatives: Option<DerivativesChoice>,
+            /// Relative finite-difference step (only with `derivatives = "finite-difference"`;
+            /// default [`DEFAULT_FD_EPS`]).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub fd_eps: Option<f64>,
+            /// Upper-level start (problem-specific default).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub x0: Option<Vec<f64>>,
+            /// Lower-level start (problem-specific default).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub y0: Option<Vec<f64>>,
+        }
+
+        impl $name {
+            /// Wrap `def` with the configured derivative source and starts.
+            fn finish<P: ProblemDef + Send + Sync + 'static>(
+                &self,
+                def: P,
+                default_x0: Vec<f64>,
+                default_y0: Vec<f64>,
+            ) -> Result<BuiltProblem, ProblemError> {
+                let derivatives = resolve_derivatives(self.derivatives, self.fd_eps)?;
+                let x0 = resolve_start("x0", self.x0.as_deref(), def.dim_x(), default_x0)?;
+                let y0 = resolve_start("y0", self.y0.as_deref(), def.dim_y(), default_y0)?;
+                Ok(BuiltProblem {
+                    problem: Box::new(WithDerivatives::new(def, derivatives)?),
+                    x0,
+                    y0,
+                })
+            }
+        }
+    };
+}
+
+problem_config! {
+    /// Parameters of `circle-center` ([`CircleCenter`]).
+    CircleCenterConfig {
+        /// Circle radius R > 0 (default 1.5).
+        radius: f64,
+        /// Upper target b, 2 entries (default `[0.3, -0.2]`).
+        b: Vec<f64>,
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-radius` ([`CircleRadius`]).
+    CircleRadiusConfig {
+        /// Upper linear term a, 2 entries, nonzero (default `[0.7, -1.2]`).
+        a: Vec<f64>,
+    }
+}
+
+problem_config! {
+    /// Parameters of `affine` ([`Affine`]).
+    AffineConfig {
+        /// Lower dimension d (default 20).
+        d: usize,
+        /// Number of constraints r, `1 ≤ r < d` (default 5).
+        r: usize,
+        /// Upper dimension m (default 3).
+        m: usize,
+        /// Seed of the random instance (default 0).
+        seed: u64,
+    }
+}
+
+problem_config! {
+    /// Parameters of `sphere` ([`Sphere`]).
+    SphereConfig {
+        /// Dimension d = m ≥ 1 (default 3).
+        d: usize,
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-tie` ([`CircleTie`]); only the common keys.
+    CircleTieConfig {}
+}
+
+problem_config! {
+    /// Parameters of `circle-sine` ([`CircleSine`]); only the common keys.
+    CircleSineConfig {}
+}
+
+problem_config! {
+    /// Parameters of `holder` ([`Holder`]).
+    HolderConfig {
+        /// Degeneracy order p ≥ 1 of `h(t) = t^{2p}/(2p)` (default 2).
+        p: u32,
+    }
+}
+
+/// A problem configuration, selected by its `name` key (kebab-case problem id).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum ProblemConfig {
+    /// `circle-center`.
+    CircleCenter(CircleCenterConfig),
+    /// `circle-radius`.
+    CircleRadius(CircleRadiusConfig),
+    /// `affine`.
+    Affine(AffineConfig),
+    /// `sphere`.
+    Sphere(SphereConfig),
+    /// `circle-tie`.
+    CircleTie(CircleTieConfig),
+    /// `circle-sine`.
+    CircleSine(CircleSineConfig),
+    /// `holder`.
+    Holder(HolderConfig),
+}
+
+impl Default for ProblemConfig {
+    /// `circle-center` with all defaults.
+    fn default() -> Self {
+        ProblemConfig::CircleCenter(CircleCenterConfig::default())
+    }
+}
+
+/// Problem ids and one-line descriptions (for `bilevel list`).
+const CATALOGUE: &[(&str, &str)] = &[
+    (
+        "circle-center",
+        "circle of radius R centred at x (k = 1); f = ½‖y − b‖², φ = ½(‖x − b‖ − R)²",
+    ),
+    (
+        "circle-radius",
+        "circle of radius e^x about 0 (k = 1); f = ⟨a, y⟩ + ½x², φ = −‖a‖e^x + ½x²",
+    ),
+    (
+        "affine",
+        "affine subspace {A y = B x} (k = d − r), quadratic f; exact answer from the KKT system",
+    ),
+    (
+        "sphere",
+        "unit sphere in R^d (k = d − 1); f = ⟨x, y⟩, φ = −‖x‖ (kink at x = 0)",
+    ),
+    (
+        "circle-tie",
+        "failure case: ties make kinks; unit circle, f = −y₁² + x y₁, φ = −1 − |x|",
+    ),
+    (
+        "circle-sine",
+        "failure case: kinks at every kπ; unit circle, f = sin(x) y₁, φ = −|sin x|",
+    ),
+    (
+        "holder",
+        "failure case: degenerate selection; g = ½y₂², f = y₁^{2p}/(2p) − x y₁, ∇φ Hölder-1/(2p−1)",
+    ),
+];
+
+/// Every problem's id with a one-line description.
+pub fn catalogue() -> &'static [(&'static str, &'static str)] {
+    CATALOGUE
+}
+
+/// A constructed problem with its starting point.
+pub struct BuiltProblem {
+    /// The oracle.
+    pub problem: Box<dyn Bilevel<Y = Vec<f64>> + Send + Sync>,
+    /// Upper-level start (length `dim_x`).
+    pub x0: Vec<f64>,
+    /// Lower-level start (length `dim_y`).
+    pub y0: Vec<f64>,
+}
+
+impl std::fmt::Debug for BuiltProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltProblem")
+            .field("problem", &self.problem.name())
+            .field("derivatives", &self.problem.derivatives())
+            .field("x0", &self.x0)
+            .field("y0", &self.y0)
+            .finish()
+    }
+}
+
+/// The derivative source from the `derivatives` and `fd_eps` keys.
+fn resolve_derivatives(
+    choice: Option<DerivativesChoice>,
+    fd_eps: Option<f64>,
+) -> Result<Derivatives, ProblemError> {
+    match choice.unwrap_or_default() {
+        DerivativesChoice::FiniteDifference => Ok(Derivatives::FiniteDifference {
+            eps: fd_eps.unwrap_or(DEFAULT_FD_EPS),
+        }),
+        other => match fd_eps {
+            Some(eps) => Err(ProblemError::invalid(
+                "fd_eps",
+                format!(
+                    "only used with derivatives = \"finite-difference\" (derivatives is {:?})",
+                    other
+                ),
+                eps,
+            )),
+            None => Ok(match other {
+                DerivativesChoice::Dual => Derivatives::Dual,
+                _ => Derivatives::Analytic,
+            }),
+        },
+    }
+}
+
+/// A starting point: the given one (checked) or the default.
+fn resolve_start(
+    field: &'static str,
+    given: Option<&[f64]>,
+    expected: usize,
+    default: Vec<f64>,
+) -> Result<Vec<f64>, ProblemError> {
+    match given {
+        Some(v) => {
+            check_vector(field, v, expected)?;
+            Ok(v.to_vec())
+        }
+        None => Ok(default),
+    }
+}
+
+impl ProblemConfig {
+    /// The problem id (the `name` key).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProblemConfig::CircleCenter(_) => "circle-center",
+            ProblemConfig::CircleRadius(_) => "circle-radius",
+            ProblemConfig::Affine(_) => "affine",
+            ProblemConfig::Sphere(_) => "sphere",
+            ProblemConfig::CircleTie(_) => "circle-tie",
+            ProblemConfig::CircleSine(_) => "circle-sine",
+            ProblemConfig::Holder(_) => "holder",
+        }
+    }
+
+    /// The configuration of problem `name` with every parameter at its default, or `None` for an
+    /// unknown id (see [`catalogue`]).
+    pub fn with_defaults(name: &str) -> Option<Self> {
+        Some(match name {
+            "circle-center" => ProblemConfig::CircleCenter(Default::default()),
+            "circle-radius" => ProblemConfig::CircleRadius(Default::default()),
+            "affine" => ProblemConfig::Affine(Default::default()),
+            "sphere" => ProblemConfig::Sphere(Default::default()),
+            "circle-tie" => ProblemConfig::CircleTie(Default::default()),
+            "circle-sine" => ProblemConfig::CircleSine(Default::default()),
+            "holder" => ProblemConfig::Holder(Default::default()),
+            _ => return None,
+        })
+    }
+
+    /// Validate the parameters and construct the oracle and its starting point.
+    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
+        match self {
+            ProblemConfig::CircleCenter(c) => {
+                let radius = c.radius.unwrap_or(CircleCenter::DEFAULT_RADIUS);
+                let b = c.b.as_deref().unwrap_or(&CircleCenter::DEFAULT_B);
+                c.finish(
+                    CircleCenter::new(radius, b)?,
+                    vec![2.0, 1.0],
+                    vec![3.5, 1.0],
+                )
+            }
+            ProblemConfig::CircleRadius(c) => {
+                let a = c.a.as_deref().unwrap_or(&CircleRadius::DEFAULT_A);
+                c.finish(CircleRadius::new(a)?, vec![0.3], vec![1.0, 0.0])
+            }
+            ProblemConfig::Affine(c) => {
+                let def = Affine::new(
+                    c.d.unwrap_or(Affine::DEFAULT_D),
+                    c.r.unwrap_or(Affine::DEFAULT_R),
+                    c.m.unwrap_or(Affine::DEFAULT_M),
+                    c.seed.unwrap_or(Affine::DEFAULT_SEED),
+                )?;
+                let (m, d) = (def.dim_x(), def.dim_y());
+                c.finish(def, vec![0.5; m], vec![0.0; d])
+            }
+            ProblemConfig::Sphere(c) => {
+                let d = c.d.unwrap_or(Sphere::DEFAULT_D);
+                c.finish(Sphere::new(d)?, Sphere::default_x0(d), Sphere::default_y0(d))
+            }
+            ProblemConfig::CircleTie(c) => c.finish(CircleTie, vec![0.5], vec![0.6, 0.8]),
+            ProblemConfig::CircleSine(c) => c.finish(CircleSine, vec![1.0], vec![0.6, 0.8]),
+            ProblemConfig::Holder(c) => {
+                let p = c.p.unwrap_or(Holder::DEFAULT_P);
+                c.finish(Holder::new(p)?, vec![0.5], vec![0.0, 1.0])
+            }
+        }
+    }
+}
+
