@@ -367,3 +367,113 @@ impl ProblemDef for Affine {
         self.d - self.r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        check_gradients, check_products, check_pseudoinverse, check_references, gaussian,
+    };
+    use bilevel_core::derivatives::relative_error;
+
+    fn default_instance() -> Affine {
+        Affine::new(
+            Affine::DEFAULT_D,
+            Affine::DEFAULT_R,
+            Affine::DEFAULT_M,
+            Affine::DEFAULT_SEED,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn affine_products_gradients_references() {
+        let p = default_instance();
+        check_products(&p, 70, 5, 1.0);
+        check_gradients(&p, 71, 3, 1.0);
+        let mut rng = Rng::new(72);
+        for _ in 0..4 {
+            let x = gaussian(&mut rng, 3, 1.0);
+            check_references(&p, &x);
+            check_pseudoinverse(&p, &x);
+        }
+        check_pseudoinverse(&p, &[0.5; 3]);
+    }
+
+    #[test]
+    fn affine_kkt_selection_is_optimal_on_the_subspace() {
+        let p = default_instance();
+        let x = [0.3, -1.0, 0.7];
+        let (y, lambda) = p.kkt_solve(&x).unwrap();
+        // Feasible: A y = B x.
+        for i in 0..p.r {
+            let res = dot(&p.a[i * p.d..(i + 1) * p.d], &y) - dot(&p.b[i * 3..(i + 1) * 3], &x);
+            assert!(res.abs() < 1e-13, "{res}");
+        }
+        // Stationary: Q y + c₀ + C x + Aᵀλ = 0.
+        let (mut gx, mut gy) = (vec![0.0; 3], vec![0.0; p.d]);
+        p.grad_f(&x, &y, &mut gx, &mut gy);
+        for (j, g) in gy.iter().enumerate() {
+            let at_l: f64 = (0..p.r).map(|i| p.a[i * p.d + j] * lambda[i]).sum();
+            assert!((g + at_l).abs() < 1e-12, "{}", g + at_l);
+        }
+        // Moving along ker A increases f (Q ≻ 0, so y* is the unique minimiser on S(x)).
+        let phi = p.reference_phi(&x).unwrap();
+        let h = Mat::from_fn(p.d, p.d, |i, j| p.h[i * p.d + j]);
+        let evd = h.self_adjoint_eigen(Side::Lower).unwrap();
+        let (s, u) = (evd.S(), evd.U());
+        let tau = 1e-10 * s[p.d - 1];
+        let mut rng = Rng::new(3);
+        for _ in 0..5 {
+            let z = gaussian(&mut rng, p.d, 1.0);
+            // Project z on ker A = ker H: remove its components on H's range eigenvectors.
+            let mut kz = z.clone();
+            for k in 0..p.d {
+                if s[k] > tau {
+                    let c: f64 = (0..p.d).map(|r| u[(r, k)] * z[r]).sum();
+                    (0..p.d).for_each(|r| kz[r] -= c * u[(r, k)]);
+                }
+            }
+            let yz: Vec<f64> = y.iter().zip(&kz).map(|(a, b)| a + 0.1 * b).collect();
+            assert!(p.g(&x, &yz) < 1e-24, "stays in S(x)");
+            assert!(p.f(&x, &yz) > phi);
+        }
+    }
+
+    #[test]
+    fn affine_large_instance_pseudoinverse_and_spectrum() {
+        let p = Affine::new(200, 50, 5, 11).unwrap();
+        let mut rng = Rng::new(12);
+        let x = gaussian(&mut rng, 5, 1.0);
+        check_references(&p, &x);
+        let c = check_pseudoinverse(&p, &x);
+        assert_eq!(c.null_count, 150);
+        // The nonzero eigenvalues of H are the squared singular values of A.
+        let nonzero = &c.eigenvalues[150..];
+        let e = relative_error(nonzero, p.h_nonzero_eigenvalues(), 1e-300);
+        assert!(e < 1e-10, "spectrum mismatch {e:e}");
+        assert!(p.pl_constant() > 0.05, "σ²_min = {}", p.pl_constant());
+        assert_eq!(p.pl_constant(), p.h_nonzero_eigenvalues()[0]);
+    }
+
+    #[test]
+    fn affine_is_deterministic_and_validated() {
+        let a = Affine::new(10, 3, 2, 5).unwrap();
+        let b = Affine::new(10, 3, 2, 5).unwrap();
+        let c = Affine::new(10, 3, 2, 6).unwrap();
+        assert_eq!(a.a(), b.a());
+        assert_eq!(a.q(), b.q());
+        assert_ne!(a.a(), c.a());
+        assert_eq!(a.intrinsic_dimension(), 7);
+        // Q = I + M Mᵀ/d is symmetric with eigenvalues ≥ 1.
+        let q = Mat::from_fn(10, 10, |i, j| a.q()[i * 10 + j]);
+        let ev = q.self_adjoint_eigenvalues(Side::Lower).unwrap();
+        assert!(ev[0] >= 1.0 - 1e-12, "{ev:?}");
+        for (r, d) in [(0, 5), (5, 5), (6, 5)] {
+            let e = Affine::new(d, r, 2, 0).unwrap_err().to_string();
+            assert!(e.starts_with("problem.r:") && e.contains(&format!("(got {r})")), "{e}");
+        }
+        assert!(Affine::new(1, 1, 1, 0).unwrap_err().to_string().starts_with("problem.d:"));
+        assert!(Affine::new(5, 2, 0, 0).unwrap_err().to_string().starts_with("problem.m:"));
+    }
+}

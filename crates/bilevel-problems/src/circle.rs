@@ -221,3 +221,106 @@ impl ProblemDef for CircleRadius {
         1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{
+        check_gradients, check_products, check_pseudoinverse, check_references, pinv_hypergrad,
+        wrap,
+    };
+    use crate::wrapper::Derivatives;
+
+    #[test]
+    fn circle_center_reference_values() {
+        let p = CircleCenter::default();
+        let g = p.reference_grad_phi(&[2.0, 1.0]).unwrap();
+        // PROBLEMS.md prints 8 digits.
+        assert!((g[0] - 0.47454821).abs() < 1e-8, "{g:?}");
+        assert!((g[1] - 0.33497520).abs() < 1e-8, "{g:?}");
+        // Closed form by hand: x − b = (1.7, 1.2), ‖x − b‖ = √4.33.
+        let n = 4.33f64.sqrt();
+        let expect = [(n - 1.5) / n * 1.7, (n - 1.5) / n * 1.2];
+        assert!(bilevel_core::derivatives::relative_error(&g, &expect, 1e-300) < 1e-14);
+        assert!((p.reference_phi(&[2.0, 1.0]).unwrap() - 0.5 * (n - 1.5).powi(2)).abs() < 1e-15);
+        let y = p.reference_y(&[2.0, 1.0]).unwrap();
+        assert!(((y[0] - 2.0).hypot(y[1] - 1.0) - 1.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn circle_center_products_gradients_references() {
+        let p = CircleCenter::default();
+        check_products(&p, 1, 8, 1.5);
+        check_gradients(&p, 2, 8, 1.5);
+        for x in [[2.0, 1.0], [-1.0, 0.5], [0.4, -0.1], [5.0, -3.0]] {
+            check_references(&p, &x);
+            check_pseudoinverse(&p, &x);
+        }
+        let q = CircleCenter::new(0.7, &[-1.0, 2.0]).unwrap();
+        check_products(&q, 3, 4, 1.0);
+        check_references(&q, &[0.5, 0.5]);
+        check_pseudoinverse(&q, &[0.5, 0.5]);
+    }
+
+    #[test]
+    fn circle_center_kink_at_b_and_wrong_selection() {
+        let p = CircleCenter::default();
+        let b = CircleCenter::DEFAULT_B;
+        assert_eq!(p.reference_grad_phi(&b), None);
+        assert_eq!(p.reference_y(&b), None);
+        assert_eq!(p.reference_phi(&b), Some(0.5 * 1.5 * 1.5));
+        // A point of S(x) a quarter turn away from y*: the kernel part of ∇_y f is not zero and
+        // the pseudoinverse formula there is not ∇φ.
+        let x = [2.0, 1.0];
+        let ys = p.reference_y(&x).unwrap();
+        let u = [ys[0] - x[0], ys[1] - x[1]];
+        let y_wrong = vec![x[0] - u[1], x[1] + u[0]];
+        assert!(p.g(&x, &y_wrong) < 1e-25);
+        let w = wrap(&p, Derivatives::Analytic);
+        let c = pinv_hypergrad(&w, &x, &y_wrong);
+        assert!(c.kernel_component > 0.1, "{}", c.kernel_component);
+        let truth = p.reference_grad_phi(&x).unwrap();
+        assert!(bilevel_core::derivatives::relative_error(&c.hypergrad, &truth, 1.0) > 0.1);
+    }
+
+    #[test]
+    fn circle_radius_reference_values() {
+        let p = CircleRadius::default();
+        let g = p.reference_grad_phi(&[0.3]).unwrap();
+        assert!((g[0] - (-1.57528379)).abs() < 1e-8, "{g:?}");
+        let expect = -(0.7f64.hypot(1.2)) * 0.3f64.exp() + 0.3;
+        assert!((g[0] - expect).abs() < 1e-15);
+        let y = p.reference_y(&[0.3]).unwrap();
+        assert!((y[0].hypot(y[1]) - 0.3f64.exp()).abs() < 1e-15);
+        assert!(y[0] < 0.0 && y[1] > 0.0, "y* points away from a");
+    }
+
+    #[test]
+    fn circle_radius_products_gradients_references() {
+        let p = CircleRadius::default();
+        check_products(&p, 4, 8, 0.8);
+        check_gradients(&p, 5, 8, 0.8);
+        for x in [0.3, -1.0, 0.0, 1.2] {
+            check_references(&p, &[x]);
+            check_pseudoinverse(&p, &[x]);
+        }
+        let q = CircleRadius::new(&[0.0, 2.0]).unwrap();
+        check_references(&q, &[-0.4]);
+        check_pseudoinverse(&q, &[-0.4]);
+    }
+
+    #[test]
+    fn invalid_parameters_are_rejected() {
+        assert_eq!(
+            CircleCenter::new(0.0, &[0.0, 0.0]).unwrap_err().to_string(),
+            "problem.radius: must be positive (got 0.0)"
+        );
+        assert_eq!(
+            CircleCenter::new(1.0, &[0.0, 0.0, 1.0]).unwrap_err().to_string(),
+            "problem.b: expected 2 entries, got 3"
+        );
+        assert!(CircleCenter::new(f64::NAN, &[0.0, 0.0]).is_err());
+        assert!(CircleRadius::new(&[0.0, 0.0]).unwrap_err().to_string().starts_with("problem.a:"));
+        assert!(CircleRadius::new(&[f64::INFINITY, 0.0]).is_err());
+    }
+}

@@ -113,3 +113,48 @@ impl ProblemDef for Holder {
         1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_gradients, check_products, check_pseudoinverse, check_references};
+
+    #[test]
+    fn holder_products_gradients_references() {
+        for p in [1, 2, 3] {
+            let h = Holder::new(p).unwrap();
+            check_products(&h, 50 + p as u64, 6, 1.0);
+            check_gradients(&h, 60 + p as u64, 6, 1.0);
+            for x in [0.5, -0.3, 2.0] {
+                check_references(&h, &[x]);
+                check_pseudoinverse(&h, &[x]);
+            }
+        }
+    }
+
+    #[test]
+    fn holder_closed_forms_and_exponent() {
+        let h = Holder::default();
+        assert_eq!(h.holder_exponent(), 1.0 / 3.0);
+        // ∇φ(x) = −sign(x)|x|^{1/3}.
+        let g = h.reference_grad_phi(&[0.008]).unwrap()[0];
+        assert!((g + 0.2).abs() < 1e-15, "{g}");
+        let g = h.reference_grad_phi(&[-27.0]).unwrap()[0];
+        assert!((g - 3.0).abs() < 1e-14, "{g}");
+        // φ(x) = −(3/4)|x|^{4/3}.
+        let phi = h.reference_phi(&[-0.008]).unwrap();
+        assert!((phi + 0.75 * 0.0016).abs() < 1e-17, "{phi}");
+        assert_eq!(h.reference_grad_phi(&[0.0]), Some(vec![0.0]));
+        // Not Lipschitz at 0: |∇φ(t) − ∇φ(0)|/t grows like t^{−2/3}; the Hölder-1/3 quotient is 1.
+        for t in [1e-3, 1e-6, 1e-9] {
+            let gt = h.reference_grad_phi(&[t]).unwrap()[0];
+            assert!((gt.abs() / t.powf(1.0 / 3.0) - 1.0).abs() < 1e-12);
+            assert!(gt.abs() / t > 0.99 * t.powf(-2.0 / 3.0));
+        }
+        // p = 1 is the smooth case: φ = −x²/2.
+        let h1 = Holder::new(1).unwrap();
+        assert_eq!(h1.reference_phi(&[0.6]), Some(0.5 * 0.36 - 0.36));
+        assert!(Holder::new(0).unwrap_err().to_string().starts_with("problem.p:"));
+        assert!(Holder::new(Holder::MAX_P + 1).is_err());
+    }
+}

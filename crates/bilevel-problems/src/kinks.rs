@@ -139,3 +139,74 @@ impl ProblemDef for CircleSine {
         1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_gradients, check_products, check_pseudoinverse, check_references};
+
+    #[test]
+    fn circle_tie_products_gradients_references() {
+        let p = CircleTie;
+        check_products(&p, 30, 8, 1.0);
+        check_gradients(&p, 31, 8, 1.0);
+        for x in [0.5, -0.5, 2.0, -1e-3] {
+            check_references(&p, &[x]);
+            check_pseudoinverse(&p, &[x]);
+        }
+    }
+
+    #[test]
+    fn circle_tie_kink_at_zero() {
+        let p = CircleTie;
+        assert_eq!(p.reference_phi(&[0.5]), Some(-1.5));
+        assert_eq!(p.reference_phi(&[-0.5]), Some(-1.5));
+        assert_eq!(p.reference_grad_phi(&[0.5]), Some(vec![-1.0]));
+        assert_eq!(p.reference_grad_phi(&[-0.5]), Some(vec![1.0]));
+        assert_eq!(p.reference_y(&[0.5]), Some(vec![-1.0, 0.0]));
+        assert_eq!(p.reference_y(&[-0.5]), Some(vec![1.0, 0.0]));
+        assert_eq!(p.reference_grad_phi(&[0.0]), None);
+        assert_eq!(p.reference_y(&[0.0]), None);
+        assert_eq!(p.reference_phi(&[0.0]), Some(-1.0));
+        // Both tied points attain φ(0).
+        assert_eq!(p.f(&[0.0], &[1.0, 0.0]), -1.0);
+        assert_eq!(p.f(&[0.0], &[-1.0, 0.0]), -1.0);
+        // The selection is optimal over a fine sampling of the circle.
+        for x in [-0.7, 0.3] {
+            let phi = p.reference_phi(&[x]).unwrap();
+            for i in 0..3600 {
+                let t = i as f64 * std::f64::consts::TAU / 3600.0;
+                assert!(p.f(&[x], &[t.cos(), t.sin()]) >= phi - 1e-15);
+            }
+        }
+    }
+
+    #[test]
+    fn circle_sine_products_gradients_references() {
+        let p = CircleSine;
+        check_products(&p, 40, 8, 2.0);
+        check_gradients(&p, 41, 8, 2.0);
+        for x in [1.0, -2.0, 4.0, 0.1] {
+            check_references(&p, &[x]);
+            check_pseudoinverse(&p, &[x]);
+        }
+    }
+
+    #[test]
+    fn circle_sine_kinks() {
+        let p = CircleSine;
+        assert_eq!(p.reference_grad_phi(&[0.0]), None);
+        assert_eq!(p.reference_y(&[0.0]), None);
+        assert_eq!(p.reference_phi(&[0.0]), Some(0.0));
+        let g = p.reference_grad_phi(&[1.0]).unwrap()[0];
+        assert!((g + 1.0f64.cos()).abs() < 1e-15);
+        let g = p.reference_grad_phi(&[4.0]).unwrap()[0];
+        assert!((g - 4.0f64.cos()).abs() < 1e-15, "sin 4 < 0 so ∇φ = cos 4");
+        // One-sided slopes at π differ: −|sin| has slopes +1 on the left (cos → −1 times −1)
+        // and −1 on the right.
+        let pi = std::f64::consts::PI;
+        let left = p.reference_grad_phi(&[pi - 1e-6]).unwrap()[0];
+        let right = p.reference_grad_phi(&[pi + 1e-6]).unwrap()[0];
+        assert!((left - 1.0).abs() < 1e-9 && (right + 1.0).abs() < 1e-9);
+    }
+}

@@ -104,3 +104,40 @@ impl ProblemDef for Sphere {
         self.d - 1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_gradients, check_products, check_pseudoinverse, check_references};
+
+    #[test]
+    fn sphere_products_gradients_references() {
+        for d in [1, 2, 3, 7] {
+            let p = Sphere::new(d).unwrap();
+            check_products(&p, 10 + d as u64, 6, 1.0);
+            check_gradients(&p, 20 + d as u64, 6, 1.0);
+            let x = Sphere::default_x0(d);
+            check_references(&p, &x);
+            let c = check_pseudoinverse(&p, &x);
+            // H = 2 y* y*ᵀ at the selection: eigenvalues 0 (d − 1 times) and 2.
+            assert!((c.eigenvalues[d - 1] - 2.0).abs() < 1e-14, "{:?}", c.eigenvalues);
+        }
+    }
+
+    #[test]
+    fn sphere_closed_forms_and_kink_at_zero() {
+        let p = Sphere::default();
+        let x = [1.0, 2.0, -2.0];
+        assert_eq!(p.reference_phi(&x), Some(-3.0));
+        let g = p.reference_grad_phi(&x).unwrap();
+        assert_eq!(g, vec![-1.0 / 3.0, -2.0 / 3.0, 2.0 / 3.0]);
+        assert_eq!(p.reference_y(&x), Some(g));
+        assert_eq!(p.reference_phi(&[0.0; 3]), Some(0.0));
+        assert_eq!(p.reference_grad_phi(&[0.0; 3]), None);
+        assert_eq!(p.reference_y(&[0.0; 3]), None);
+        assert_eq!(p.intrinsic_dimension(), 2);
+        assert!(Sphere::new(0).unwrap_err().to_string().starts_with("problem.d:"));
+        assert_eq!(Sphere::default_x0(5), vec![1.0, 2.0, -0.5, 1.0, 2.0]);
+        assert_eq!(Sphere::default_y0(3), vec![1.0, 0.0, 0.0]);
+    }
+}
