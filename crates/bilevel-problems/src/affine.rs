@@ -6,8 +6,9 @@ use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::rng::Rng;
 use bilevel_core::vector::dot;
+use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::{PartialPivLu, Solve};
-use faer::{Mat, Side};
+use faer::{Accum, ColMut, ColRef, Mat, MatRef, Par, Side};
 
 /// `affine`: least squares with a wide matrix below, a strongly convex quadratic above.
 ///
@@ -83,6 +84,26 @@ fn from_mat(m: &Mat<f64>) -> Vec<f64> {
         out.extend((0..cols).map(|j| m[(i, j)]));
     }
     out
+}
+
+/// A row-major `rows×cols` slice as a faer view (no copy).
+#[inline]
+fn rm(data: &[f64], rows: usize, cols: usize) -> MatRef<'_, f64> {
+    MatRef::from_row_major_slice(data, rows, cols)
+}
+
+/// `out = alpha · M v` (or `out += alpha · M v` when `accumulate`) by faer's SIMD
+/// matrix-vector product, sequential and without allocation.
+#[inline]
+fn gemv(m: MatRef<'_, f64>, v: &[f64], alpha: f64, accumulate: bool, out: &mut [f64]) {
+    let accum = if accumulate {
+        Accum::Add
+    } else {
+        Accum::Replace
+    };
+    let v = ColRef::from_slice(v);
+    let out = ColMut::from_slice_mut(out);
+    matmul(out.as_mat_mut(), accum, m, v.as_mat(), alpha, Par::Seq);
 }
 
 /// `len` independent `N(0, scale²)` entries from sub-stream `stream` of `seed`.
@@ -167,7 +188,8 @@ impl Affine {
                 ProblemError::invalid("seed", format!("eigenvalues of A Aᵀ failed: {e:?}"), seed)
             })?;
         let (lo, hi) = (sigma2[0], sigma2[r - 1]);
-        if !(lo > 1e-12 * hi) {
+        // (NaN-safe: a non-finite spectrum is rejected too.)
+        if lo.is_nan() || lo <= 1e-12 * hi {
             return Err(ProblemError::invalid(
                 "seed",
                 format!("the random A is numerically rank deficient (σ²_min = {lo:e}); use another seed"),
@@ -268,14 +290,16 @@ impl GenericLowerGradient for Affine {
     fn grad_g_y_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
         let (d, m) = (self.d, self.m);
         for (i, o) in out.iter_mut().enumerate() {
-            *o = row_dot(&self.h[i * d..(i + 1) * d], y) - row_dot(&self.atb[i * m..(i + 1) * m], x);
+            *o =
+                row_dot(&self.h[i * d..(i + 1) * d], y) - row_dot(&self.atb[i * m..(i + 1) * m], x);
         }
     }
     /// `∇_x g = −Bᵀ(A y − B x) = BᵀB x − BᵀA y`.
     fn grad_g_x_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
         let (d, m) = (self.d, self.m);
         for (k, o) in out.iter_mut().enumerate() {
-            *o = row_dot(&self.btb[k * m..(k + 1) * m], x) - row_dot(&self.bta[k * d..(k + 1) * d], y);
+            *o = row_dot(&self.btb[k * m..(k + 1) * m], x)
+                - row_dot(&self.bta[k * d..(k + 1) * d], y);
         }
     }
 }
@@ -311,36 +335,31 @@ impl ProblemDef for Affine {
     }
     fn grad_f(&self, x: &[f64], y: &[f64], gx: &mut [f64], gy: &mut [f64]) {
         let (d, m) = (self.d, self.m);
+        // ∇_y f = Q y + C x + c₀.
+        gemv(rm(&self.q, d, d), y, 1.0, false, gy);
+        gemv(rm(&self.c, d, m), x, 1.0, true, gy);
+        gy.iter_mut().zip(&self.c0).for_each(|(g, c)| *g += c);
+        // ∇_x f = Cᵀ y + ½x.
         gx.iter_mut().zip(x).for_each(|(g, &xi)| *g = 0.5 * xi);
-        for i in 0..d {
-            let crow = &self.c[i * m..(i + 1) * m];
-            gy[i] = dot(&self.q[i * d..(i + 1) * d], y) + self.c0[i] + dot(crow, x);
-            gx.iter_mut().zip(crow).for_each(|(g, &cik)| *g += cik * y[i]);
-        }
+        gemv(rm(&self.c, d, m).transpose(), y, 1.0, true, gx);
     }
     fn grad_g_y(&self, x: &[f64], y: &[f64], gy: &mut [f64]) {
+        // H y − AᵀB x.
         let (d, m) = (self.d, self.m);
-        for (i, o) in gy.iter_mut().enumerate() {
-            *o = dot(&self.h[i * d..(i + 1) * d], y) - dot(&self.atb[i * m..(i + 1) * m], x);
-        }
+        gemv(rm(&self.h, d, d), y, 1.0, false, gy);
+        gemv(rm(&self.atb, d, m), x, -1.0, true, gy);
     }
     fn grad_g_x(&self, x: &[f64], y: &[f64], gx: &mut [f64]) {
+        // BᵀB x − BᵀA y.
         let (d, m) = (self.d, self.m);
-        for (k, o) in gx.iter_mut().enumerate() {
-            *o = dot(&self.btb[k * m..(k + 1) * m], x) - dot(&self.bta[k * d..(k + 1) * d], y);
-        }
+        gemv(rm(&self.btb, m, m), x, 1.0, false, gx);
+        gemv(rm(&self.bta, m, d), y, -1.0, true, gx);
     }
     fn hvp_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
-        let d = self.d;
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = dot(&self.h[i * d..(i + 1) * d], v);
-        }
+        gemv(rm(&self.h, self.d, self.d), v, 1.0, false, out);
     }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
-        let d = self.d;
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = -dot(&self.bta[k * d..(k + 1) * d], v);
-        }
+        gemv(rm(&self.bta, self.m, self.d), v, -1.0, false, out);
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         let (y, _) = self.kkt_solve(x)?;
@@ -348,15 +367,18 @@ impl ProblemDef for Affine {
     }
     fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
         let (y, lambda) = self.kkt_solve(x)?;
-        let (d, m) = (self.d, self.m);
+        let m = self.m;
         let mut g: Vec<f64> = x.iter().map(|xi| 0.5 * xi).collect();
-        for i in 0..d {
-            let crow = &self.c[i * m..(i + 1) * m];
-            g.iter_mut().zip(crow).for_each(|(gk, &cik)| *gk += cik * y[i]);
+        for (crow, &yi) in self.c.chunks_exact(m).zip(&y) {
+            g.iter_mut()
+                .zip(crow)
+                .for_each(|(gk, &cik)| *gk += cik * yi);
         }
         for (j, &lj) in lambda.iter().enumerate() {
             let brow = &self.b[j * m..(j + 1) * m];
-            g.iter_mut().zip(brow).for_each(|(gk, &bjk)| *gk -= bjk * lj);
+            g.iter_mut()
+                .zip(brow)
+                .for_each(|(gk, &bjk)| *gk -= bjk * lj);
         }
         Some(g)
     }
@@ -471,9 +493,18 @@ mod tests {
         assert!(ev[0] >= 1.0 - 1e-12, "{ev:?}");
         for (r, d) in [(0, 5), (5, 5), (6, 5)] {
             let e = Affine::new(d, r, 2, 0).unwrap_err().to_string();
-            assert!(e.starts_with("problem.r:") && e.contains(&format!("(got {r})")), "{e}");
+            assert!(
+                e.starts_with("problem.r:") && e.contains(&format!("(got {r})")),
+                "{e}"
+            );
         }
-        assert!(Affine::new(1, 1, 1, 0).unwrap_err().to_string().starts_with("problem.d:"));
-        assert!(Affine::new(5, 2, 0, 0).unwrap_err().to_string().starts_with("problem.m:"));
+        assert!(Affine::new(1, 1, 1, 0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("problem.d:"));
+        assert!(Affine::new(5, 2, 0, 0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("problem.m:"));
     }
 }

@@ -164,9 +164,7 @@ impl CircleRadius {
 
 impl Default for CircleRadius {
     fn default() -> Self {
-        CircleRadius {
-            a: Self::DEFAULT_A,
-        }
+        CircleRadius { a: Self::DEFAULT_A }
     }
 }
 
@@ -316,11 +314,16 @@ mod tests {
             "problem.radius: must be positive (got 0.0)"
         );
         assert_eq!(
-            CircleCenter::new(1.0, &[0.0, 0.0, 1.0]).unwrap_err().to_string(),
+            CircleCenter::new(1.0, &[0.0, 0.0, 1.0])
+                .unwrap_err()
+                .to_string(),
             "problem.b: expected 2 entries, got 3"
         );
         assert!(CircleCenter::new(f64::NAN, &[0.0, 0.0]).is_err());
-        assert!(CircleRadius::new(&[0.0, 0.0]).unwrap_err().to_string().starts_with("problem.a:"));
+        assert!(CircleRadius::new(&[0.0, 0.0])
+            .unwrap_err()
+            .to_string()
+            .starts_with("problem.a:"));
         assert!(CircleRadius::new(&[f64::INFINITY, 0.0]).is_err());
     }
 }

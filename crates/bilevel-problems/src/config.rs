@@ -335,7 +335,11 @@ impl ProblemConfig {
             }
             ProblemConfig::Sphere(c) => {
                 let d = c.d.unwrap_or(Sphere::DEFAULT_D);
-                c.finish(Sphere::new(d)?, Sphere::default_x0(d), Sphere::default_y0(d))
+                c.finish(
+                    Sphere::new(d)?,
+                    Sphere::default_x0(d),
+                    Sphere::default_y0(d),
+                )
             }
             ProblemConfig::CircleTie(c) => c.finish(CircleTie, vec![0.5], vec![0.6, 0.8]),
             ProblemConfig::CircleSine(c) => c.finish(CircleSine, vec![1.0], vec![0.6, 0.8]),
@@ -347,3 +351,211 @@ impl ProblemConfig {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bilevel_core::DerivativeKind;
+
+    fn parse(s: &str) -> Result<ProblemConfig, String> {
+        toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())
+    }
+
+    fn build(s: &str) -> Result<BuiltProblem, String> {
+        parse(s)?.build().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_problem_parses_and_builds_with_defaults() {
+        type Case = (&'static str, usize, usize, &'static [f64], &'static [f64]);
+        let expected: [Case; 7] = [
+            ("circle-center", 2, 2, &[2.0, 1.0], &[3.5, 1.0]),
+            ("circle-radius", 1, 2, &[0.3], &[1.0, 0.0]),
+            ("affine", 3, 20, &[0.5, 0.5, 0.5], &[0.0; 20]),
+            ("sphere", 3, 3, &[1.0, 2.0, -0.5], &[1.0, 0.0, 0.0]),
+            ("circle-tie", 1, 2, &[0.5], &[0.6, 0.8]),
+            ("circle-sine", 1, 2, &[1.0], &[0.6, 0.8]),
+            ("holder", 1, 2, &[0.5], &[0.0, 1.0]),
+        ];
+        assert_eq!(catalogue().len(), expected.len());
+        for ((name, m, d, x0, y0), (cat_name, desc)) in expected.into_iter().zip(catalogue()) {
+            assert_eq!(name, *cat_name);
+            assert!(!desc.is_empty());
+            let cfg = parse(&format!("name = \"{name}\"")).unwrap();
+            assert_eq!(cfg.name(), name);
+            assert_eq!(Some(&cfg), ProblemConfig::with_defaults(name).as_ref());
+            let b = cfg.build().unwrap();
+            assert_eq!(b.problem.name(), name);
+            assert_eq!((b.problem.dim_x(), b.problem.dim_y()), (m, d));
+            assert_eq!((b.x0.as_slice(), b.y0.as_slice()), (x0, y0));
+            assert_eq!(b.problem.derivatives(), DerivativeKind::Analytic);
+            assert!(b.problem.reference_intrinsic_dimension().is_some());
+            // The closed forms are available at the default start.
+            assert!(b.problem.reference_grad_phi(&b.x0).is_some(), "{name}");
+        }
+        assert_eq!(ProblemConfig::with_defaults("nope"), None);
+        assert_eq!(ProblemConfig::default().name(), "circle-center");
+    }
+
+    #[test]
+    fn parameters_are_read() {
+        let b = build(
+            "name = \"circle-center\"\nradius = 2\nb = [1.0, -1.0]\nx0 = [4.0, 3.0]\ny0 = [0.0, 0.0]",
+        )
+        .unwrap();
+        // ∇φ = (‖x − b‖ − R)(x − b)/‖x − b‖ with x − b = (3, 4): (5 − 2)/5 · (3, 4).
+        let g = b.problem.reference_grad_phi(&b.x0).unwrap();
+        assert!(
+            (g[0] - 1.8).abs() < 1e-15 && (g[1] - 2.4).abs() < 1e-15,
+            "{g:?}"
+        );
+        assert_eq!(b.y0, vec![0.0, 0.0]);
+
+        let b = build("name = \"circle-radius\"\na = [3.0, 4.0]").unwrap();
+        let g = b.problem.reference_grad_phi(&[0.0]).unwrap();
+        assert!((g[0] + 5.0).abs() < 1e-15);
+
+        let b = build("name = \"affine\"\nd = 12\nr = 4\nm = 2\nseed = 9").unwrap();
+        assert_eq!((b.problem.dim_x(), b.problem.dim_y()), (2, 12));
+        assert_eq!(b.problem.reference_intrinsic_dimension(), Some(8));
+
+        let b = build("name = \"sphere\"\nd = 5").unwrap();
+        assert_eq!(b.x0, vec![1.0, 2.0, -0.5, 1.0, 2.0]);
+        assert_eq!(b.problem.reference_intrinsic_dimension(), Some(4));
+
+        let b = build("name = \"holder\"\np = 1\nx0 = [0.25]").unwrap();
+        assert_eq!(b.problem.reference_grad_phi(&b.x0), Some(vec![-0.25]));
+    }
+
+    #[test]
+    fn derivative_sources_are_selected() {
+        let b = build("name = \"sphere\"\nderivatives = \"dual\"").unwrap();
+        assert_eq!(b.problem.derivatives(), DerivativeKind::DualNumbers);
+        let b = build("name = \"sphere\"\nderivatives = \"dual-numbers\"").unwrap();
+        assert_eq!(b.problem.derivatives(), DerivativeKind::DualNumbers);
+        let b = build("name = \"sphere\"\nderivatives = \"finite-difference\"").unwrap();
+        assert_eq!(
+            b.problem.derivatives(),
+            DerivativeKind::FiniteDifference {
+                eps: DEFAULT_FD_EPS
+            }
+        );
+        let b =
+            build("name = \"holder\"\nderivatives = \"finite-difference\"\nfd_eps = 1e-4").unwrap();
+        assert_eq!(
+            b.problem.derivatives(),
+            DerivativeKind::FiniteDifference { eps: 1e-4 }
+        );
+        // The FD products are usable through the boxed oracle.
+        let (x, y, v) = (vec![0.5], vec![0.3, 2.0], vec![1.0, -1.0]);
+        let mut hv = vec![0.0; 2];
+        b.problem.hvp(&x, &y, &v, &mut hv);
+        assert!(
+            (hv[0]).abs() < 1e-12 && (hv[1] + 1.0).abs() < 1e-9,
+            "{hv:?}"
+        );
+        let e = build("name = \"sphere\"\nderivatives = \"symbolic\"").unwrap_err();
+        assert!(
+            e.contains("symbolic") && e.contains("finite-difference"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let e = parse("name = \"circle-center\"\nradiuss = 2").unwrap_err();
+        assert!(e.contains("unknown field `radiuss`"), "{e}");
+        assert!(
+            e.contains("radius"),
+            "the message lists the valid keys: {e}"
+        );
+        let e = parse("name = \"circle-tie\"\nradius = 2").unwrap_err();
+        assert!(e.contains("unknown field `radius`"), "{e}");
+        let e = parse("name = \"affine\"\nseeds = 1").unwrap_err();
+        assert!(e.contains("unknown field `seeds`"), "{e}");
+        let e = parse("name = \"circle-centre\"").unwrap_err();
+        assert!(e.contains("circle-centre"), "{e}");
+        let e = parse("radius = 2.0").unwrap_err();
+        assert!(e.contains("name"), "{e}");
+        let e = parse("name = \"sphere\"\nd = \"three\"").unwrap_err();
+        assert!(e.contains("three") || e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_field_and_value() {
+        let cases: [(&str, &str); 14] = [
+            (
+                "name = \"circle-center\"\nb = [1.0, 2.0, 3.0]",
+                "problem.b: expected 2 entries, got 3",
+            ),
+            (
+                "name = \"circle-center\"\nradius = -1.0",
+                "problem.radius: must be positive (got -1.0)",
+            ),
+            (
+                "name = \"circle-center\"\nradius = 0",
+                "problem.radius: must be positive (got 0.0)",
+            ),
+            (
+                "name = \"circle-center\"\nradius = nan",
+                "problem.radius: must be a finite number (got NaN)",
+            ),
+            (
+                "name = \"circle-center\"\nb = [1.0, inf]",
+                "problem.b: entry 1 must be a finite number (got inf)",
+            ),
+            (
+                "name = \"circle-radius\"\na = [0.0, 0.0]",
+                "problem.a: must be nonzero",
+            ),
+            (
+                "name = \"circle-center\"\nx0 = [1.0]",
+                "problem.x0: expected 2 entries, got 1",
+            ),
+            (
+                "name = \"affine\"\ny0 = [0.0, 0.0]",
+                "problem.y0: expected 20 entries, got 2",
+            ),
+            (
+                "name = \"affine\"\nd = 5\nr = 5",
+                "problem.r: must satisfy 1 ≤ r < d = 5",
+            ),
+            ("name = \"affine\"\nr = 0", "problem.r: must satisfy"),
+            (
+                "name = \"holder\"\np = 0",
+                "problem.p: must be an integer in 1..=64 (got 0)",
+            ),
+            (
+                "name = \"sphere\"\nderivatives = \"finite-difference\"\nfd_eps = -1e-6",
+                "problem.fd_eps: must be positive (got -1e-6)",
+            ),
+            (
+                "name = \"sphere\"\nderivatives = \"finite-difference\"\nfd_eps = 0.0",
+                "problem.fd_eps: must be positive (got 0.0)",
+            ),
+            (
+                "name = \"sphere\"\nfd_eps = 1e-6",
+                "problem.fd_eps: only used with derivatives = \"finite-difference\"",
+            ),
+        ];
+        for (src, msg) in cases {
+            let e = build(src).unwrap_err();
+            assert!(
+                e.starts_with(msg),
+                "config {src:?}: got {e:?}, want prefix {msg:?}"
+            );
+        }
+        let e = build("name = \"sphere\"\nx0 = [1.0, nan, 0.0]").unwrap_err();
+        assert_eq!(e, "problem.x0: entry 1 must be a finite number (got NaN)");
+    }
+
+    #[test]
+    fn configs_round_trip_and_built_problems_are_send_sync() {
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        let cfg = parse("name = \"affine\"\nd = 8\nr = 2\nderivatives = \"dual\"").unwrap();
+        let text = toml::to_string(&cfg).unwrap();
+        assert_eq!(parse(&text).unwrap(), cfg);
+        let b = cfg.build().unwrap();
+        assert_send_sync(&b.problem);
+        assert!(format!("{b:?}").contains("affine"));
+    }
+}

@@ -154,7 +154,10 @@ mod tests {
         // p = 1 is the smooth case: φ = −x²/2.
         let h1 = Holder::new(1).unwrap();
         assert_eq!(h1.reference_phi(&[0.6]), Some(0.5 * 0.36 - 0.36));
-        assert!(Holder::new(0).unwrap_err().to_string().starts_with("problem.p:"));
+        assert!(Holder::new(0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("problem.p:"));
         assert!(Holder::new(Holder::MAX_P + 1).is_err());
     }
 }

@@ -55,4 +55,3 @@ pub(crate) fn shell_hvp(y: &[f64], center: Option<&[f64]>, rho2: f64, v: &[f64],
         *o = s * v[i] + 2.0 * uv * offset(y, center, i);
     }
 }
-

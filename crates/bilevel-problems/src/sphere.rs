@@ -120,7 +120,11 @@ mod tests {
             check_references(&p, &x);
             let c = check_pseudoinverse(&p, &x);
             // H = 2 y* y*ᵀ at the selection: eigenvalues 0 (d − 1 times) and 2.
-            assert!((c.eigenvalues[d - 1] - 2.0).abs() < 1e-14, "{:?}", c.eigenvalues);
+            assert!(
+                (c.eigenvalues[d - 1] - 2.0).abs() < 1e-14,
+                "{:?}",
+                c.eigenvalues
+            );
         }
     }
 
@@ -136,7 +140,10 @@ mod tests {
         assert_eq!(p.reference_grad_phi(&[0.0; 3]), None);
         assert_eq!(p.reference_y(&[0.0; 3]), None);
         assert_eq!(p.intrinsic_dimension(), 2);
-        assert!(Sphere::new(0).unwrap_err().to_string().starts_with("problem.d:"));
+        assert!(Sphere::new(0)
+            .unwrap_err()
+            .to_string()
+            .starts_with("problem.d:"));
         assert_eq!(Sphere::default_x0(5), vec![1.0, 2.0, -0.5, 1.0, 2.0]);
         assert_eq!(Sphere::default_y0(3), vec![1.0, 0.0, 0.0]);
     }

@@ -67,7 +67,12 @@ fn fd_cross<B: Bilevel<Y = Vec<f64>>>(p: &B, x: &[f64], y: &[f64], v: &[f64]) ->
 /// `H v` and `J v` agree with central differences of the analytic gradients to 1e-6 relative, and
 /// analytic products agree with dual-number products to 1e-12 relative. Also checks the
 /// reported [`DerivativeKind`].
-pub(crate) fn check_products<P: ProblemDef + Clone>(def: &P, seed: u64, n_points: usize, scale: f64) {
+pub(crate) fn check_products<P: ProblemDef + Clone>(
+    def: &P,
+    seed: u64,
+    n_points: usize,
+    scale: f64,
+) {
     let (m, d) = (def.dim_x(), def.dim_y());
     let mut rng = Rng::new(seed);
     let analytic = wrap(def, Derivatives::Analytic);
@@ -105,8 +110,16 @@ pub(crate) fn check_products<P: ProblemDef + Clone>(def: &P, seed: u64, n_points
         dual.cross(&x, &y, &v, &mut jv_du);
         let eh = relative_error(&hv_an, &hv_du, 1e-10);
         let ej = relative_error(&jv_an, &jv_du, 1e-10);
-        assert!(eh <= 1e-12, "{}: analytic vs dual H v rel err {eh:e}", def.name());
-        assert!(ej <= 1e-12, "{}: analytic vs dual J v rel err {ej:e}", def.name());
+        assert!(
+            eh <= 1e-12,
+            "{}: analytic vs dual H v rel err {eh:e}",
+            def.name()
+        );
+        assert!(
+            ej <= 1e-12,
+            "{}: analytic vs dual J v rel err {ej:e}",
+            def.name()
+        );
     }
     assert!(matches!(
         wrap(def, MODES[2]).derivatives(),
@@ -116,7 +129,12 @@ pub(crate) fn check_products<P: ProblemDef + Clone>(def: &P, seed: u64, n_points
 
 /// Gradients of f and g (both blocks, and `grad_g` jointly) against `fd_gradient` of the values
 /// at random points, to 1e-7 relative.
-pub(crate) fn check_gradients<P: ProblemDef + Clone>(def: &P, seed: u64, n_points: usize, scale: f64) {
+pub(crate) fn check_gradients<P: ProblemDef + Clone>(
+    def: &P,
+    seed: u64,
+    n_points: usize,
+    scale: f64,
+) {
     let (m, d) = (def.dim_x(), def.dim_y());
     let p = wrap(def, Derivatives::Analytic);
     let mut rng = Rng::new(seed);
@@ -140,14 +158,20 @@ pub(crate) fn check_gradients<P: ProblemDef + Clone>(def: &P, seed: u64, n_point
             ("∇_y g", &gy, &gy_fd),
         ] {
             let e = relative_error(a, b, 1.0);
-            assert!(e < tol, "{}: {what} vs FD rel err {e:e} at x={x:?} y={y:?}", def.name());
+            assert!(
+                e < tol,
+                "{}: {what} vs FD rel err {e:e} at x={x:?} y={y:?}",
+                def.name()
+            );
         }
         let (mut gx2, mut gy2) = (vec![0.0; m], vec![0.0; d]);
         p.grad_g(&x, &y, &mut gx2, &mut gy2);
         assert_eq!((&gx2, &gy2), (&gx, &gy));
         // The generic gradient on f64 is the analytic one.
         let mut gy3 = vec![0.0; d];
-        bilevel_core::derivatives::GenericLowerGradient::grad_g_y_generic::<f64>(def, &x, &y, &mut gy3);
+        bilevel_core::derivatives::GenericLowerGradient::grad_g_y_generic::<f64>(
+            def, &x, &y, &mut gy3,
+        );
         assert!(relative_error(&gy3, &gy, 1.0) < 1e-14);
     }
 }
@@ -159,11 +183,24 @@ pub(crate) fn check_references<P: ProblemDef + Clone>(def: &P, x: &[f64]) {
     let grad = p.reference_grad_phi(x).expect("differentiable point");
     let grad_fd = fd_gradient(|z| p.reference_phi(z).expect("φ defined"), x, 1e-6);
     let e = relative_error(&grad, &grad_fd, 1.0);
-    assert!(e < 1e-6, "{}: ∇φ vs FD of φ rel err {e:e} at x={x:?}", def.name());
+    assert!(
+        e < 1e-6,
+        "{}: ∇φ vs FD of φ rel err {e:e} at x={x:?}",
+        def.name()
+    );
     let y = p.reference_y(x).expect("unique selection");
     let phi = p.reference_phi(x).expect("φ defined");
-    assert!((p.f(x, &y) - phi).abs() <= 1e-12 * (1.0 + phi.abs()), "{}", def.name());
-    assert!(p.g(x, &y).abs() < 1e-20, "{}: g(x, y*) = {}", def.name(), p.g(x, &y));
+    assert!(
+        (p.f(x, &y) - phi).abs() <= 1e-12 * (1.0 + phi.abs()),
+        "{}",
+        def.name()
+    );
+    assert!(
+        p.g(x, &y).abs() < 1e-20,
+        "{}: g(x, y*) = {}",
+        def.name(),
+        p.g(x, &y)
+    );
     let mut gy = vec![0.0; y.len()];
     p.grad_g_y(x, &y, &mut gy);
     let yscale = 1.0 + bilevel_core::vector::norm(&y);
@@ -188,7 +225,11 @@ pub(crate) struct PinvCheck {
 
 /// Dense pseudoinverse hypergradient at `(x, y)`: H from `hvp` columns, faer's self-adjoint
 /// eigendecomposition, eigenvalues below `1e-10 · max` dropped.
-pub(crate) fn pinv_hypergrad<B: Bilevel<Y = Vec<f64>> + ?Sized>(p: &B, x: &[f64], y: &[f64]) -> PinvCheck {
+pub(crate) fn pinv_hypergrad<B: Bilevel<Y = Vec<f64>> + ?Sized>(
+    p: &B,
+    x: &[f64],
+    y: &[f64],
+) -> PinvCheck {
     let (m, d) = (p.dim_x(), p.dim_y());
     let y = y.to_vec();
     let mut cols = vec![vec![0.0; d]; d];
@@ -199,7 +240,9 @@ pub(crate) fn pinv_hypergrad<B: Bilevel<Y = Vec<f64>> + ?Sized>(p: &B, x: &[f64]
         e[j] = 0.0;
     }
     let h = Mat::from_fn(d, d, |i, j| 0.5 * (cols[j][i] + cols[i][j]));
-    let evd = h.self_adjoint_eigen(Side::Lower).expect("eigendecomposition");
+    let evd = h
+        .self_adjoint_eigen(Side::Lower)
+        .expect("eigendecomposition");
     let (s, u) = (evd.S(), evd.U());
     let eigenvalues: Vec<f64> = (0..d).map(|i| s[i]).collect();
     let tau = 1e-10 * eigenvalues.iter().fold(0.0f64, |a, l| a.max(l.abs()));

@@ -1,7 +1,8 @@
 //! One definition per problem, three sources of second-order products.
 //!
 //! A problem implements [`ProblemDef`] (values, analytic gradients and products, closed-form
-//! references) and [`GenericLowerGradient`] (`∇_y g`, `∇_x g` written once over any [`Scalar`]).
+//! references) and [`GenericLowerGradient`] (`∇_y g`, `∇_x g` written once over any
+//! [`Scalar`](bilevel_core::derivatives::Scalar)).
 //! [`WithDerivatives`] turns it into a [`Bilevel`] oracle whose `H v` and `J v` come from the
 //! source chosen at construction ([`Derivatives`]), so the dispatch is written once here and not
 //! in every problem.
@@ -84,7 +85,11 @@ thread_local! {
 }
 
 /// Run `f` with a work buffer of length `n_work` and a temporary of length `n_tmp`.
-fn with_fd_scratch<R>(n_work: usize, n_tmp: usize, f: impl FnOnce(&mut [f64], &mut [f64]) -> R) -> R {
+fn with_fd_scratch<R>(
+    n_work: usize,
+    n_tmp: usize,
+    f: impl FnOnce(&mut [f64], &mut [f64]) -> R,
+) -> R {
     FD_SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut s) => {
             let (work, tmp) = &mut *s;
@@ -132,10 +137,20 @@ impl<P: ProblemDef> WithDerivatives<P> {
 }
 
 impl<P: ProblemDef> GenericLowerGradient for WithDerivatives<P> {
-    fn grad_g_y_generic<T: bilevel_core::derivatives::Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+    fn grad_g_y_generic<T: bilevel_core::derivatives::Scalar>(
+        &self,
+        x: &[T],
+        y: &[T],
+        out: &mut [T],
+    ) {
         self.def.grad_g_y_generic(x, y, out)
     }
-    fn grad_g_x_generic<T: bilevel_core::derivatives::Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
+    fn grad_g_x_generic<T: bilevel_core::derivatives::Scalar>(
+        &self,
+        x: &[T],
+        y: &[T],
+        out: &mut [T],
+    ) {
         self.def.grad_g_x_generic(x, y, out)
     }
 }

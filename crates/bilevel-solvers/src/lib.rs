@@ -1,1 +1,96 @@
-//! placeholder
+//! # bilevel-solvers
+//!
+//! Bilevel algorithms on one executor.
+//!
+//! * [`BilevelSolver`]: what every algorithm implements — a lower-level (and, for HG-MS,
+//!   selection) phase followed by a hypergradient at the current `x`, then an upper step;
+//! * [`hgms`]: select-then-differentiate (HG-MS), our flagship;
+//! * [`aid`]: approximate implicit differentiation with CG or Neumann (the classical baseline);
+//! * [`executor`]: the loop with budgets (iterations, oracle calls, wall time), divergence checks
+//!   and observers ([`observers`]: JSON-lines trace, checkpoints; the CLI adds a progress bar);
+//! * [`upper`]: upper-level steps (plain, Adam, box projection) shared by all solvers;
+//! * [`lower`]: gradient descent on `g(x, ·)` shared by all solvers.
+
+pub mod aid;
+pub mod executor;
+pub mod hgms;
+pub mod lower;
+pub mod observers;
+pub mod upper;
+
+use bilevel_core::hypergrad::HypergradDiagnostics;
+use bilevel_core::{Bilevel, Counted};
+use serde::{Deserialize, Serialize};
+
+/// The iterate `(x, y)` and the outer iteration count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State<Y> {
+    /// Upper variable.
+    pub x: Vec<f64>,
+    /// Lower variable.
+    pub y: Y,
+    /// Outer iterations completed.
+    pub iteration: usize,
+}
+
+/// What one hypergradient evaluation found (at `state.x`, after the lower/selection phase).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// `f(x, y)` at the point the hypergradient was taken.
+    pub f: f64,
+    /// `‖∇_y g(x, y)‖` there (lower-level optimality gap).
+    pub lower_grad_norm: f64,
+    /// The hypergradient estimate.
+    pub hypergradient: Vec<f64>,
+    /// Linear-solve and spectral diagnostics (None for methods without a linear solve).
+    pub diagnostics: Option<HypergradDiagnostics>,
+    /// Selection phase summary (HG-MS).
+    pub selection: Option<SelectionReport>,
+}
+
+/// Summary of an explicit selection phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectionReport {
+    /// Strategy used.
+    pub strategy: String,
+    /// Selection steps taken.
+    pub steps: usize,
+    /// `‖P_T ∇_y f‖` at the end (tangent component; 0 at the optimistic selection).
+    pub tangent_grad_norm: f64,
+    /// Whether both selection tolerances were met.
+    pub converged: bool,
+}
+
+/// Errors raised by solvers.
+#[derive(Debug, thiserror::Error)]
+pub enum SolverError {
+    /// A dense eigen-computation inside a diagnostic failed.
+    #[error("diagnostic failed: {0}")]
+    Dense(#[from] bilevel_core::dense::DenseError),
+    /// A configuration value is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A checkpoint does not fit this solver.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+}
+
+/// A bilevel algorithm: `hypergradient` runs the lower-level phase at `state.x` (updating
+/// `state.y`) and estimates `∇φ(x)`; `upper_step` moves `x`.
+pub trait BilevelSolver<P: Bilevel + ?Sized> {
+    /// Identifier used in configs and outputs.
+    fn name(&self) -> &'static str;
+    /// Lower-level (and selection) phase, then the hypergradient at `state.x`.
+    fn hypergradient(
+        &mut self,
+        p: &Counted<P>,
+        state: &mut State<P::Y>,
+        with_diagnostics: bool,
+    ) -> Result<StepReport, SolverError>;
+    /// Upper-level step with the hypergradient `h`.
+    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]);
+    /// Internal state to store in a checkpoint (optimizer moments, adaptive steps).
+    fn checkpoint(&self) -> serde_json::Value;
+    /// Restore what [`BilevelSolver::checkpoint`] saved.
+    fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError>;
+}

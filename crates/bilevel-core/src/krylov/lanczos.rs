@@ -96,6 +96,31 @@ impl LanczosResult {
     }
 }
 
+/// `out ← Σ_{|θ_i| ≤ threshold} ⟨start, z_i⟩ z_i`: the projection of the start vector on the
+/// Ritz vectors `z_i = V s_i` with near-zero Ritz values (the near-null space of `A` seen from the
+/// start vector). Unlike `start − A A^† start` from a converged solve, eigenvalues below the
+/// threshold count as zero, so an inexact point's tiny tangent eigenvalue is not inverted.
+/// `ws` must be the workspace of the [`lanczos`] call that produced `res`.
+pub fn project_start_below<V: Vector>(
+    res: &LanczosResult,
+    ws: &LanczosWorkspace<V>,
+    threshold: f64,
+    out: &mut V,
+) {
+    out.set_zero();
+    let n = res.ritz.n;
+    for i in 0..n {
+        if res.ritz.values[i].abs() > threshold {
+            continue;
+        }
+        let s = res.ritz.vector(i);
+        let c = res.start_norm * s[0];
+        for (j, q) in ws.basis.iter().take(n).enumerate() {
+            out.axpy(c * s[j], q);
+        }
+    }
+}
+
 /// Run Lanczos with full reorthogonalisation (two Gram–Schmidt passes) from `start`.
 pub fn lanczos<V: Vector, A: LinearOperator<V> + ?Sized>(
     op: &mut A,
@@ -209,5 +234,24 @@ mod tests {
         assert!((1..=2).contains(&res.count_below(1e-8)));
         let kc = res.start_component_below(1e-8);
         assert!((kc - e.kernel_component(&b, 1e-10)).abs() < 1e-10);
+        // The projection vector equals the dense kernel projection of b.
+        let mut pk = vec![0.0; d];
+        let mut ws2 = LanczosWorkspace::new(&b);
+        let res2 = lanczos(
+            &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
+            &b,
+            &LanczosOptions { max_iter: d, tol: 1e-10 },
+            &mut ws2,
+        )
+        .unwrap();
+        project_start_below(&res2, &ws2, 1e-8, &mut pk);
+        let mut dense = vec![0.0; d];
+        for i in 0..d {
+            if e.values[i].abs() <= 1e-10 {
+                let u = e.vector(i);
+                crate::vector::axpy(&mut dense, crate::vector::dot(u, &b), u);
+            }
+        }
+        assert!(crate::derivatives::relative_error(&pk, &dense, 1e-300) < 1e-9);
     }
 }

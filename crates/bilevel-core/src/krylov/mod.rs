@@ -18,7 +18,7 @@ mod neumann;
 mod proptests;
 
 pub use cg::{cg, CgWorkspace};
-pub use lanczos::{lanczos, LanczosOptions, LanczosResult, LanczosWorkspace};
+pub use lanczos::{lanczos, project_start_below, LanczosOptions, LanczosResult, LanczosWorkspace};
 pub use minres::{minres, MinresWorkspace};
 pub use neumann::{neumann, NeumannWorkspace};
 

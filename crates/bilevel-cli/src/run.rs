@@ -1,0 +1,382 @@
+//! `bilevel run`: one solver on one problem, with trace, summary, plot and checkpoints.
+
+use crate::config::{self, RunConfig, SolverConfig};
+use crate::plot::{self, Panel, Series};
+use crate::Failure;
+use bilevel_core::{Bilevel, OracleCounts};
+use bilevel_solvers::aid::Aid;
+use bilevel_solvers::executor::{self, Observer, Record, RunOptions, StopReason};
+use bilevel_solvers::hgms::Hgms;
+use bilevel_solvers::observers::{Checkpoint, CheckpointWriter, TraceWriter};
+use bilevel_solvers::{BilevelSolver, State};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// The problems' common trait object.
+pub type DynProblem = dyn Bilevel<Y = Vec<f64>> + Send + Sync;
+
+/// Solvers with one-line descriptions (for `bilevel list`).
+pub const SOLVERS: &[(&str, &str)] = &[
+    (
+        "hg-ms",
+        "select-then-differentiate: lower steps, explicit optimistic selection, pseudoinverse hypergradient",
+    ),
+    (
+        "aid",
+        "approximate implicit differentiation: warm-started lower steps, CG/Neumann solve, no selection",
+    ),
+];
+
+/// Instantiate the configured solver.
+pub fn make_solver(cfg: &SolverConfig, m: usize) -> Box<dyn BilevelSolver<DynProblem>> {
+    match cfg {
+        SolverConfig::HgMs(c) => Box::new(Hgms::new(c.clone(), m)),
+        SolverConfig::Aid(c) => Box::new(Aid::new(c.clone(), m)),
+    }
+}
+
+/// A progress bar on stderr, drawn only on a terminal.
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    /// A bar for `len` iterations labelled `label`.
+    pub fn new(len: usize, label: &str) -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(len as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_string());
+        Progress { bar }
+    }
+}
+
+impl<Y> Observer<Y> for Progress {
+    fn observe(
+        &mut self,
+        r: &Record,
+        _state: &State<Y>,
+        _solver: Option<&serde_json::Value>,
+    ) -> std::io::Result<()> {
+        self.bar.set_position(r.iteration as u64 + 1);
+        self.bar
+            .set_message(format!("f {:.3e}  |h| {:.3e}", r.f, r.hypergradient_norm));
+        Ok(())
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.bar.finish_and_clear();
+        Ok(())
+    }
+}
+
+/// `summary.json`.
+#[derive(Serialize)]
+pub struct Summary {
+    /// Crate version.
+    pub version: &'static str,
+    /// Problem name.
+    pub problem: String,
+    /// Solver name.
+    pub solver: String,
+    /// Derivative source label ("finite-difference (approximate)" marks approximate products).
+    pub derivatives: &'static str,
+    /// Whether second-order products were exact.
+    pub exact_derivatives: bool,
+    /// "completed" or "failed".
+    pub status: &'static str,
+    /// Why the run stopped, when it completed.
+    pub stop_reason: Option<StopReason>,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// Iterations completed.
+    pub iterations: usize,
+    /// Wall time.
+    pub time_s: f64,
+    /// Algorithm oracle calls.
+    pub oracle_calls: Option<OracleCounts>,
+    /// Gradient-equivalent cost.
+    pub gradient_equivalents: Option<f64>,
+    /// Diagnostic oracle calls.
+    pub diagnostic_calls: Option<OracleCounts>,
+    /// Final x.
+    pub x: Vec<f64>,
+    /// The last record.
+    pub last: Option<Record>,
+    /// Known intrinsic dimension of the problem's manifold, if any.
+    pub reference_intrinsic_dimension: Option<usize>,
+}
+
+/// Outcome of [`execute`].
+pub struct Executed {
+    /// Summary (also written to `summary.json`).
+    pub summary: Summary,
+    /// All records of this run.
+    pub records: Vec<Record>,
+}
+
+/// Keeps every record in memory (for plots and tables).
+struct Collect(Vec<Record>);
+
+impl<Y> Observer<Y> for Collect {
+    fn observe(
+        &mut self,
+        r: &Record,
+        _s: &State<Y>,
+        _v: Option<&serde_json::Value>,
+    ) -> std::io::Result<()> {
+        self.0.push(r.clone());
+        Ok(())
+    }
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> Failure {
+    Failure::run(format!("{}: {e}", path.display()))
+}
+
+/// Read the records of an existing trace, keeping those with `iteration < before`.
+fn read_trace(path: &Path, before: usize) -> Result<Vec<Record>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: Record = serde_json::from_str(line)
+            .map_err(|e| Failure::run(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        if r.iteration < before {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// Run `cfg` with outputs in `out`, optionally resuming from `out/checkpoint.json`.
+pub fn execute(cfg: &RunConfig, out: &Path, resume: bool, label: &str) -> Result<Executed, Failure> {
+    let built = cfg
+        .problem
+        .build()
+        .map_err(|e| Failure::config(e.to_string()))?;
+    let problem: &DynProblem = built.problem.as_ref();
+    let mut solver = make_solver(&cfg.solver, problem.dim_x());
+    std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
+    let trace_path = out.join("trace.jsonl");
+    let ck_path = out.join("checkpoint.json");
+    let mut state = State {
+        x: built.x0.clone(),
+        y: built.y0.clone(),
+        iteration: 0,
+    };
+    let mut counts = OracleCounts::default();
+    let mut previous = Vec::new();
+    let mut trace = if resume {
+        let text = std::fs::read_to_string(&ck_path).map_err(|e| io_err(&ck_path, e))?;
+        let ck: Checkpoint<Vec<f64>> =
+            serde_json::from_str(&text).map_err(|e| io_err(&ck_path, e))?;
+        if ck.state.x.len() != state.x.len() || ck.state.y.len() != state.y.len() {
+            return Err(Failure::config(format!(
+                "{}: checkpoint dimensions (x {}, y {}) do not match the configured problem (x {}, y {})",
+                ck_path.display(),
+                ck.state.x.len(),
+                ck.state.y.len(),
+                state.x.len(),
+                state.y.len()
+            )));
+        }
+        solver
+            .restore(&ck.solver)
+            .map_err(|e| io_err(&ck_path, e))?;
+        state = ck.state;
+        counts = ck.oracle_calls;
+        previous = read_trace(&trace_path, state.iteration)?;
+        // Rewrite the trace without records past the checkpoint, then append.
+        let mut text = String::new();
+        for r in &previous {
+            text.push_str(&serde_json::to_string(r).map_err(|e| io_err(&trace_path, e))?);
+            text.push('\n');
+        }
+        std::fs::write(&trace_path, text).map_err(|e| io_err(&trace_path, e))?;
+        TraceWriter::append(&trace_path).map_err(|e| io_err(&trace_path, e))?
+    } else {
+        TraceWriter::create(&trace_path).map_err(|e| io_err(&trace_path, e))?
+    };
+    let opts = RunOptions {
+        budget: cfg.budget.clone(),
+        diagnostics_every: cfg.output.diagnostics_every,
+        record_x_max: cfg.output.record_x_max,
+    };
+    let mut progress = Progress::new(opts.budget.max_iter, label);
+    let mut collect = Collect(previous);
+    let mut ck = CheckpointWriter::new(ck_path, cfg.output.checkpoint_every);
+    let mut observers: Vec<&mut dyn Observer<Vec<f64>>> =
+        vec![&mut trace, &mut progress, &mut collect];
+    if cfg.output.checkpoint_every > 0 {
+        observers.push(&mut ck);
+    }
+    let result = executor::run(
+        problem,
+        solver.as_mut(),
+        state.clone(),
+        &opts,
+        counts,
+        &mut observers,
+    );
+    drop(observers);
+    let records = collect.0;
+    let derivatives = problem.derivatives();
+    let mut summary = Summary {
+        version: env!("CARGO_PKG_VERSION"),
+        problem: cfg.problem.name().to_string(),
+        solver: cfg.solver.name().to_string(),
+        derivatives: derivatives.label(),
+        exact_derivatives: derivatives.is_exact(),
+        status: "completed",
+        stop_reason: None,
+        error: None,
+        iterations: records.last().map_or(0, |r| r.iteration + 1),
+        time_s: records.last().map_or(0.0, |r| r.time_s),
+        oracle_calls: records.last().map(|r| r.oracle_calls),
+        gradient_equivalents: records.last().map(|r| r.gradient_equivalents),
+        diagnostic_calls: records.last().map(|r| r.diagnostic_calls),
+        x: state.x.clone(),
+        last: records.last().cloned(),
+        reference_intrinsic_dimension: problem.reference_intrinsic_dimension(),
+    };
+    let failure = match result {
+        Ok(outcome) => {
+            summary.stop_reason = Some(outcome.stop);
+            summary.x = outcome.state.x;
+            summary.time_s = outcome.time_s;
+            None
+        }
+        Err(e) => {
+            summary.status = "failed";
+            summary.error = Some(e.to_string());
+            Some(Failure::run(format!(
+                "{} on {}: {e} (trace: {})",
+                summary.solver,
+                summary.problem,
+                trace_path.display()
+            )))
+        }
+    };
+    let summary_path = out.join("summary.json");
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| io_err(&summary_path, e))?;
+    std::fs::write(&summary_path, text + "\n").map_err(|e| io_err(&summary_path, e))?;
+    if cfg.output.plot && !records.is_empty() {
+        let title = format!("{} on {}", summary.solver, summary.problem);
+        plot::write_svg(&out.join("plot.svg"), &title, &trace_panels(&[(&summary.solver, &records)]), 2)
+            .map_err(|e| Failure::run(format!("{}: {e}", out.join("plot.svg").display())))?;
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    Ok(Executed { summary, records })
+}
+
+/// The standard panels of a trace plot for one or several runs.
+pub fn trace_panels(runs: &[(&str, &[Record])]) -> Vec<Panel> {
+    let series = |get: &dyn Fn(&Record) -> Option<f64>| {
+        runs.iter()
+            .map(|(label, recs)| Series {
+                label: label.to_string(),
+                points: recs
+                    .iter()
+                    .filter_map(|r| get(r).map(|v| (r.iteration as f64, v)))
+                    .collect(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut panels = vec![
+        Panel {
+            title: "upper objective f(x, y)".into(),
+            x_label: "iteration".into(),
+            log_y: true,
+            series: series(&|r| Some(r.f)),
+        },
+        Panel {
+            title: "hypergradient norm".into(),
+            x_label: "iteration".into(),
+            log_y: true,
+            series: series(&|r| Some(r.hypergradient_norm)),
+        },
+        Panel {
+            title: "lower-level gap |grad_y g|".into(),
+            x_label: "iteration".into(),
+            log_y: true,
+            series: series(&|r| Some(r.lower_gap)),
+        },
+        Panel {
+            title: "kernel component of grad_y f".into(),
+            x_label: "iteration".into(),
+            log_y: true,
+            series: series(&|r| r.kernel_component),
+        },
+    ];
+    if runs.iter().any(|(_, recs)| recs.iter().any(|r| r.grad_phi_error.is_some())) {
+        panels.push(Panel {
+            title: "relative error vs closed-form grad phi".into(),
+            x_label: "iteration".into(),
+            log_y: true,
+            series: series(&|r| r.grad_phi_error),
+        });
+        panels.push(Panel {
+            title: "closed-form phi(x)".into(),
+            x_label: "iteration".into(),
+            log_y: true,
+            series: series(&|r| r.phi),
+        });
+    }
+    panels
+}
+
+/// `bilevel run CONFIG [--out DIR] [--resume]`.
+pub fn run_command(path: &Path, out: Option<PathBuf>, resume: bool) -> Result<(), Failure> {
+    let (cfg, text) = config::load(path).map_err(|e| Failure::config(e.0))?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("out").join(path.file_stem().unwrap_or_default())
+    });
+    std::fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
+    let cfg_copy = out.join("config.toml");
+    if !resume {
+        std::fs::write(&cfg_copy, &text).map_err(|e| io_err(&cfg_copy, e))?;
+    }
+    let label = format!("{} {}", cfg.solver.name(), cfg.problem.name());
+    let ex = execute(&cfg, &out, resume, &label)?;
+    let s = &ex.summary;
+    println!("{} on {} ({} products)", s.solver, s.problem, s.derivatives);
+    println!(
+        "  stopped: {:?} after {} iterations, {:.3} s",
+        s.stop_reason.unwrap_or(StopReason::MaxIterations),
+        s.iterations,
+        s.time_s
+    );
+    if let Some(r) = &s.last {
+        println!(
+            "  f = {:.6e}  |h| = {:.3e}  lower gap = {:.3e}",
+            r.f, r.hypergradient_norm, r.lower_gap
+        );
+        if let Some(phi) = r.phi {
+            println!("  closed-form phi(x) = {phi:.6e}");
+        }
+        if let Some(e) = r.grad_phi_error {
+            println!("  hypergradient relative error vs closed form = {e:.3e}");
+        }
+        println!(
+            "  oracle calls: {} (gradient-equivalents {:.0}); diagnostics {}",
+            r.oracle_calls.total(),
+            r.gradient_equivalents,
+            r.diagnostic_calls.total()
+        );
+    }
+    println!("  outputs in {}", out.display());
+    Ok(())
+}

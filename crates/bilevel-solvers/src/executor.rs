@@ -1,0 +1,348 @@
+//! The loop shared by every solver: budgets, divergence checks, records and observers.
+//!
+//! Each outer iteration `t` evaluates the hypergradient at `x_t` (the solver's lower/selection
+//! phase included), emits one [`Record`], checks budgets, then takes the upper step. A NaN or Inf
+//! in `f`, `y`, the hypergradient or `x` stops the run with [`RunError::NonFinite`] naming the
+//! iteration and the quantity; every record written before stays on disk.
+
+use crate::{BilevelSolver, SolverError, State, StepReport};
+use bilevel_core::krylov::KrylovStatus;
+use bilevel_core::{Bilevel, Counted, OracleCounts, Vector};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// When to stop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    /// Outer iterations.
+    pub max_iter: usize,
+    /// Total oracle calls of any kind (algorithm calls only; diagnostics are free).
+    pub max_oracle_calls: Option<u64>,
+    /// Gradient-equivalent cost (see [`OracleCounts::gradient_equivalents`]).
+    pub max_gradient_equivalents: Option<f64>,
+    /// Wall time in seconds.
+    pub max_time_s: Option<f64>,
+    /// Stop once `‖h‖ ≤ hypergradient_tol`.
+    pub hypergradient_tol: Option<f64>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            max_iter: 100,
+            max_oracle_calls: None,
+            max_gradient_equivalents: None,
+            max_time_s: None,
+            hypergradient_tol: None,
+        }
+    }
+}
+
+impl Budget {
+    /// Check values; errors name the field.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        if let Some(t) = self.max_time_s {
+            if !(t > 0.0) {
+                return Err(format!("{prefix}.max_time_s: must be positive (got {t})"));
+            }
+        }
+        if let Some(g) = self.max_gradient_equivalents {
+            if !(g > 0.0) {
+                return Err(format!(
+                    "{prefix}.max_gradient_equivalents: must be positive (got {g})"
+                ));
+            }
+        }
+        if let Some(t) = self.hypergradient_tol {
+            if !(t >= 0.0) {
+                return Err(format!("{prefix}.hypergradient_tol: must be ≥ 0 (got {t})"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Executor options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Budget.
+    pub budget: Budget,
+    /// Compute the (separately counted) diagnostics every this many iterations, and at the last
+    /// one; 0 disables them.
+    pub diagnostics_every: usize,
+    /// Include `x` in each record when `dim_x ≤ record_x_max`.
+    pub record_x_max: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            budget: Budget::default(),
+            diagnostics_every: 1,
+            record_x_max: 64,
+        }
+    }
+}
+
+/// One line of `trace.jsonl`. Only `time_s` depends on the machine: with the same config and
+/// seed every other field is reproduced bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Outer iteration (the hypergradient was taken at `x_t`).
+    pub iteration: usize,
+    /// Wall time since the start, seconds.
+    pub time_s: f64,
+    /// Algorithm oracle calls so far, by kind.
+    pub oracle_calls: OracleCounts,
+    /// Gradient-equivalent cost so far.
+    pub gradient_equivalents: f64,
+    /// Diagnostic oracle calls so far (not part of any budget).
+    pub diagnostic_calls: OracleCounts,
+    /// `f(x_t, y_t)`.
+    pub f: f64,
+    /// `‖h_t‖`.
+    pub hypergradient_norm: f64,
+    /// `‖∇_y g(x_t, y_t)‖`, the lower-level gap.
+    pub lower_gap: f64,
+    /// Krylov iterations of the hypergradient solve.
+    pub krylov_iterations: Option<usize>,
+    /// Relative residual of the hypergradient solve.
+    pub krylov_residual: Option<f64>,
+    /// Status of the hypergradient solve.
+    pub krylov_status: Option<KrylovStatus>,
+    /// `‖P_ker H ∇_y f‖` (the wrong-selection signal).
+    pub kernel_component: Option<f64>,
+    /// Estimated intrinsic dimension of the solution manifold.
+    pub intrinsic_dimension: Option<usize>,
+    /// Selection steps (HG-MS).
+    pub selection_steps: Option<usize>,
+    /// `‖P_T ∇_y f‖` after selection (HG-MS).
+    pub tangent_grad_norm: Option<f64>,
+    /// Closed-form `φ(x_t)`, where the problem has one.
+    pub phi: Option<f64>,
+    /// `‖h_t − ∇φ(x_t)‖ / ‖∇φ(x_t)‖` against the closed form, where available.
+    pub grad_phi_error: Option<f64>,
+    /// `x_t` (omitted for large `x`).
+    pub x: Option<Vec<f64>>,
+}
+
+/// Why a run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// `max_iter` reached.
+    MaxIterations,
+    /// Oracle-call or gradient-equivalent budget reached.
+    OracleBudget,
+    /// Wall-time budget reached.
+    TimeBudget,
+    /// `‖h‖ ≤ hypergradient_tol`.
+    Tolerance,
+}
+
+/// Receives every record (trace writer, progress bar, checkpoints).
+pub trait Observer<Y> {
+    /// Whether this observer needs the solver's checkpoint state at `iteration`.
+    fn wants_solver_state(&self, _iteration: usize) -> bool {
+        false
+    }
+    /// Called after each iteration with the record and the state *after* the upper step
+    /// (`state.iteration` is then the next iteration to run).
+    fn observe(
+        &mut self,
+        record: &Record,
+        state: &State<Y>,
+        solver_state: Option<&serde_json::Value>,
+    ) -> std::io::Result<()>;
+    /// Called once at the end (also after a divergence).
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A NaN or Inf appeared.
+    #[error("iteration {iteration}: {quantity} is not finite (NaN or Inf); the run stopped, records up to iteration {} are kept", iteration.saturating_sub(1))]
+    NonFinite {
+        /// Iteration.
+        iteration: usize,
+        /// Which quantity.
+        quantity: &'static str,
+    },
+    /// The solver failed.
+    #[error("iteration {iteration}: {source}")]
+    Solver {
+        /// Iteration.
+        iteration: usize,
+        /// Cause.
+        source: SolverError,
+    },
+    /// An observer could not write.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a completed run returns.
+#[derive(Clone, Debug)]
+pub struct RunOutcome<Y> {
+    /// Final state.
+    pub state: State<Y>,
+    /// The last evaluation (at the last `x_t` before its upper step).
+    pub last: Option<StepReport>,
+    /// The last record.
+    pub last_record: Option<Record>,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// Algorithm oracle calls.
+    pub counts: OracleCounts,
+    /// Diagnostic oracle calls.
+    pub diagnostic_counts: OracleCounts,
+    /// Wall time, seconds.
+    pub time_s: f64,
+}
+
+fn norm(v: &[f64]) -> f64 {
+    bilevel_core::vector::norm(v)
+}
+
+/// Build the record for one evaluation.
+pub fn make_record<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    iteration: usize,
+    time_s: f64,
+    x: &[f64],
+    rep: &StepReport,
+    record_x_max: usize,
+) -> Record {
+    let counts = p.counts();
+    let d = rep.diagnostics.as_ref();
+    let grad_phi_error = p.reference_grad_phi(x).map(|g| {
+        let diff: Vec<f64> = rep.hypergradient.iter().zip(&g).map(|(a, b)| a - b).collect();
+        norm(&diff) / norm(&g).max(1e-300)
+    });
+    Record {
+        iteration,
+        time_s,
+        oracle_calls: counts,
+        gradient_equivalents: counts.gradient_equivalents(),
+        diagnostic_calls: p.diagnostic_counts(),
+        f: rep.f,
+        hypergradient_norm: norm(&rep.hypergradient),
+        lower_gap: rep.lower_grad_norm,
+        krylov_iterations: d.map(|d| d.krylov_iterations),
+        krylov_residual: d.map(|d| d.relative_residual),
+        krylov_status: d.map(|d| d.status),
+        kernel_component: d.and_then(|d| d.kernel_component),
+        intrinsic_dimension: d.and_then(|d| d.intrinsic_dimension),
+        selection_steps: rep.selection.as_ref().map(|s| s.steps),
+        tangent_grad_norm: rep.selection.as_ref().map(|s| s.tangent_grad_norm),
+        phi: p.reference_phi(x),
+        grad_phi_error,
+        x: (x.len() <= record_x_max).then(|| x.to_vec()),
+    }
+}
+
+/// Run `solver` on `problem` from `state` until the budget is spent.
+///
+/// `initial_counts` carries oracle counts over from a checkpoint (zero for a fresh run).
+pub fn run<P: Bilevel + ?Sized>(
+    problem: &P,
+    solver: &mut dyn BilevelSolver<P>,
+    mut state: State<P::Y>,
+    opts: &RunOptions,
+    initial_counts: OracleCounts,
+    observers: &mut [&mut dyn Observer<P::Y>],
+) -> Result<RunOutcome<P::Y>, RunError> {
+    let p = Counted::new(problem);
+    p.set_counts(initial_counts);
+    let start = Instant::now();
+    let b = &opts.budget;
+    let mut last = None;
+    let mut last_record = None;
+    let result = (|| -> Result<StopReason, RunError> {
+        loop {
+            let t = state.iteration;
+            if t >= b.max_iter {
+                return Ok(StopReason::MaxIterations);
+            }
+            let is_last = t + 1 == b.max_iter;
+            let diag = opts.diagnostics_every > 0
+                && (t % opts.diagnostics_every == 0 || is_last);
+            let rep = solver
+                .hypergradient(&p, &mut state, diag)
+                .map_err(|source| RunError::Solver { iteration: t, source })?;
+            let non_finite = |q| RunError::NonFinite {
+                iteration: t,
+                quantity: q,
+            };
+            if !rep.f.is_finite() {
+                return Err(non_finite("f (upper objective)"));
+            }
+            if !state.y.is_finite() {
+                return Err(non_finite("y (lower variable)"));
+            }
+            if !rep.lower_grad_norm.is_finite() {
+                return Err(non_finite("lower-level gradient ∇_y g"));
+            }
+            if !rep.hypergradient.iter().all(|v| v.is_finite()) {
+                return Err(non_finite("hypergradient"));
+            }
+            let rec = make_record(
+                &p,
+                t,
+                start.elapsed().as_secs_f64(),
+                &state.x,
+                &rep,
+                opts.record_x_max,
+            );
+            let hnorm = rec.hypergradient_norm;
+            let counts = p.counts();
+            let stop = if b.hypergradient_tol.is_some_and(|tol| hnorm <= tol) {
+                Some(StopReason::Tolerance)
+            } else if b.max_oracle_calls.is_some_and(|m| counts.total() >= m)
+                || b
+                    .max_gradient_equivalents
+                    .is_some_and(|m| counts.gradient_equivalents() >= m)
+            {
+                Some(StopReason::OracleBudget)
+            } else if b.max_time_s.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+                Some(StopReason::TimeBudget)
+            } else {
+                None
+            };
+            if stop.is_none() {
+                solver.upper_step(&mut state, &rep.hypergradient);
+                if !state.x.iter().all(|v| v.is_finite()) {
+                    return Err(non_finite("x (upper variable) after the upper step"));
+                }
+            }
+            state.iteration = t + 1;
+            let wants = observers.iter().any(|o| o.wants_solver_state(t));
+            let saved = wants.then(|| solver.checkpoint());
+            for o in observers.iter_mut() {
+                o.observe(&rec, &state, saved.as_ref())?;
+            }
+            last = Some(rep);
+            last_record = Some(rec);
+            if let Some(s) = stop {
+                return Ok(s);
+            }
+        }
+    })();
+    for o in observers.iter_mut() {
+        o.finish()?;
+    }
+    let stop = result?;
+    Ok(RunOutcome {
+        state,
+        last,
+        last_record,
+        stop,
+        counts: p.counts(),
+        diagnostic_counts: p.diagnostic_counts(),
+        time_s: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,27 @@
+//! Gradient descent on the lower objective, `y ← y − β ∇_y g(x, y)`, shared by every solver.
+
+use bilevel_core::{Bilevel, Counted, Vector};
+
+/// Run at most `steps` steps of `y ← y − β ∇_y g(x, y)`, stopping early once
+/// `‖∇_y g‖ ≤ tol` (checked before each step). `grad` is scratch. Returns `‖∇_y g‖` at the final
+/// `y` (one more gradient, which the next phase usually needs anyway) and the steps taken.
+pub fn descend<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &mut P::Y,
+    steps: usize,
+    beta: f64,
+    tol: f64,
+    grad: &mut P::Y,
+) -> (f64, usize) {
+    let mut taken = 0;
+    loop {
+        p.grad_g_y(x, y, grad);
+        let n = grad.norm();
+        if n <= tol || taken >= steps || !n.is_finite() {
+            return (n, taken);
+        }
+        y.axpy(-beta, grad);
+        taken += 1;
+    }
+}

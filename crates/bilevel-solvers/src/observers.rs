@@ -1,0 +1,105 @@
+//! Observers that write a run to disk as it goes: the JSON-lines trace (one flushed line per
+//! iteration, so an interrupted run leaves a readable file) and periodic checkpoints.
+
+use crate::executor::{Observer, Record};
+use crate::State;
+use bilevel_core::OracleCounts;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes each [`Record`] as one JSON line and flushes it.
+pub struct TraceWriter {
+    out: BufWriter<File>,
+}
+
+impl TraceWriter {
+    /// Create (truncate) `path`.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(TraceWriter {
+            out: BufWriter::new(File::create(path)?),
+        })
+    }
+    /// Append to `path` (used when resuming).
+    pub fn append(path: &Path) -> std::io::Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(TraceWriter {
+            out: BufWriter::new(f),
+        })
+    }
+}
+
+impl<Y> Observer<Y> for TraceWriter {
+    fn observe(
+        &mut self,
+        record: &Record,
+        _state: &State<Y>,
+        _solver_state: Option<&serde_json::Value>,
+    ) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Everything needed to resume a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checkpoint<Y> {
+    /// The state after the last completed iteration (`iteration` = next to run).
+    pub state: State<Y>,
+    /// Algorithm oracle calls so far.
+    pub oracle_calls: OracleCounts,
+    /// Solver-internal state ([`crate::BilevelSolver::checkpoint`]).
+    pub solver: serde_json::Value,
+}
+
+/// Writes `checkpoint.json` every `every` iterations, atomically (temporary file, then rename).
+pub struct CheckpointWriter {
+    path: PathBuf,
+    every: usize,
+}
+
+impl CheckpointWriter {
+    /// Checkpoint to `path` every `every ≥ 1` iterations.
+    pub fn new(path: PathBuf, every: usize) -> Self {
+        CheckpointWriter {
+            path,
+            every: every.max(1),
+        }
+    }
+}
+
+impl<Y: Serialize + Clone> Observer<Y> for CheckpointWriter {
+    fn wants_solver_state(&self, iteration: usize) -> bool {
+        (iteration + 1) % self.every == 0
+    }
+    fn observe(
+        &mut self,
+        record: &Record,
+        state: &State<Y>,
+        solver_state: Option<&serde_json::Value>,
+    ) -> std::io::Result<()> {
+        let Some(solver) = solver_state else {
+            return Ok(());
+        };
+        let ck = Checkpoint {
+            state: state.clone(),
+            oracle_calls: record.oracle_calls,
+            solver: solver.clone(),
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        {
+            let mut f = BufWriter::new(File::create(&tmp)?);
+            serde_json::to_writer_pretty(&mut f, &ck)?;
+            f.flush()?;
+        }
+        std::fs::rename(&tmp, &self.path)
+    }
+}
