@@ -118,12 +118,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// The line where `key = …` is set (the last segment of a dotted field name), if it is.
 pub fn find_key_line(text: &str, field: &str) -> Option<usize> {
     let key = field.rsplit('.').next()?.trim_matches('`');
-    text.lines().position(|l| {
-        let t = l.trim_start();
-        t.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 /// The field named in a serde message such as "unknown field `radiuss`, expected …".
@@ -133,19 +134,127 @@ fn quoted_field(msg: &str) -> Option<&str> {
     Some(&msg[start..end])
 }
 
+/// The lines of section `section` (`[section]` and `[section.sub]` tables) as a standalone TOML
+/// text for the section's own type: other lines are blanked (so line numbers are unchanged),
+/// `[section.sub]` becomes `[sub]` and the `name = …` tag line is dropped.
+fn section_text(text: &str, section: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let header = t.trim_start_matches('[');
+            let header = header.split(']').next().unwrap_or("").trim();
+            if header == section {
+                inside = true;
+            } else if let Some(rest) = header
+                .strip_prefix(section)
+                .and_then(|r| r.strip_prefix('.'))
+            {
+                inside = true;
+                out.push_str(&format!("[{rest}]"));
+            } else {
+                inside = false;
+            }
+        } else if inside && !(t.starts_with("name") && t[4..].trim_start().starts_with('=')) {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The table headers and key of `line` in `text`: `section.sub.key` for `key = …` on that line.
+fn field_at_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = lines.get(line.checked_sub(1)?)?.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))
+        .map(|l| {
+            l.trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string()
+        });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+/// Format a TOML error at `line` (1-based, if known) as `origin:line: field: message`.
+fn located(text: &str, origin: &str, line: Option<usize>, msg: &str) -> String {
+    // Unknown fields: the span may point at the table; the key's own line is better.
+    let line = quoted_field(msg)
+        .filter(|_| msg.starts_with("unknown field"))
+        .and_then(|f| find_key_line(text, f))
+        .or(line);
+    match line {
+        Some(l) => match field_at_line(text, l).filter(|_| !msg.starts_with("unknown field")) {
+            Some(field) => format!("{origin}:{l}: {field}: {msg}"),
+            None => format!("{origin}:{l}: {msg}"),
+        },
+        None => format!("{origin}: {msg}"),
+    }
+}
+
+/// Deserialise section `section` alone as `T` and return its error, if any. Used to locate
+/// errors inside the tagged `[solver]` and `[problem]` tables, whose values serde buffers (and so
+/// loses their positions) when it deserialises the tagged enum.
+fn probe<T: serde::de::DeserializeOwned>(
+    text: &str,
+    section: &str,
+) -> Option<(Option<usize>, String)> {
+    let sub = section_text(text, section);
+    toml::from_str::<T>(&sub).err().map(|e| {
+        // Lines of `sub` are the lines of `text`.
+        let line = e.span().map(|s| line_col(&sub, s.start).0);
+        (line, e.message().trim().to_string())
+    })
+}
+
+/// A precise error for the tagged sections, found by deserialising each alone.
+fn probe_sections(text: &str) -> Option<(Option<usize>, String)> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let name = |sec: &str| {
+        doc.get(sec)
+            .and_then(|v| v.get("name"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    use bilevel_problems as bp;
+    let solver = match name("solver").as_deref() {
+        Some("hg-ms") => probe::<HgmsConfig>(text, "solver"),
+        Some("aid") => probe::<AidConfig>(text, "solver"),
+        _ => None,
+    };
+    solver.or_else(|| match name("problem").as_deref() {
+        Some("circle-center") => probe::<bp::CircleCenterConfig>(text, "problem"),
+        Some("circle-radius") => probe::<bp::CircleRadiusConfig>(text, "problem"),
+        Some("affine") => probe::<bp::AffineConfig>(text, "problem"),
+        Some("sphere") => probe::<bp::SphereConfig>(text, "problem"),
+        Some("circle-tie") => probe::<bp::CircleTieConfig>(text, "problem"),
+        Some("circle-sine") => probe::<bp::CircleSineConfig>(text, "problem"),
+        Some("holder") => probe::<bp::HolderConfig>(text, "problem"),
+        _ => None,
+    })
+}
+
 /// Parse `text` (read from `origin`) into a validated [`RunConfig`].
 pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
     let cfg: RunConfig = toml::from_str(text).map_err(|e| {
-        let msg = e.message().trim().to_string();
-        // Prefer the exact key's line for unknown fields (the span may point at the table).
-        let line = quoted_field(&msg)
-            .filter(|_| msg.starts_with("unknown field"))
-            .and_then(|f| find_key_line(text, f))
-            .or_else(|| e.span().map(|s| line_col(text, s.start).0));
-        match line {
-            Some(l) => ConfigError(format!("{origin}:{l}: {msg}")),
-            None => ConfigError(format!("{origin}: {msg}")),
-        }
+        let (line, msg) = probe_sections(text).unwrap_or_else(|| {
+            (
+                e.span().map(|s| line_col(text, s.start).0),
+                e.message().trim().to_string(),
+            )
+        });
+        ConfigError(located(text, origin, line, &msg))
     })?;
     let semantic = |m: String| {
         let field = m.split(':').next().unwrap_or("");
@@ -157,9 +266,7 @@ pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
     cfg.solver.validate().map_err(semantic)?;
     cfg.budget.validate("budget").map_err(semantic)?;
     // Building the problem validates its parameters (vector lengths, positivity).
-    cfg.problem
-        .build()
-        .map_err(|e| semantic(e.to_string()))?;
+    cfg.problem.build().map_err(|e| semantic(e.to_string()))?;
     Ok(cfg)
 }
 
@@ -179,19 +286,53 @@ mod tests {
     fn defaults_parse_and_errors_name_file_line_and_field() {
         let cfg = parse("", "empty.toml").unwrap();
         assert_eq!(cfg.solver.name(), "hg-ms");
-        let e = parse("[problem]\nname = \"circle-center\"\nradiuss = 2.0\n", "a.toml").unwrap_err();
-        assert!(e.0.starts_with("a.toml:3:") && e.0.contains("radiuss"), "{}", e.0);
+        let e = parse(
+            "[problem]\nname = \"circle-center\"\nradiuss = 2.0\n",
+            "a.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("a.toml:3:") && e.0.contains("radiuss"),
+            "{}",
+            e.0
+        );
         let e = parse("[problem]\nname = \"no-such\"\n", "b.toml").unwrap_err();
-        assert!(e.0.starts_with("b.toml:") && e.0.contains("no-such"), "{}", e.0);
-        let e = parse("[problem]\nname = \"circle-center\"\nb = [1.0, 2.0, 3.0]\n", "c.toml")
-            .unwrap_err();
+        assert!(
+            e.0.starts_with("b.toml:") && e.0.contains("no-such"),
+            "{}",
+            e.0
+        );
+        let e = parse(
+            "[problem]\nname = \"circle-center\"\nb = [1.0, 2.0, 3.0]\n",
+            "c.toml",
+        )
+        .unwrap_err();
         assert!(e.0.contains("c.toml:3") && e.0.contains("b"), "{}", e.0);
         let e = parse("[solver]\nname = \"hg-ms\"\nlower_lr = -0.1\n", "d.toml").unwrap_err();
-        assert!(e.0.starts_with("d.toml:3:") && e.0.contains("solver.lower_lr"), "{}", e.0);
-        let e = parse("[solver]\nname = \"aid\"\n[solver.upper]\nlr = \"fast\"\n", "e.toml")
-            .unwrap_err();
-        assert!(e.0.starts_with("e.toml:") && e.0.contains("lr"), "{}", e.0);
+        assert!(
+            e.0.starts_with("d.toml:3:") && e.0.contains("solver.lower_lr"),
+            "{}",
+            e.0
+        );
+        let e = parse(
+            "[solver]\nname = \"aid\"\n[solver.upper]\nlr = \"fast\"\n",
+            "e.toml",
+        )
+        .unwrap_err();
+        assert!(e.0.starts_with("e.toml:4: solver.upper.lr:"), "{}", e.0);
+        let e = parse("[problem]\nname = \"affine\"\nd = \"big\"\n", "g.toml").unwrap_err();
+        assert!(
+            e.0.starts_with("g.toml:3: problem.d:") && e.0.contains("invalid type"),
+            "{}",
+            e.0
+        );
+        let e = parse("[budget]\nmax_iter = -3\n", "h.toml").unwrap_err();
+        assert!(e.0.starts_with("h.toml:2: budget.max_iter:"), "{}", e.0);
         let e = parse("[budget]\nmax_iter = 10\nmax_itr = 3\n", "f.toml").unwrap_err();
-        assert!(e.0.starts_with("f.toml:3:") && e.0.contains("max_itr"), "{}", e.0);
+        assert!(
+            e.0.starts_with("f.toml:3:") && e.0.contains("max_itr"),
+            "{}",
+            e.0
+        );
     }
 }

@@ -9,8 +9,14 @@ use crate::Failure;
 use std::path::Path;
 
 const DEMO: &[(&str, &str)] = &[
-    ("demo-hgms.toml", include_str!("../../../configs/demo-hgms.toml")),
-    ("demo-aid.toml", include_str!("../../../configs/demo-aid.toml")),
+    (
+        "demo-hgms.toml",
+        include_str!("../../../configs/demo-hgms.toml"),
+    ),
+    (
+        "demo-aid.toml",
+        include_str!("../../../configs/demo-aid.toml"),
+    ),
 ];
 
 fn sci(v: Option<f64>) -> String {
@@ -27,13 +33,24 @@ pub fn demo(out: &Path) -> Result<(), Failure> {
         let ex = execute(&cfg, &dir, false, cfg.solver.name())?;
         runs.push((cfg.solver.name(), ex));
     }
-    println!("HG-MS vs AID on circle-center: R = 1.5, b = (0.3, -0.2), x0 = (2, 1), y0 = (3.3, 1.6)");
+    println!(
+        "HG-MS vs AID on circle-center: R = 1.5, b = (0.3, -0.2), x0 = (2, 1), y0 = (3.3, 1.6)"
+    );
     println!("(gradient descent on g from y0 lands on the far side of the circle; phi(x) = (|x - b| - R)^2 / 2)\n");
     println!(
         "| {:<6} | {:>16} | {:>16} | {:>14} | {:>10} | {:>10} | {:>8} |",
-        "solver", "grad-phi error@x0", "kernel comp.@x0", "final |x-b|-R", "iterations", "grad-equiv", "time s"
+        "solver",
+        "grad-phi error@x0",
+        "kernel comp.@x0",
+        "final |x-b|-R",
+        "iterations",
+        "grad-equiv",
+        "time s"
     );
-    println!("|{:-<8}|{:-<18}|{:-<18}|{:-<16}|{:-<12}|{:-<12}|{:-<10}|", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<8}|{:-<18}|{:-<18}|{:-<16}|{:-<12}|{:-<12}|{:-<10}|",
+        "", "", "", "", "", "", ""
+    );
     for (name, ex) in &runs {
         let first = ex.records.first();
         let last = ex.records.last();
@@ -54,8 +71,13 @@ pub fn demo(out: &Path) -> Result<(), Failure> {
         .map(|(n, ex)| (*n, ex.records.as_slice()))
         .collect();
     let svg = out.join("comparison.svg");
-    plot::write_svg(&svg, "HG-MS vs AID on circle-center (far-side start)", &trace_panels(&series), 2)
-        .map_err(|e| Failure::run(format!("{}: {e}", svg.display())))?;
+    plot::write_svg(
+        &svg,
+        "HG-MS vs AID on circle-center (far-side start)",
+        &trace_panels(&series),
+        2,
+    )
+    .map_err(|e| Failure::run(format!("{}: {e}", svg.display())))?;
     println!(
         "\nHG-MS selects the optimistic point before differentiating: its hypergradient is grad phi and the kernel\n\
          component is ~0. AID differentiates at the far-side point: a different hyper-objective, flagged by a large\n\

@@ -77,11 +77,7 @@ pub fn evaluate(cfg: &config::RunConfig) -> Result<HypergradOutput, Failure> {
     let x = &state.x;
     let reference = problem.reference_grad_phi(x);
     let finite_difference = problem.reference_phi(x).and_then(|_| {
-        let g = fd_gradient(
-            |z| problem.reference_phi(z).unwrap_or(f64::NAN),
-            x,
-            1e-6,
-        );
+        let g = fd_gradient(|z| problem.reference_phi(z).unwrap_or(f64::NAN), x, 1e-6);
         g.iter().all(|v| v.is_finite()).then_some(g)
     });
     let relative_error = reference

@@ -20,7 +20,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "bilevel", version, about = "Bilevel optimisation: HG-MS (select-then-differentiate), AID and friends")]
+#[command(
+    name = "bilevel",
+    version,
+    about = "Bilevel optimisation: HG-MS (select-then-differentiate), AID and friends"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -123,7 +123,9 @@ where
                     .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                     .map_err(|e| err(&e))?
                     .label(s.label.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()

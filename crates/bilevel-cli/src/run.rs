@@ -50,9 +50,9 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} {msg}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(label.to_string());
@@ -160,7 +160,12 @@ fn read_trace(path: &Path, before: usize) -> Result<Vec<Record>, Failure> {
 }
 
 /// Run `cfg` with outputs in `out`, optionally resuming from `out/checkpoint.json`.
-pub fn execute(cfg: &RunConfig, out: &Path, resume: bool, label: &str) -> Result<Executed, Failure> {
+pub fn execute(
+    cfg: &RunConfig,
+    out: &Path,
+    resume: bool,
+    label: &str,
+) -> Result<Executed, Failure> {
     let built = cfg
         .problem
         .build()
@@ -273,8 +278,13 @@ pub fn execute(cfg: &RunConfig, out: &Path, resume: bool, label: &str) -> Result
     std::fs::write(&summary_path, text + "\n").map_err(|e| io_err(&summary_path, e))?;
     if cfg.output.plot && !records.is_empty() {
         let title = format!("{} on {}", summary.solver, summary.problem);
-        plot::write_svg(&out.join("plot.svg"), &title, &trace_panels(&[(&summary.solver, &records)]), 2)
-            .map_err(|e| Failure::run(format!("{}: {e}", out.join("plot.svg").display())))?;
+        plot::write_svg(
+            &out.join("plot.svg"),
+            &title,
+            &trace_panels(&[(&summary.solver, &records)]),
+            2,
+        )
+        .map_err(|e| Failure::run(format!("{}: {e}", out.join("plot.svg").display())))?;
     }
     if let Some(f) = failure {
         return Err(f);
@@ -321,7 +331,10 @@ pub fn trace_panels(runs: &[(&str, &[Record])]) -> Vec<Panel> {
             series: series(&|r| r.kernel_component),
         },
     ];
-    if runs.iter().any(|(_, recs)| recs.iter().any(|r| r.grad_phi_error.is_some())) {
+    if runs
+        .iter()
+        .any(|(_, recs)| recs.iter().any(|r| r.grad_phi_error.is_some()))
+    {
         panels.push(Panel {
             title: "relative error vs closed-form grad phi".into(),
             x_label: "iteration".into(),
@@ -341,9 +354,8 @@ pub fn trace_panels(runs: &[(&str, &[Record])]) -> Vec<Panel> {
 /// `bilevel run CONFIG [--out DIR] [--resume]`.
 pub fn run_command(path: &Path, out: Option<PathBuf>, resume: bool) -> Result<(), Failure> {
     let (cfg, text) = config::load(path).map_err(|e| Failure::config(e.0))?;
-    let out = out.unwrap_or_else(|| {
-        PathBuf::from("out").join(path.file_stem().unwrap_or_default())
-    });
+    let out =
+        out.unwrap_or_else(|| PathBuf::from("out").join(path.file_stem().unwrap_or_default()));
     std::fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
     let cfg_copy = out.join("config.toml");
     if !resume {

@@ -142,7 +142,12 @@ pub fn fd_gradient(mut f: impl FnMut(&[f64]) -> f64, z: &[f64], eps: f64) -> Vec
 
 /// Relative error `‖a − b‖ / max(‖b‖, floor)`.
 pub fn relative_error(a: &[f64], b: &[f64], floor: f64) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     diff / crate::vector::norm(b).max(floor)
 }
 

@@ -136,7 +136,9 @@ pub struct HypergradDiagnostics {
     pub rhs_norm: f64,
     /// `‖P_ker H ∇_y f‖` (None when not computed).
     pub kernel_component: Option<f64>,
-    /// `‖P_ker H ∇_y f‖ / ‖∇_y f‖`.
+    /// `‖P_ker H ∇_y f‖ / max(‖∇_y f‖, ‖h‖)`: relative to the size of what is being computed
+    /// (at an exact selection where `∇_y f ≈ 0`, dividing by `‖∇_y f‖` alone would amplify
+    /// rounding into a false alarm).
     pub kernel_component_relative: Option<f64>,
     /// Estimated intrinsic dimension `k`.
     pub intrinsic_dimension: Option<usize>,
@@ -304,7 +306,9 @@ impl<Y: Vector> HypergradientSolver<Y> {
                 }
                 cg(&mut op, &self.b, &mut self.v, &kopts, &mut self.cg)
             }
-            LinearSolverKind::Minres => minres(&mut op, &self.b, &mut self.v, &kopts, &mut self.minres),
+            LinearSolverKind::Minres => {
+                minres(&mut op, &self.b, &mut self.v, &kopts, &mut self.minres)
+            }
             LinearSolverKind::Neumann => neumann(
                 &mut op,
                 &self.b,
@@ -352,6 +356,10 @@ impl<Y: Vector> HypergradientSolver<Y> {
         };
         if with_diagnostics {
             self.diagnose(p, x, y, &opts.diagnostics, &mut diag)?;
+            if let Some(kc) = diag.kernel_component {
+                let scale = rhs_norm.max(crate::vector::norm(h));
+                diag.kernel_component_relative = Some(if scale > 0.0 { kc / scale } else { 0.0 });
+            }
         }
         Ok(diag)
     }

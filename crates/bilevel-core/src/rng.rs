@@ -99,7 +99,10 @@ mod tests {
         // Standard errors: mean 1/sqrt(n) ≈ 2.2e-3, variance sqrt(2/n) ≈ 3.2e-3; allow 5σ.
         assert!((s / n as f64).abs() < 1.2e-2);
         assert!((s2 / n as f64 - 1.0).abs() < 1.6e-2);
-        assert_ne!(Rng::substream(1, 0).next_u64(), Rng::substream(1, 1).next_u64());
+        assert_ne!(
+            Rng::substream(1, 0).next_u64(),
+            Rng::substream(1, 1).next_u64()
+        );
         for _ in 0..1000 {
             assert!(r.below(3) < 3);
         }

@@ -56,7 +56,9 @@ impl Vector for Vec<f64> {
     #[inline]
     fn xpby(&mut self, x: &Self, beta: f64) {
         debug_assert_eq!(self.len(), x.len());
-        self.iter_mut().zip(x).for_each(|(s, &xi)| *s = xi + beta * *s);
+        self.iter_mut()
+            .zip(x)
+            .for_each(|(s, &xi)| *s = xi + beta * *s);
     }
     #[inline]
     fn assign(&mut self, other: &Self) {

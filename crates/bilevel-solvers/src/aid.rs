@@ -56,8 +56,11 @@ impl AidConfig {
                 self.lower_lr
             ));
         }
-        if !(self.lower_tol >= 0.0) {
-            return Err(format!("{prefix}.lower_tol: must be ≥ 0 (got {})", self.lower_tol));
+        if self.lower_tol.is_nan() || self.lower_tol < 0.0 {
+            return Err(format!(
+                "{prefix}.lower_tol: must be ≥ 0 (got {})",
+                self.lower_tol
+            ));
         }
         validate_hypergrad(&self.hypergradient, &format!("{prefix}.hypergradient"))?;
         self.upper.validate(&format!("{prefix}.upper"))
@@ -98,7 +101,9 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y> {
     ) -> Result<StepReport, SolverError> {
         let cfg = &self.config;
         let grad = self.grad.get_or_insert_with(|| p.zeros_y());
-        let hyper = self.hyper.get_or_insert_with(|| HypergradientSolver::new(p));
+        let hyper = self
+            .hyper
+            .get_or_insert_with(|| HypergradientSolver::new(p));
         let (lower_grad_norm, _) = descend(
             p,
             &state.x,

@@ -43,19 +43,19 @@ impl Budget {
     /// Check values; errors name the field.
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         if let Some(t) = self.max_time_s {
-            if !(t > 0.0) {
+            if t.is_nan() || t <= 0.0 {
                 return Err(format!("{prefix}.max_time_s: must be positive (got {t})"));
             }
         }
         if let Some(g) = self.max_gradient_equivalents {
-            if !(g > 0.0) {
+            if g.is_nan() || g <= 0.0 {
                 return Err(format!(
                     "{prefix}.max_gradient_equivalents: must be positive (got {g})"
                 ));
             }
         }
         if let Some(t) = self.hypergradient_tol {
-            if !(t >= 0.0) {
+            if t.is_nan() || t < 0.0 {
                 return Err(format!("{prefix}.hypergradient_tol: must be ≥ 0 (got {t})"));
             }
         }
@@ -220,7 +220,12 @@ pub fn make_record<P: Bilevel + ?Sized>(
     let counts = p.counts();
     let d = rep.diagnostics.as_ref();
     let grad_phi_error = p.reference_grad_phi(x).map(|g| {
-        let diff: Vec<f64> = rep.hypergradient.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let diff: Vec<f64> = rep
+            .hypergradient
+            .iter()
+            .zip(&g)
+            .map(|(a, b)| a - b)
+            .collect();
         norm(&diff) / norm(&g).max(1e-300)
     });
     Record {
@@ -269,11 +274,13 @@ pub fn run<P: Bilevel + ?Sized>(
                 return Ok(StopReason::MaxIterations);
             }
             let is_last = t + 1 == b.max_iter;
-            let diag = opts.diagnostics_every > 0
-                && (t % opts.diagnostics_every == 0 || is_last);
+            let diag = opts.diagnostics_every > 0 && (t % opts.diagnostics_every == 0 || is_last);
             let rep = solver
                 .hypergradient(&p, &mut state, diag)
-                .map_err(|source| RunError::Solver { iteration: t, source })?;
+                .map_err(|source| RunError::Solver {
+                    iteration: t,
+                    source,
+                })?;
             let non_finite = |q| RunError::NonFinite {
                 iteration: t,
                 quantity: q,
@@ -303,12 +310,14 @@ pub fn run<P: Bilevel + ?Sized>(
             let stop = if b.hypergradient_tol.is_some_and(|tol| hnorm <= tol) {
                 Some(StopReason::Tolerance)
             } else if b.max_oracle_calls.is_some_and(|m| counts.total() >= m)
-                || b
-                    .max_gradient_equivalents
+                || b.max_gradient_equivalents
                     .is_some_and(|m| counts.gradient_equivalents() >= m)
             {
                 Some(StopReason::OracleBudget)
-            } else if b.max_time_s.is_some_and(|m| start.elapsed().as_secs_f64() >= m) {
+            } else if b
+                .max_time_s
+                .is_some_and(|m| start.elapsed().as_secs_f64() >= m)
+            {
                 Some(StopReason::TimeBudget)
             } else {
                 None

@@ -145,14 +145,19 @@ impl HgmsConfig {
             if v > 0.0 && v.is_finite() {
                 Ok(())
             } else {
-                Err(format!("{prefix}.{name}: must be a positive number (got {v})"))
+                Err(format!(
+                    "{prefix}.{name}: must be a positive number (got {v})"
+                ))
             }
         };
         pos("lower_lr", self.lower_lr)?;
         pos("selection.lr", self.selection.lr)?;
         pos("selection.penalty_sigma0", self.selection.penalty_sigma0)?;
         pos("selection.start_radius", self.selection.start_radius)?;
-        if !(self.lower_tol >= 0.0) || !(self.selection.tol >= 0.0) {
+        if [self.lower_tol, self.selection.tol]
+            .iter()
+            .any(|v| v.is_nan() || *v < 0.0)
+        {
             return Err(format!("{prefix}.lower_tol/selection.tol: must be ≥ 0"));
         }
         let rho = self.selection.penalty_decay;
@@ -171,7 +176,7 @@ pub fn validate_hypergrad(h: &HypergradOptions, prefix: &str) -> Result<(), Stri
     if !(h.shift >= 0.0 && h.shift.is_finite()) {
         return Err(format!("{prefix}.shift: must be ≥ 0 (got {})", h.shift));
     }
-    if !(h.rtol > 0.0) {
+    if h.rtol.is_nan() || h.rtol <= 0.0 {
         return Err(format!("{prefix}.rtol: must be positive (got {})", h.rtol));
     }
     if !(h.neumann_eta > 0.0 && h.neumann_eta.is_finite()) {

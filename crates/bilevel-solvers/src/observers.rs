@@ -78,7 +78,7 @@ impl CheckpointWriter {
 
 impl<Y: Serialize + Clone> Observer<Y> for CheckpointWriter {
     fn wants_solver_state(&self, iteration: usize) -> bool {
-        (iteration + 1) % self.every == 0
+        (iteration + 1).is_multiple_of(self.every)
     }
     fn observe(
         &mut self,

@@ -52,7 +52,10 @@ impl UpperConfig {
     /// Check values; the error names the field.
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("{prefix}.lr: must be a positive number (got {})", self.lr));
+            return Err(format!(
+                "{prefix}.lr: must be a positive number (got {})",
+                self.lr
+            ));
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return Err(format!(
@@ -62,7 +65,9 @@ impl UpperConfig {
         }
         if let (Some(lo), Some(hi)) = (self.lower, self.upper) {
             if lo > hi {
-                return Err(format!("{prefix}.lower: {lo} exceeds {prefix}.upper = {hi}"));
+                return Err(format!(
+                    "{prefix}.lower: {lo} exceeds {prefix}.upper = {hi}"
+                ));
             }
         }
         Ok(())
@@ -149,6 +154,12 @@ mod tests {
         o.step(&mut x, &[3.0, 1e-3]);
         assert!((x[0] - 0.5).abs() < 1e-7);
         assert_eq!(x[1], -0.2); // 0 − 0.5 = −0.5, projected to −0.2
-        assert!(UpperConfig { lr: -1.0, ..Default::default() }.validate("upper").unwrap_err().contains("upper.lr"));
+        assert!(UpperConfig {
+            lr: -1.0,
+            ..Default::default()
+        }
+        .validate("upper")
+        .unwrap_err()
+        .contains("upper.lr"));
     }
 }

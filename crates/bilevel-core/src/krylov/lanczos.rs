@@ -83,7 +83,7 @@ impl LanczosResult {
         let s: f64 = (0..n)
             .filter(|&i| self.ritz.values[i].abs() <= threshold)
             .map(|i| self.ritz.vector(i)[0].powi(2))
-            .sum();
+            .fold(0.0, |a, b| a + b);
         self.start_norm * s.sqrt()
     }
     /// Number of Ritz values with `|θ| ≤ threshold`.
@@ -228,7 +228,12 @@ mod tests {
         // 50 distinct nonzero eigenvalues + the kernel: invariant after 51 steps in exact
         // arithmetic; in floating point the ten zero eigenvalues are ±1e-16 apart and Lanczos may
         // resolve two of them (52 steps, two Ritz values ≈ 1e-16).
-        assert!(res.invariant && (51..=52).contains(&res.steps), "{} {}", res.steps, res.invariant);
+        assert!(
+            res.invariant && (51..=52).contains(&res.steps),
+            "{} {}",
+            res.steps,
+            res.invariant
+        );
         assert!((res.lambda_max() - 4.0).abs() < 1e-10);
         assert!((res.smallest_above(1e-8).unwrap() - 0.1).abs() < 1e-10);
         assert!((1..=2).contains(&res.count_below(1e-8)));
@@ -240,7 +245,10 @@ mod tests {
         let res2 = lanczos(
             &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
             &b,
-            &LanczosOptions { max_iter: d, tol: 1e-10 },
+            &LanczosOptions {
+                max_iter: d,
+                tol: 1e-10,
+            },
             &mut ws2,
         )
         .unwrap();

@@ -214,7 +214,11 @@ fn minres_pass<V: Vector, A: LinearOperator<V> + ?Sized>(
         let rnorm = phibar;
         let rel = rnorm / beta1;
         // ‖A r‖ / (‖A‖ ‖r‖) = root / ‖A‖ (Paige & Saunders' test2).
-        let test2 = if anorm > 0.0 { root / anorm } else { f64::INFINITY };
+        let test2 = if anorm > 0.0 {
+            root / anorm
+        } else {
+            f64::INFINITY
+        };
         if !rel.is_finite() || !v.is_finite() {
             status = KrylovStatus::Diverged;
             break;
