@@ -24,7 +24,9 @@ use faer::{Accum, ColMut, ColRef, Mat, MatRef, Par, Side};
 /// constant, [`Affine::pl_constant`]); at `y*` the kernel part of `∇_y f = −Aᵀλ` is zero.
 ///
 /// Random instance from a seed (all randomness through [`Rng`]): `A_ij ~ N(0, 1/d)`,
-/// `B_ij ~ N(0, 1/m)`, `c₀ ~ N(0, I)`, `C_ij ~ N(0, 1/m)`, `Q = I + M Mᵀ/d` with `M_ij ~ N(0, 1)`.
+/// `B_ij ~ N(0, 1/m)`, `c₀ ~ N(0, I)`, `C_ij ~ N(0, 1/m)`, `Q = I + M Mᵀ/d` with `M_ij ~ N(0, 1)`;
+/// B and C are then scaled by one factor s ≤ 1 so that `∇²φ ⪰ ¼I` (φ is quadratic), which gives
+/// the bilevel problem a unique solution [`Affine::x_star`].
 /// Matrices are dense and row-major; `AᵀA`, `AᵀB`, `BᵀA`, `BᵀB` are precomputed so that every
 /// oracle is a few matrix-vector products and allocates nothing; the KKT matrix is factorised
 /// once at construction.
@@ -57,6 +59,10 @@ pub struct Affine {
     kkt_lu: PartialPivLu<f64>,
     /// Eigenvalues of A Aᵀ, ascending (= the nonzero eigenvalues of H).
     sigma2: Vec<f64>,
+    /// Factor applied to the drawn B and C so that ∇²φ ⪰ ¼I.
+    upper_scale: f64,
+    /// The minimiser of φ (the bilevel solution).
+    x_star: Vec<f64>,
 }
 
 impl std::fmt::Debug for Affine {
@@ -161,13 +167,12 @@ impl Affine {
             ));
         }
         let a = gaussian(seed, 1, r * d, 1.0 / (d as f64).sqrt());
-        let b = gaussian(seed, 2, r * m, 1.0 / (m as f64).sqrt());
+        let mut b = gaussian(seed, 2, r * m, 1.0 / (m as f64).sqrt());
         let c0 = gaussian(seed, 3, d, 1.0);
-        let c = gaussian(seed, 4, d * m, 1.0 / (m as f64).sqrt());
+        let mut c = gaussian(seed, 4, d * m, 1.0 / (m as f64).sqrt());
         let mm = gaussian(seed, 5, d * d, 1.0);
 
         let am = to_mat(r, d, &a);
-        let bm = to_mat(r, m, &b);
         let mmat = to_mat(d, d, &mm);
         let mut qm = &mmat * mmat.transpose();
         for i in 0..d {
@@ -178,9 +183,6 @@ impl Affine {
         }
         let q = from_mat(&qm);
         let h = from_mat(&(am.transpose() * &am));
-        let atb = from_mat(&(am.transpose() * &bm));
-        let bta = from_mat(&(bm.transpose() * &am));
-        let btb = from_mat(&(bm.transpose() * &bm));
 
         let sigma2 = (&am * am.transpose())
             .self_adjoint_eigenvalues(Side::Lower)
@@ -205,6 +207,57 @@ impl Affine {
             (false, false) => 0.0,
         });
         let kkt_lu = kkt.partial_piv_lu();
+
+        // φ is quadratic: ∇²φ = ½I + M with M e_j = Cᵀ y_j − Bᵀ λ_j, (y_j, λ_j) the KKT solution
+        // for x = e_j without c₀. Scaling B and C by s scales M by s², so s² = min(1, ¼/|λ_min(M)|)
+        // makes ∇²φ ⪰ ¼ I: the bilevel problem then has a unique minimiser x* (a bounded test
+        // instance; unscaled draws can make φ unbounded below).
+        let hess = |b: &[f64], c: &[f64]| {
+            let rhs = Mat::from_fn(n, m, |i, j| {
+                if i < d {
+                    -c[i * m + j]
+                } else {
+                    b[(i - d) * m + j]
+                }
+            });
+            let sol = kkt_lu.solve(&rhs);
+            Mat::from_fn(m, m, |i, j| {
+                let cy: f64 = (0..d).map(|k| c[k * m + i] * sol[(k, j)]).sum();
+                let bl: f64 = (0..r).map(|k| b[k * m + i] * sol[(d + k, j)]).sum();
+                cy - bl
+            })
+        };
+        let mh = hess(&b, &c);
+        let mh = Mat::from_fn(m, m, |i, j| 0.5 * (mh[(i, j)] + mh[(j, i)]));
+        let lmin = mh.self_adjoint_eigenvalues(Side::Lower).map_err(|e| {
+            ProblemError::invalid("seed", format!("eigenvalues of ∇²φ failed: {e:?}"), seed)
+        })?[0];
+        let upper_scale = if lmin < -0.25 {
+            (0.25 / -lmin).sqrt()
+        } else {
+            1.0
+        };
+        b.iter_mut()
+            .chain(c.iter_mut())
+            .for_each(|v| *v *= upper_scale);
+        let bm = to_mat(r, m, &b);
+        let atb = from_mat(&(am.transpose() * &bm));
+        let bta = from_mat(&(bm.transpose() * &am));
+        let btb = from_mat(&(bm.transpose() * &bm));
+        // x* solves ∇²φ x = −∇φ(0), ∇φ(0) = −Bᵀλ₀ + Cᵀ y₀ from the KKT solution at x = 0.
+        let mh = hess(&b, &c);
+        let hphi = Mat::from_fn(m, m, |i, j| {
+            0.5 * (mh[(i, j)] + mh[(j, i)]) + if i == j { 0.5 } else { 0.0 }
+        });
+        let rhs0 = Mat::from_fn(n, 1, |i, _| if i < d { -c0[i] } else { 0.0 });
+        let sol0 = kkt_lu.solve(&rhs0);
+        let g0 = Mat::from_fn(m, 1, |i, _| {
+            let cy: f64 = (0..d).map(|k| c[k * m + i] * sol0[(k, 0)]).sum();
+            let bl: f64 = (0..r).map(|k| b[k * m + i] * sol0[(d + k, 0)]).sum();
+            -(cy - bl)
+        });
+        let xs = hphi.partial_piv_lu().solve(&g0);
+        let x_star: Vec<f64> = (0..m).map(|i| xs[(i, 0)]).collect();
         Ok(Affine {
             d,
             r,
@@ -222,6 +275,8 @@ impl Affine {
             kkt,
             kkt_lu,
             sigma2,
+            upper_scale,
+            x_star,
         })
     }
 
@@ -256,6 +311,16 @@ impl Affine {
     /// The nonzero eigenvalues of `H = AᵀA` (the squared singular values of A), ascending.
     pub fn h_nonzero_eigenvalues(&self) -> &[f64] {
         &self.sigma2
+    }
+    /// The minimiser `x*` of φ (φ is a quadratic with `∇²φ ⪰ ¼I`), with `y*(x*)` the bilevel
+    /// (KKT) solution.
+    pub fn x_star(&self) -> &[f64] {
+        &self.x_star
+    }
+    /// The factor s ∈ (0, 1] applied to the drawn B and C (s < 1 only when the raw draw would make
+    /// φ nonconvex).
+    pub fn upper_scale(&self) -> f64 {
+        self.upper_scale
     }
     /// The PL constant of g: the smallest nonzero eigenvalue of H.
     pub fn pl_constant(&self) -> f64 {
@@ -506,5 +571,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("problem.m:"));
+    }
+}
+
+#[cfg(test)]
+mod x_star_tests {
+    use super::*;
+    use bilevel_core::Bilevel;
+
+    /// `x*` is the minimiser of φ: ∇φ(x*) = 0 and φ grows in every probed direction (∇²φ ⪰ ¼I).
+    #[test]
+    fn x_star_minimises_phi() {
+        for (d, r, m, seed) in [(20, 5, 3, 0), (200, 50, 5, 0), (30, 10, 8, 3)] {
+            let p = crate::WithDerivatives::analytic(Affine::new(d, r, m, seed).unwrap());
+            let xs = p.def().x_star().to_vec();
+            let g = p.reference_grad_phi(&xs).unwrap();
+            assert!(bilevel_core::vector::norm(&g) < 1e-9, "{g:?}");
+            let phi0 = p.reference_phi(&xs).unwrap();
+            let mut rng = bilevel_core::rng::Rng::new(1);
+            for _ in 0..5 {
+                let mut dir = vec![0.0; m];
+                rng.fill_normal(&mut dir);
+                let n = bilevel_core::vector::norm(&dir);
+                let xp: Vec<f64> = xs.iter().zip(&dir).map(|(a, b)| a + b / n).collect();
+                // φ(x* + u) − φ(x*) = ½ uᵀ∇²φ u ≥ ⅛ for a unit u.
+                assert!(p.reference_phi(&xp).unwrap() - phi0 >= 0.125 - 1e-9);
+            }
+        }
     }
 }
