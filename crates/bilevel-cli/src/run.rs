@@ -5,7 +5,7 @@ use crate::plot::{self, Panel, Series};
 use crate::Failure;
 use bilevel_core::{Bilevel, OracleCounts};
 use bilevel_solvers::aid::Aid;
-use bilevel_solvers::executor::{self, Observer, Record, RunOptions, StopReason};
+use bilevel_solvers::executor::{self, InitialCounts, Observer, Record, RunOptions, StopReason};
 use bilevel_solvers::hgms::Hgms;
 use bilevel_solvers::observers::{Checkpoint, CheckpointWriter, TraceWriter};
 use bilevel_solvers::{BilevelSolver, State};
@@ -142,8 +142,9 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Failure {
     Failure::run(format!("{}: {e}", path.display()))
 }
 
-/// Read the records of an existing trace, keeping those with `iteration < before`.
-fn read_trace(path: &Path, before: usize) -> Result<Vec<Record>, Failure> {
+/// Read the records of an existing trace with `iteration < before`, with their original lines
+/// (kept verbatim when the trace is rewritten on resume).
+fn read_trace(path: &Path, before: usize) -> Result<Vec<(Record, String)>, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -153,7 +154,7 @@ fn read_trace(path: &Path, before: usize) -> Result<Vec<Record>, Failure> {
         let r: Record = serde_json::from_str(line)
             .map_err(|e| Failure::run(format!("{}:{}: {e}", path.display(), i + 1)))?;
         if r.iteration < before {
-            out.push(r);
+            out.push((r, line.to_string()));
         }
     }
     Ok(out)
@@ -180,7 +181,7 @@ pub fn execute(
         y: built.y0.clone(),
         iteration: 0,
     };
-    let mut counts = OracleCounts::default();
+    let mut counts = InitialCounts::default();
     let mut previous = Vec::new();
     let mut trace = if resume {
         let text = std::fs::read_to_string(&ck_path).map_err(|e| io_err(&ck_path, e))?;
@@ -200,14 +201,18 @@ pub fn execute(
             .restore(&ck.solver)
             .map_err(|e| io_err(&ck_path, e))?;
         state = ck.state;
-        counts = ck.oracle_calls;
-        previous = read_trace(&trace_path, state.iteration)?;
+        counts = InitialCounts {
+            algorithm: ck.oracle_calls,
+            diagnostic: ck.diagnostic_calls,
+        };
+        let kept = read_trace(&trace_path, state.iteration)?;
         // Rewrite the trace without records past the checkpoint, then append.
         let mut text = String::new();
-        for r in &previous {
-            text.push_str(&serde_json::to_string(r).map_err(|e| io_err(&trace_path, e))?);
+        for (_, line) in &kept {
+            text.push_str(line);
             text.push('\n');
         }
+        previous = kept.into_iter().map(|(r, _)| r).collect();
         std::fs::write(&trace_path, text).map_err(|e| io_err(&trace_path, e))?;
         TraceWriter::append(&trace_path).map_err(|e| io_err(&trace_path, e))?
     } else {

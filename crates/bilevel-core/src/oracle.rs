@@ -187,6 +187,10 @@ impl<'a, P: Bilevel + ?Sized> Counted<'a, P> {
     pub fn set_counts(&self, c: OracleCounts) {
         self.counts.set(c);
     }
+    /// Replace the diagnostic counts (used when resuming from a checkpoint).
+    pub fn set_diagnostic_counts(&self, c: OracleCounts) {
+        self.diagnostic_counts.set(c);
+    }
     /// Run `f` with every oracle call counted as a diagnostic call.
     pub fn diagnostic<R>(&self, f: impl FnOnce() -> R) -> R {
         let was = self.in_diagnostic.replace(true);

@@ -250,19 +250,27 @@ pub fn make_record<P: Bilevel + ?Sized>(
     }
 }
 
+/// Oracle counts a run starts from (zero for a fresh run, a checkpoint's when resuming).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialCounts {
+    /// Algorithm calls.
+    pub algorithm: OracleCounts,
+    /// Diagnostic calls.
+    pub diagnostic: OracleCounts,
+}
+
 /// Run `solver` on `problem` from `state` until the budget is spent.
-///
-/// `initial_counts` carries oracle counts over from a checkpoint (zero for a fresh run).
 pub fn run<P: Bilevel + ?Sized>(
     problem: &P,
     solver: &mut dyn BilevelSolver<P>,
     mut state: State<P::Y>,
     opts: &RunOptions,
-    initial_counts: OracleCounts,
+    initial_counts: InitialCounts,
     observers: &mut [&mut dyn Observer<P::Y>],
 ) -> Result<RunOutcome<P::Y>, RunError> {
     let p = Counted::new(problem);
-    p.set_counts(initial_counts);
+    p.set_counts(initial_counts.algorithm);
+    p.set_diagnostic_counts(initial_counts.diagnostic);
     let start = Instant::now();
     let b = &opts.budget;
     let mut last = None;
@@ -354,4 +362,100 @@ pub fn run<P: Bilevel + ?Sized>(
         diagnostic_counts: p.diagnostic_counts(),
         time_s: start.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hgms::{Hgms, HgmsConfig};
+    use bilevel_problems::{CircleCenter, WithDerivatives};
+
+    struct Keep(Vec<Record>);
+    impl<Y> Observer<Y> for Keep {
+        fn observe(
+            &mut self,
+            r: &Record,
+            _: &State<Y>,
+            _: Option<&serde_json::Value>,
+        ) -> std::io::Result<()> {
+            self.0.push(r.clone());
+            Ok(())
+        }
+    }
+
+    fn go(budget: Budget, diagnostics_every: usize) -> (RunOutcome<Vec<f64>>, Vec<Record>) {
+        let p = WithDerivatives::analytic(CircleCenter::new(1.5, &[0.3, -0.2]).unwrap());
+        let mut s = Hgms::new(HgmsConfig::default(), 2);
+        let opts = RunOptions {
+            budget,
+            diagnostics_every,
+            ..RunOptions::default()
+        };
+        let st = State {
+            x: vec![2.0, 1.0],
+            y: vec![3.5, 1.0],
+            iteration: 0,
+        };
+        let mut keep = Keep(vec![]);
+        let out = run(
+            &p,
+            &mut s,
+            st,
+            &opts,
+            InitialCounts::default(),
+            &mut [&mut keep],
+        )
+        .unwrap();
+        (out, keep.0)
+    }
+
+    #[test]
+    fn budgets_stop_the_run_with_the_right_reason() {
+        let (out, recs) = go(
+            Budget {
+                max_iter: 1000,
+                max_gradient_equivalents: Some(3000.0),
+                ..Budget::default()
+            },
+            1,
+        );
+        assert_eq!(out.stop, StopReason::OracleBudget);
+        let ge: Vec<f64> = recs.iter().map(|r| r.gradient_equivalents).collect();
+        assert!(ge[ge.len() - 1] >= 3000.0 && ge[ge.len() - 2] < 3000.0);
+        let (out, _) = go(
+            Budget {
+                max_iter: 1000,
+                hypergradient_tol: Some(1e-6),
+                ..Budget::default()
+            },
+            0,
+        );
+        assert_eq!(out.stop, StopReason::Tolerance);
+        assert!(out.last_record.unwrap().hypergradient_norm <= 1e-6);
+        let (out, recs) = go(
+            Budget {
+                max_iter: 7,
+                ..Budget::default()
+            },
+            0,
+        );
+        assert_eq!(out.stop, StopReason::MaxIterations);
+        assert_eq!(recs.len(), 7);
+        assert_eq!(out.state.iteration, 7);
+    }
+
+    /// Diagnostics are counted apart and do not change the algorithm's path or counts.
+    #[test]
+    fn diagnostics_do_not_consume_the_budget() {
+        let b = Budget {
+            max_iter: 5,
+            ..Budget::default()
+        };
+        let (with, rw) = go(b.clone(), 1);
+        let (without, rwo) = go(b, 0);
+        assert_eq!(with.counts, without.counts);
+        assert_eq!(with.state.x, without.state.x);
+        assert!(with.diagnostic_counts.hvp > 0 && without.diagnostic_counts.total() == 0);
+        assert!(rw[0].kernel_component.is_some() && rwo[0].kernel_component.is_none());
+    }
 }

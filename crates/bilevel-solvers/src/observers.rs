@@ -56,6 +56,8 @@ pub struct Checkpoint<Y> {
     pub state: State<Y>,
     /// Algorithm oracle calls so far.
     pub oracle_calls: OracleCounts,
+    /// Diagnostic oracle calls so far.
+    pub diagnostic_calls: OracleCounts,
     /// Solver-internal state ([`crate::BilevelSolver::checkpoint`]).
     pub solver: serde_json::Value,
 }
@@ -92,6 +94,7 @@ impl<Y: Serialize + Clone> Observer<Y> for CheckpointWriter {
         let ck = Checkpoint {
             state: state.clone(),
             oracle_calls: record.oracle_calls,
+            diagnostic_calls: record.diagnostic_calls,
             solver: solver.clone(),
         };
         let tmp = self.path.with_extension("json.tmp");
