@@ -243,8 +243,10 @@ fn affine_reports_dimension_and_reaches_kkt_solution() {
     let y0 = vec![0.0; 200];
     let (rep, _) = eval(&p, &mut hgms(HgmsConfig::default(), 5), &x0, &y0);
     assert_eq!(rep.diagnostics.unwrap().intrinsic_dimension, Some(150));
-    let mut cfg = HgmsConfig::default();
-    cfg.lower_lr = 0.3;
+    let mut cfg = HgmsConfig {
+        lower_lr: 0.3,
+        ..HgmsConfig::default()
+    };
     cfg.selection.lr = 0.3;
     cfg.upper.lr = 0.5;
     let (x, y, stop) = run_to_tolerance(&p, cfg, &x0, &y0, 400);
