@@ -38,17 +38,17 @@ pub fn demo(out: &Path) -> Result<(), Failure> {
     );
     println!("(gradient descent on g from y0 lands on the far side of the circle; phi(x) = (|x - b| - R)^2 / 2)\n");
     println!(
-        "| {:<6} | {:>16} | {:>16} | {:>14} | {:>10} | {:>10} | {:>8} |",
+        "| {:<6} | {:>17} | {:>16} | {:>14} | {:>10} | {:>10} | {:>8} |",
         "solver",
-        "grad-phi error@x0",
-        "kernel comp.@x0",
+        "rel. error at x0",
+        "kernel comp. x0",
         "final |x-b|-R",
         "iterations",
         "grad-equiv",
         "time s"
     );
     println!(
-        "|{:-<8}|{:-<18}|{:-<18}|{:-<16}|{:-<12}|{:-<12}|{:-<10}|",
+        "|{:-<8}|{:-<19}|{:-<18}|{:-<16}|{:-<12}|{:-<12}|{:-<10}|",
         "", "", "", "", "", "", ""
     );
     for (name, ex) in &runs {
@@ -56,9 +56,9 @@ pub fn demo(out: &Path) -> Result<(), Failure> {
         let last = ex.records.last();
         let dist = last.and_then(|r| r.phi).map(|phi| (2.0 * phi).sqrt());
         println!(
-            "| {:<6} | {:>16} | {:>16} | {:>14} | {:>10} | {:>10.0} | {:>8.3} |",
+            "| {:<6} | {:>17} | {:>16} | {:>14} | {:>10} | {:>10.0} | {:>8.3} |",
             name,
-            sci(first.and_then(|r| r.grad_phi_error)),
+            sci(first.and_then(|r| r.grad_phi_rel_error)),
             sci(first.and_then(|r| r.kernel_component)),
             sci(dist),
             ex.summary.iterations,

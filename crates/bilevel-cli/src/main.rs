@@ -85,6 +85,12 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`bilevel list | head`) instead of panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out } => demo::demo(&out),

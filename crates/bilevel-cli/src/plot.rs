@@ -45,6 +45,25 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Tick label: `1e-6` style on log axes, at most four significant digits otherwise.
+fn format_tick(v: f64, log: bool) -> String {
+    if log {
+        let e = v.log10().round();
+        if (v / 10f64.powf(e) - 1.0).abs() < 1e-6 {
+            return format!("1e{}", e as i64);
+        }
+        return format!("{v:.0e}");
+    }
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1e4 || v.abs() < 1e-3 {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 fn bounds(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
     let pts = panel
         .series
@@ -67,10 +86,11 @@ fn bounds(panel: &Panel) -> Option<((f64, f64), (f64, f64))> {
         x1 = x0 + 1.0;
     }
     if panel.log_y {
-        y0 = y0.max(1e-300);
+        // Snap to whole decades so that the axis always carries power-of-ten ticks.
+        y0 = 10f64.powf(y0.max(1e-300).log10().floor());
+        y1 = 10f64.powf(y1.log10().ceil());
         if y1 <= y0 * 1.0001 {
             y1 = y0 * 10.0;
-            y0 /= 10.0;
         }
     } else if y1 <= y0 {
         y1 = y0 + 1.0;
@@ -100,15 +120,18 @@ where
     builder
         .caption(&panel.title, ("sans-serif", 16))
         .margin(8)
-        .x_label_area_size(32)
-        .y_label_area_size(64);
+        .x_label_area_size(36)
+        .y_label_area_size(56);
     macro_rules! finish {
         ($chart:expr) => {{
             let mut chart = $chart;
+            let log_y = panel.log_y;
             chart
                 .configure_mesh()
                 .x_desc(panel.x_label.as_str())
                 .label_style(("sans-serif", 12))
+                .x_label_formatter(&|v| format_tick(*v, false))
+                .y_label_formatter(&|v| format_tick(*v, log_y))
                 .draw()
                 .map_err(|e| err(&e))?;
             for (i, s) in panel.series.iter().enumerate() {
@@ -129,6 +152,7 @@ where
             }
             chart
                 .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 12))

@@ -341,7 +341,7 @@ pub fn trace_panels(runs: &[(&str, &[Record])]) -> Vec<Panel> {
         .any(|(_, recs)| recs.iter().any(|r| r.grad_phi_error.is_some()))
     {
         panels.push(Panel {
-            title: "relative error vs closed-form grad phi".into(),
+            title: "error |h - grad phi| vs closed form".into(),
             x_label: "iteration".into(),
             log_y: true,
             series: series(&|r| r.grad_phi_error),
@@ -385,7 +385,7 @@ pub fn run_command(path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()
             println!("  closed-form phi(x) = {phi:.6e}");
         }
         if let Some(e) = r.grad_phi_error {
-            println!("  hypergradient relative error vs closed form = {e:.3e}");
+            println!("  hypergradient error |h - grad phi| vs closed form = {e:.3e}");
         }
         println!(
             "  oracle calls: {} (gradient-equivalents {:.0}); diagnostics {}",

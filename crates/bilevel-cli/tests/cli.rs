@@ -362,3 +362,22 @@ fn demo_and_list() {
         assert!(out.contains(name), "list lacks {name}");
     }
 }
+
+/// The full configuration shown in the README parses and runs (keeps the README true).
+#[test]
+fn readme_config_example_is_valid() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tmpdir("readme");
+    let cfg = write(&dir, "readme.toml", &readme[start..end]);
+    let v = json(
+        &bin()
+            .arg("hypergrad")
+            .arg(&cfg)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert!(v["relative_error"].as_f64().unwrap() < 1e-6);
+}

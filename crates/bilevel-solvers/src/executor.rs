@@ -121,8 +121,10 @@ pub struct Record {
     pub tangent_grad_norm: Option<f64>,
     /// Closed-form `φ(x_t)`, where the problem has one.
     pub phi: Option<f64>,
-    /// `‖h_t − ∇φ(x_t)‖ / ‖∇φ(x_t)‖` against the closed form, where available.
+    /// `‖h_t − ∇φ(x_t)‖` against the closed form, where available.
     pub grad_phi_error: Option<f64>,
+    /// `‖h_t − ∇φ(x_t)‖ / ‖∇φ(x_t)‖` (meaningless where ∇φ → 0, e.g. at a solution).
+    pub grad_phi_rel_error: Option<f64>,
     /// `x_t` (omitted for large `x`).
     pub x: Option<Vec<f64>>,
 }
@@ -219,14 +221,15 @@ pub fn make_record<P: Bilevel + ?Sized>(
 ) -> Record {
     let counts = p.counts();
     let d = rep.diagnostics.as_ref();
-    let grad_phi_error = p.reference_grad_phi(x).map(|g| {
+    let errors = p.reference_grad_phi(x).map(|g| {
         let diff: Vec<f64> = rep
             .hypergradient
             .iter()
             .zip(&g)
             .map(|(a, b)| a - b)
             .collect();
-        norm(&diff) / norm(&g).max(1e-300)
+        let abs = norm(&diff);
+        (abs, abs / norm(&g).max(1e-300))
     });
     Record {
         iteration,
@@ -245,7 +248,8 @@ pub fn make_record<P: Bilevel + ?Sized>(
         selection_steps: rep.selection.as_ref().map(|s| s.steps),
         tangent_grad_norm: rep.selection.as_ref().map(|s| s.tangent_grad_norm),
         phi: p.reference_phi(x),
-        grad_phi_error,
+        grad_phi_error: errors.map(|e| e.0),
+        grad_phi_rel_error: errors.map(|e| e.1),
         x: (x.len() <= record_x_max).then(|| x.to_vec()),
     }
 }
