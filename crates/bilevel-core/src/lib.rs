@@ -12,6 +12,8 @@
 //! * [`dense`]: small dense helpers on faer (symmetric eigendecomposition, pseudoinverse);
 //! * [`rng`]: the deterministic random generator all seeds flow through.
 
+#![deny(missing_docs)]
+
 pub mod dense;
 pub mod derivatives;
 pub mod hypergrad;

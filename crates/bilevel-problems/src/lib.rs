@@ -22,6 +22,8 @@
 //! assert!((g[0] - 0.47454821).abs() < 1e-7 && (g[1] - 0.33497520).abs() < 1e-7);
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod affine;
 pub mod circle;
 pub mod config;

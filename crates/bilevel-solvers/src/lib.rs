@@ -10,6 +10,29 @@
 //!   and observers ([`observers`]: JSON-lines trace, checkpoints; the CLI adds a progress bar);
 //! * [`upper`]: upper-level steps (plain, Adam, box projection) shared by all solvers;
 //! * [`lower`]: gradient descent on `g(x, ·)` shared by all solvers.
+//!
+//! ```
+//! use bilevel_problems::{CircleCenter, WithDerivatives};
+//! use bilevel_solvers::executor::{run, Budget, InitialCounts, RunOptions};
+//! use bilevel_solvers::hgms::{Hgms, HgmsConfig};
+//! use bilevel_solvers::State;
+//!
+//! // circle-center: φ(x) = ½(‖x − b‖ − R)²; HG-MS drives x onto the circle ‖x − b‖ = R.
+//! let b = [0.3, -0.2];
+//! let problem = WithDerivatives::analytic(CircleCenter::new(1.5, &b).unwrap());
+//! let mut solver = Hgms::new(HgmsConfig::default(), 2);
+//! let opts = RunOptions {
+//!     budget: Budget { max_iter: 400, hypergradient_tol: Some(1e-8), ..Budget::default() },
+//!     ..RunOptions::default()
+//! };
+//! let start = State { x: vec![2.0, 1.0], y: vec![3.5, 1.0], iteration: 0 };
+//! let out = run(&problem, &mut solver, start, &opts, InitialCounts::default(), &mut []).unwrap();
+//! let x = &out.state.x;
+//! let dist = ((x[0] - b[0]).powi(2) + (x[1] - b[1]).powi(2)).sqrt();
+//! assert!((dist - 1.5).abs() < 1e-6);
+//! ```
+
+#![deny(missing_docs)]
 
 pub mod aid;
 pub mod executor;

@@ -258,3 +258,23 @@ fn affine_reports_dimension_and_reaches_kkt_solution() {
     let ys = p.reference_y(&x).unwrap();
     assert!(relative_error(&y, &ys, 1e-12) < 1e-6);
 }
+
+/// AID with a truncated Neumann solve: at the optimistic point (a consistent system) it returns
+/// ∇φ; the series' residual is reported exactly.
+#[test]
+fn aid_neumann_at_the_optimistic_point() {
+    use bilevel_core::hypergrad::LinearSolverKind;
+    let p = WithDerivatives::analytic(CircleCenter::new(1.5, &[0.3, -0.2]).unwrap());
+    let x = [2.0, 1.0];
+    let ys = p.reference_y(&x).unwrap();
+    let mut cfg = AidConfig::default();
+    cfg.hypergradient.solver = LinearSolverKind::Neumann;
+    cfg.hypergradient.neumann_eta = 0.2; // ≤ 1/λ_max, λ_max = 2R² = 4.5
+    cfg.hypergradient.max_iter = 200;
+    cfg.hypergradient.warm_start = false;
+    let (rep, _) = eval(&p, &mut Aid::new(cfg, 2), &x, &ys);
+    let exact = p.reference_grad_phi(&x).unwrap();
+    assert!(relative_error(&rep.hypergradient, &exact, 1e-300) < 1e-8);
+    let d = rep.diagnostics.unwrap();
+    assert!(d.relative_residual < 1e-10, "{d:?}");
+}

@@ -9,6 +9,30 @@
 //!
 //! [`lanczos`] gives Ritz values (extreme eigenvalues) and the near-null space.
 //! Every solver takes a preallocated workspace and allocates nothing while iterating.
+//!
+//! ```
+//! use bilevel_core::krylov::{minres, KrylovOptions, KrylovStatus, MinresWorkspace};
+//! // H = diag(2, 1, 0) is singular; b = (4, 3, 0) lies in its range, so H^† b = (2, 3, 0).
+//! let h = [2.0, 1.0, 0.0];
+//! let mut op = |v: &Vec<f64>, out: &mut Vec<f64>| {
+//!     for i in 0..3 {
+//!         out[i] = h[i] * v[i];
+//!     }
+//! };
+//! let b = vec![4.0, 3.0, 0.0];
+//! let mut v = vec![0.0; 3];
+//! let info = minres(&mut op, &b, &mut v, &KrylovOptions::default(), &mut MinresWorkspace::new(&b));
+//! assert_eq!(info.status, KrylovStatus::Converged);
+//! assert!((v[0] - 2.0).abs() < 1e-12 && (v[1] - 3.0).abs() < 1e-12 && v[2] == 0.0);
+//!
+//! // With a kernel component, b = (4, 3, 1) is not in range H: MINRES says so and returns the
+//! // minimum-norm least-squares solution, with residual ‖P_ker b‖ = 1.
+//! let b = vec![4.0, 3.0, 1.0];
+//! let info = minres(&mut op, &b, &mut v, &KrylovOptions::default(), &mut MinresWorkspace::new(&b));
+//! assert_eq!(info.status, KrylovStatus::LeastSquares);
+//! assert!((info.relative_residual - 1.0 / 26f64.sqrt()).abs() < 1e-8);
+//! assert!((v[0] - 2.0).abs() < 1e-6 && (v[1] - 3.0).abs() < 1e-6 && v[2].abs() < 1e-6);
+//! ```
 
 mod cg;
 mod lanczos;
