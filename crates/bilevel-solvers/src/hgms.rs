@@ -46,6 +46,16 @@ pub enum SelectionStrategy {
     None,
 }
 
+/// Step-size rule of the tangent selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepRule {
+    /// η = `lr`, halved on Armijo failure and grown back by 1.5× after a success.
+    Fixed,
+    /// Barzilai–Borwein steps from successive tangent gradients, Armijo-safeguarded.
+    BarzilaiBorwein,
+}
+
 /// Selection-phase configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,8 +64,10 @@ pub struct SelectionConfig {
     pub strategy: SelectionStrategy,
     /// Maximum tangent steps per outer iteration.
     pub max_steps: usize,
-    /// Initial tangent step η (backtracked, then allowed to grow back to this value).
+    /// Initial tangent step η (backtracked by Armijo).
     pub lr: f64,
+    /// Step rule after the first step.
+    pub step_rule: StepRule,
     /// Stop when `‖P_T ∇_y f‖ ≤ tol`.
     pub tol: f64,
     /// Gradient steps on g per retraction (stops earlier at `lower_tol`).
@@ -88,6 +100,7 @@ impl Default for SelectionConfig {
             strategy: SelectionStrategy::Tangent,
             max_steps: 500,
             lr: 0.5,
+            step_rule: StepRule::BarzilaiBorwein,
             tol: 1e-10,
             retraction_steps: 200,
             projection_max_iter: 200,
@@ -201,6 +214,8 @@ struct Work<Y: Vector> {
     t: Y,
     trial: Y,
     best: Y,
+    prev_y: Y,
+    prev_t: Y,
     gx: Vec<f64>,
     hyper: HypergradientSolver<Y>,
     lanczos: LanczosWorkspace<Y>,
@@ -236,6 +251,12 @@ fn tangent_projection<P: Bilevel + ?Sized>(
     sel: &SelectionConfig,
     wk: &mut Work<P::Y>,
 ) -> Result<(), SolverError> {
+    if !wk.b.is_finite() || !y.is_finite() {
+        return Err(SolverError::NonFinite(
+            "selection: y or ∇_y f is not finite (NaN or Inf); reduce lower_lr or selection.lr"
+                .into(),
+        ));
+    }
     let mut op = |u: &P::Y, out: &mut P::Y| p.hvp(x, y, u, out);
     let opts = LanczosOptions {
         max_iter: sel.projection_max_iter.min(wk.b.dim()),
@@ -276,6 +297,8 @@ fn tangent_descent<P: Bilevel + ?Sized>(
     let mut eta = s.lr;
     let mut taken = 0;
     while taken < steps && !(tn <= s.tol && gnorm <= cfg.lower_tol.max(s.tol)) {
+        wk.prev_y.assign(y);
+        wk.prev_t.assign(&wk.t);
         let mut accepted = false;
         for _ in 0..40 {
             wk.trial.assign(y);
@@ -291,7 +314,14 @@ fn tangent_descent<P: Bilevel + ?Sized>(
             );
             let f_trial = p.f(x, &wk.trial);
             let decrease = f_cur - f_trial;
-            if decrease >= 1e-4 * eta * tn * tn || decrease >= -1e-14 * f_cur.abs().max(1.0) {
+            // A trial counts only if the retraction reached the manifold (a long step can leave
+            // the PL region, where descent on g may diverge and f is meaningless).
+            let retracted = f_trial.is_finite()
+                && gn.is_finite()
+                && gn <= (10.0 * gnorm).max(1e3 * cfg.lower_tol);
+            if retracted
+                && (decrease >= 1e-4 * eta * tn * tn || decrease >= -1e-14 * f_cur.abs().max(1.0))
+            {
                 y.assign(&wk.trial);
                 f_cur = f_trial;
                 gnorm = gn;
@@ -304,10 +334,27 @@ fn tangent_descent<P: Bilevel + ?Sized>(
         if !accepted {
             break;
         }
-        eta = (eta * 1.5).min(s.lr);
         p.grad_f(x, y, &mut wk.gx, &mut wk.b);
         tangent_projection(p, x, y, s, wk)?;
         tn = wk.t.norm();
+        eta = match s.step_rule {
+            StepRule::Fixed => (eta * 1.5).min(s.lr),
+            StepRule::BarzilaiBorwein => {
+                // η = ⟨s, s⟩/⟨s, z⟩ with s = y⁺ − y, z = P_T∇f⁺ − P_T∇f (Barzilai & Borwein
+                // 1988), kept within [10⁻³, 10³]·lr; the Armijo test above still guards it.
+                wk.prev_y.scale(-1.0);
+                wk.prev_y.axpy(1.0, y);
+                wk.prev_t.scale(-1.0);
+                wk.prev_t.axpy(1.0, &wk.t);
+                let ss = wk.prev_y.dot(&wk.prev_y);
+                let sz = wk.prev_y.dot(&wk.prev_t);
+                if sz > 0.0 && ss > 0.0 {
+                    (ss / sz).clamp(1e-3 * s.lr, 1e3 * s.lr)
+                } else {
+                    s.lr
+                }
+            }
+        };
     }
     Ok((taken, tn, gnorm, f_cur))
 }
@@ -332,6 +379,8 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 t: z.clone(),
                 trial: z.clone(),
                 best: z.clone(),
+                prev_y: z.clone(),
+                prev_t: z.clone(),
                 gx: vec![0.0; p.dim_x()],
                 hyper: HypergradientSolver::new(p),
                 lanczos: LanczosWorkspace::new(&z),

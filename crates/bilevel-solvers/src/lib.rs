@@ -87,9 +87,12 @@ pub struct SelectionReport {
 /// Errors raised by solvers.
 #[derive(Debug, thiserror::Error)]
 pub enum SolverError {
-    /// A dense eigen-computation inside a diagnostic failed.
-    #[error("diagnostic failed: {0}")]
+    /// A dense eigen-computation (Lanczos' tridiagonal matrix, a sketch) failed.
+    #[error("eigen-computation failed: {0}")]
     Dense(#[from] bilevel_core::dense::DenseError),
+    /// A quantity became NaN or Inf inside the solver.
+    #[error("{0}")]
+    NonFinite(String),
     /// A configuration value is invalid.
     #[error("{0}")]
     Config(String),
