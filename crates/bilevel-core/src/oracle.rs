@@ -84,6 +84,20 @@ pub trait Bilevel {
     /// How `hvp` and `cross` are computed.
     fn derivatives(&self) -> DerivativeKind;
 
+    /// Project `y` on the lower-level feasible set (a box, for example); the identity for
+    /// unconstrained lower levels. Solvers call it after every lower-level step.
+    fn project_y(&self, _y: &mut Self::Y) {}
+
+    /// The known solution `x*` of the bilevel problem, where there is one (for distances to the
+    /// optimum in benchmarks).
+    fn reference_x_star(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// The known optimal value `φ* = φ(x*)`, where there is one.
+    fn reference_phi_star(&self) -> Option<f64> {
+        None
+    }
+
     /// Closed-form hyper-objective `φ(x)`, where the problem has one.
     fn reference_phi(&self, _x: &[f64]) -> Option<f64> {
         None
@@ -259,6 +273,15 @@ impl<P: Bilevel + ?Sized> Bilevel for Counted<'_, P> {
     }
     fn derivatives(&self) -> DerivativeKind {
         self.problem.derivatives()
+    }
+    fn project_y(&self, y: &mut P::Y) {
+        self.problem.project_y(y)
+    }
+    fn reference_x_star(&self) -> Option<Vec<f64>> {
+        self.problem.reference_x_star()
+    }
+    fn reference_phi_star(&self) -> Option<f64> {
+        self.problem.reference_phi_star()
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         self.problem.reference_phi(x)

@@ -2,7 +2,8 @@
 
 use bilevel_core::{Bilevel, Counted, Vector};
 
-/// Run at most `steps` steps of `y ← y − β ∇_y g(x, y)`, stopping early once
+/// Run at most `steps` steps of `y ← Π(y − β ∇_y g(x, y))` (Π = [`Bilevel::project_y`], the
+/// identity for unconstrained lower levels), stopping early once
 /// `‖∇_y g‖ ≤ tol` (checked before each step). `grad` is scratch. Returns `‖∇_y g‖` at the final
 /// `y` (one more gradient, which the next phase usually needs anyway) and the steps taken.
 pub fn descend<P: Bilevel + ?Sized>(
@@ -22,6 +23,7 @@ pub fn descend<P: Bilevel + ?Sized>(
             return (n, taken);
         }
         y.axpy(-beta, grad);
+        p.project_y(y);
         taken += 1;
     }
 }
