@@ -4,11 +4,13 @@
 //! bilevel demo                         HG-MS vs AID on circle-center (the default job)
 //! bilevel run CONFIG [--out DIR]       run a solver; writes trace.jsonl, summary.json, plot.svg
 //! bilevel hypergrad CONFIG [--json]    hypergradient at x0 with reference and diagnostics
+//! bilevel compare CONFIG [--out DIR]   several solvers, one budget, several seeds: table + plot
 //! bilevel list                         problems and solvers
 //! ```
 //!
 //! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage.
 
+mod compare;
 mod config;
 mod demo;
 mod hypergrad;
@@ -48,6 +50,14 @@ enum Command {
         /// Resume from OUT/checkpoint.json.
         #[arg(long)]
         resume: bool,
+    },
+    /// Several solvers on one problem, one budget, several seeds: table and plot.
+    Compare {
+        /// TOML configuration with [problem], [budget], [compare] and [[solvers]].
+        config: PathBuf,
+        /// Output directory (default: out/<config name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Lower-level and selection phase at x0, then the hypergradient with diagnostics.
     Hypergrad {
@@ -100,6 +110,7 @@ fn main() -> ExitCode {
             resume,
         } => run::run_command(&config, out, resume),
         Command::Hypergrad { config, json } => hypergrad::hypergrad_command(&config, json),
+        Command::Compare { config, out } => compare::compare_command(&config, out.as_deref()),
         Command::List => {
             list();
             Ok(())

@@ -18,8 +18,10 @@ fn register_font() {
 
 /// One curve.
 pub struct Series {
-    /// Legend label.
+    /// Legend label (an empty label adds no legend entry).
     pub label: String,
+    /// Colour group: curves of one group (one solver's seeds) share a colour.
+    pub group: usize,
     /// Points `(x, y)`; non-finite points (and non-positive ones on a log axis) are skipped.
     pub points: Vec<(f64, f64)>,
 }
@@ -134,8 +136,8 @@ where
                 .y_label_formatter(&|v| format_tick(*v, log_y))
                 .draw()
                 .map_err(|e| err(&e))?;
-            for (i, s) in panel.series.iter().enumerate() {
-                let c = COLORS[i % COLORS.len()];
+            for s in panel.series.iter() {
+                let c = COLORS[s.group % COLORS.len()];
                 let pts: Vec<(f64, f64)> = s
                     .points
                     .iter()

@@ -301,8 +301,10 @@ pub fn execute(
 pub fn trace_panels(runs: &[(&str, &[Record])]) -> Vec<Panel> {
     let series = |get: &dyn Fn(&Record) -> Option<f64>| {
         runs.iter()
-            .map(|(label, recs)| Series {
+            .enumerate()
+            .map(|(i, (label, recs))| Series {
                 label: label.to_string(),
+                group: i,
                 points: recs
                     .iter()
                     .filter_map(|r| get(r).map(|v| (r.iteration as f64, v)))

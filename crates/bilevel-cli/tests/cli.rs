@@ -381,3 +381,55 @@ fn readme_config_example_is_valid() {
     );
     assert!(v["relative_error"].as_f64().unwrap() < 1e-6);
 }
+
+/// `bilevel compare`: every solver × seed runs under the budget; the table, data and plot are
+/// written, HG-MS reaches the tolerances on the far-side circle-center instance and AID does not
+/// reach the tightest one; bad entries are rejected by name.
+#[test]
+fn compare_runs_every_solver_and_writes_table_and_plot() {
+    let dir = tmpdir("compare");
+    let o = bin()
+        .arg("compare")
+        .arg(repo().join("configs/compare-circle.toml"))
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = std::fs::read_to_string(dir.join("compare.md")).unwrap();
+    assert!(
+        table.contains("| hg-ms |")
+            && table.contains("| aid-cg |")
+            && table.contains("| aid-neumann |")
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    let runs = data["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let hg = runs.iter().find(|r| r["solver"] == "hg-ms").unwrap();
+    assert!(hg["cost_to_tol"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.is_number()));
+    let aid = runs.iter().find(|r| r["solver"] == "aid-cg").unwrap();
+    assert!(aid["cost_to_tol"][3].is_null(), "{aid}");
+    for r in runs {
+        assert!(r["total_cost"].as_f64().unwrap() <= 20000.0 + 2000.0);
+    }
+    assert!(std::fs::read_to_string(dir.join("compare.svg"))
+        .unwrap()
+        .contains("polyline"));
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[budget]\nmax_iter = 3\n[[solvers]]\nname = \"hg-ms\"\nlower_lr = -1.0\n",
+    );
+    let o = bin().arg("compare").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("bad.toml:5: solvers[0]: solver.lower_lr"),
+        "{}",
+        stderr(&o)
+    );
+}

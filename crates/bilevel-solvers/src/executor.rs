@@ -125,6 +125,12 @@ pub struct Record {
     pub grad_phi_error: Option<f64>,
     /// `‖h_t − ∇φ(x_t)‖ / ‖∇φ(x_t)‖` (meaningless where ∇φ → 0, e.g. at a solution).
     pub grad_phi_rel_error: Option<f64>,
+    /// `‖∇φ(x_t)‖` from the closed form (the stationarity measure of benchmarks).
+    pub grad_phi_norm: Option<f64>,
+    /// `φ(x_t) − φ*` where both are known.
+    pub phi_gap: Option<f64>,
+    /// `‖x_t − x*‖` where the solution x* is known.
+    pub x_star_distance: Option<f64>,
     /// `x_t` (omitted for large `x`).
     pub x: Option<Vec<f64>>,
 }
@@ -221,15 +227,17 @@ pub fn make_record<P: Bilevel + ?Sized>(
 ) -> Record {
     let counts = p.counts();
     let d = rep.diagnostics.as_ref();
-    let errors = p.reference_grad_phi(x).map(|g| {
-        let diff: Vec<f64> = rep
-            .hypergradient
-            .iter()
-            .zip(&g)
-            .map(|(a, b)| a - b)
-            .collect();
+    let grad_phi = p.reference_grad_phi(x);
+    let errors = grad_phi.as_ref().map(|g| {
+        let diff: Vec<f64> = rep.hypergradient.iter().zip(g).map(|(a, b)| a - b).collect();
         let abs = norm(&diff);
-        (abs, abs / norm(&g).max(1e-300))
+        (abs, abs / norm(g).max(1e-300))
+    });
+    let phi = p.reference_phi(x);
+    let phi_gap = phi.zip(p.reference_phi_star()).map(|(a, b)| a - b);
+    let x_star_distance = p.reference_x_star().map(|xs| {
+        let d: Vec<f64> = x.iter().zip(&xs).map(|(a, b)| a - b).collect();
+        norm(&d)
     });
     Record {
         iteration,
@@ -247,9 +255,12 @@ pub fn make_record<P: Bilevel + ?Sized>(
         intrinsic_dimension: d.and_then(|d| d.intrinsic_dimension),
         selection_steps: rep.selection.as_ref().map(|s| s.steps),
         tangent_grad_norm: rep.selection.as_ref().map(|s| s.tangent_grad_norm),
-        phi: p.reference_phi(x),
+        phi,
         grad_phi_error: errors.map(|e| e.0),
         grad_phi_rel_error: errors.map(|e| e.1),
+        grad_phi_norm: grad_phi.as_ref().map(|g| norm(g)),
+        phi_gap,
+        x_star_distance,
         x: (x.len() <= record_x_max).then(|| x.to_vec()),
     }
 }
