@@ -19,8 +19,15 @@
 
 use bilevel_problems::ProblemConfig;
 use bilevel_solvers::aid::AidConfig;
+use bilevel_solvers::bome::BomeConfig;
 use bilevel_solvers::executor::Budget;
+use bilevel_solvers::f2sa::F2saConfig;
+use bilevel_solvers::galet::GaletConfig;
 use bilevel_solvers::hgms::HgmsConfig;
+use bilevel_solvers::implicit::ImplicitConfig;
+use bilevel_solvers::itd::ItdConfig;
+use bilevel_solvers::pbgd::PbgdConfig;
+use bilevel_solvers::pzobo::PzoboConfig;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -34,6 +41,27 @@ pub enum SolverConfig {
     /// Approximate implicit differentiation.
     #[serde(rename = "aid")]
     Aid(AidConfig),
+    /// Iterative differentiation through T unrolled steps.
+    #[serde(rename = "itd")]
+    Itd(ItdConfig),
+    /// BOME: first-order value-gap method.
+    #[serde(rename = "bome")]
+    Bome(BomeConfig),
+    /// F2SA: fully first-order penalty Lagrangian.
+    #[serde(rename = "f2sa")]
+    F2sa(F2saConfig),
+    /// V-PBGD / G-PBGD: penalty-based gradient descent.
+    #[serde(rename = "pbgd")]
+    Pbgd(PbgdConfig),
+    /// GALET: Hessian-vector products on ½‖Hw + ∇_y f‖².
+    #[serde(rename = "galet")]
+    Galet(GaletConfig),
+    /// PZOBO: Hessian-free zeroth-order estimate.
+    #[serde(rename = "pzobo")]
+    Pzobo(PzoboConfig),
+    /// Exact implicit reference (Newton-CG lower solve, then the implicit formula).
+    #[serde(rename = "implicit")]
+    Implicit(ImplicitConfig),
 }
 
 impl Default for SolverConfig {
@@ -48,6 +76,13 @@ impl SolverConfig {
         match self {
             SolverConfig::HgMs(_) => "hg-ms",
             SolverConfig::Aid(_) => "aid",
+            SolverConfig::Itd(_) => "itd",
+            SolverConfig::Bome(_) => "bome",
+            SolverConfig::F2sa(_) => "f2sa",
+            SolverConfig::Pbgd(_) => "pbgd",
+            SolverConfig::Galet(_) => "galet",
+            SolverConfig::Pzobo(_) => "pzobo",
+            SolverConfig::Implicit(_) => "implicit",
         }
     }
     /// Validate values (errors name the field).
@@ -55,6 +90,13 @@ impl SolverConfig {
         match self {
             SolverConfig::HgMs(c) => c.validate("solver"),
             SolverConfig::Aid(c) => c.validate("solver"),
+            SolverConfig::Itd(c) => c.validate("solver"),
+            SolverConfig::Bome(c) => c.validate("solver"),
+            SolverConfig::F2sa(c) => c.validate("solver"),
+            SolverConfig::Pbgd(c) => c.validate("solver"),
+            SolverConfig::Galet(c) => c.validate("solver"),
+            SolverConfig::Pzobo(c) => c.validate("solver"),
+            SolverConfig::Implicit(c) => c.validate("solver"),
         }
     }
 }
@@ -231,6 +273,13 @@ fn probe_sections(text: &str) -> Option<(Option<usize>, String)> {
     let solver = match name("solver").as_deref() {
         Some("hg-ms") => probe::<HgmsConfig>(text, "solver"),
         Some("aid") => probe::<AidConfig>(text, "solver"),
+        Some("itd") => probe::<ItdConfig>(text, "solver"),
+        Some("bome") => probe::<BomeConfig>(text, "solver"),
+        Some("f2sa") => probe::<F2saConfig>(text, "solver"),
+        Some("pbgd") => probe::<PbgdConfig>(text, "solver"),
+        Some("galet") => probe::<GaletConfig>(text, "solver"),
+        Some("pzobo") => probe::<PzoboConfig>(text, "solver"),
+        Some("implicit") => probe::<ImplicitConfig>(text, "solver"),
         _ => None,
     };
     solver.or_else(|| match name("problem").as_deref() {

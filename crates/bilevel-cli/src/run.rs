@@ -5,9 +5,16 @@ use crate::plot::{self, Panel, Series};
 use crate::Failure;
 use bilevel_core::{Bilevel, OracleCounts};
 use bilevel_solvers::aid::Aid;
+use bilevel_solvers::bome::Bome;
 use bilevel_solvers::executor::{self, InitialCounts, Observer, Record, RunOptions, StopReason};
+use bilevel_solvers::f2sa::F2sa;
+use bilevel_solvers::galet::Galet;
 use bilevel_solvers::hgms::Hgms;
+use bilevel_solvers::implicit::Implicit;
+use bilevel_solvers::itd::Itd;
 use bilevel_solvers::observers::{Checkpoint, CheckpointWriter, TraceWriter};
+use bilevel_solvers::pbgd::Pbgd;
+use bilevel_solvers::pzobo::Pzobo;
 use bilevel_solvers::{BilevelSolver, State};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -27,6 +34,13 @@ pub const SOLVERS: &[(&str, &str)] = &[
         "aid",
         "approximate implicit differentiation: warm-started lower steps, CG/Neumann solve, no selection",
     ),
+    ("itd", "iterative differentiation: reverse mode through T unrolled lower steps (HVP recursion)"),
+    ("bome", "BOME: first-order value-gap method, joint (x, y) step with an adaptive multiplier"),
+    ("f2sa", "F2SA: fully first-order penalty Lagrangian with an auxiliary lower variable z"),
+    ("pbgd", "V-PBGD / G-PBGD: penalty-based gradient descent with a ramped penalty"),
+    ("galet", "GALET: w by gradient descent on ½‖Hw + ∇_y f‖², for PL lower levels"),
+    ("pzobo", "PZOBO: Hessian-free zeroth-order estimate through the T-step map"),
+    ("implicit", "exact implicit reference: Newton-CG lower solve to tolerance, then the implicit formula"),
 ];
 
 /// Instantiate the configured solver.
@@ -34,6 +48,13 @@ pub fn make_solver(cfg: &SolverConfig, m: usize) -> Box<dyn BilevelSolver<DynPro
     match cfg {
         SolverConfig::HgMs(c) => Box::new(Hgms::new(c.clone(), m)),
         SolverConfig::Aid(c) => Box::new(Aid::new(c.clone(), m)),
+        SolverConfig::Itd(c) => Box::new(Itd::new(c.clone(), m)),
+        SolverConfig::Bome(c) => Box::new(Bome::new(c.clone(), m)),
+        SolverConfig::F2sa(c) => Box::new(F2sa::new(c.clone(), m)),
+        SolverConfig::Pbgd(c) => Box::new(Pbgd::new(c.clone(), m)),
+        SolverConfig::Galet(c) => Box::new(Galet::new(c.clone(), m)),
+        SolverConfig::Pzobo(c) => Box::new(Pzobo::new(c.clone(), m)),
+        SolverConfig::Implicit(c) => Box::new(Implicit::new(c.clone(), m)),
     }
 }
 

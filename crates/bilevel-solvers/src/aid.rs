@@ -129,6 +129,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y> {
             hypergradient: h,
             diagnostics: Some(diag),
             selection: None,
+            extra: Vec::new(),
         })
     }
 

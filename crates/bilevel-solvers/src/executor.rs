@@ -133,6 +133,9 @@ pub struct Record {
     pub x_star_distance: Option<f64>,
     /// `x_t` (omitted for large `x`).
     pub x: Option<Vec<f64>>,
+    /// Solver-specific scalars (BOME's λ and q, F2SA's λ, PBGD's γ, …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub extra: std::collections::BTreeMap<String, f64>,
 }
 
 /// Why a run stopped.
@@ -229,7 +232,12 @@ pub fn make_record<P: Bilevel + ?Sized>(
     let d = rep.diagnostics.as_ref();
     let grad_phi = p.reference_grad_phi(x);
     let errors = grad_phi.as_ref().map(|g| {
-        let diff: Vec<f64> = rep.hypergradient.iter().zip(g).map(|(a, b)| a - b).collect();
+        let diff: Vec<f64> = rep
+            .hypergradient
+            .iter()
+            .zip(g)
+            .map(|(a, b)| a - b)
+            .collect();
         let abs = norm(&diff);
         (abs, abs / norm(g).max(1e-300))
     });
@@ -262,6 +270,7 @@ pub fn make_record<P: Bilevel + ?Sized>(
         phi_gap,
         x_star_distance,
         x: (x.len() <= record_x_max).then(|| x.to_vec()),
+        extra: rep.extra.iter().cloned().collect(),
     }
 }
 

@@ -470,6 +470,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
             hypergradient: h,
             diagnostics: Some(diag),
             selection,
+            extra: Vec::new(),
         })
     }
 

@@ -6,10 +6,22 @@
 //!   selection) phase followed by a hypergradient at the current `x`, then an upper step;
 //! * [`hgms`]: select-then-differentiate (HG-MS), our flagship;
 //! * [`aid`]: approximate implicit differentiation with CG or Neumann (the classical baseline);
+//! * [`itd`]: iterative differentiation, reverse mode through `T` unrolled lower-level steps;
+//! * [`implicit`]: exact implicit reference (Newton-CG lower solve to tolerance, then the implicit
+//!   formula) — the reference `φ(x)` and `∇φ(x)`;
+//! * [`bome`]: BOME, first-order value-gap method with a joint `(x, y)` step;
+//! * [`f2sa`]: F2SA, fully first-order penalty Lagrangian with an auxiliary lower variable `z`;
+//! * [`pbgd`]: V-PBGD / G-PBGD, penalty methods with a ramped penalty γ and a joint step;
+//! * [`galet`]: GALET, `w` by gradient descent on `½‖H w + ∇_y f‖²` (PL lower levels);
+//! * [`pzobo`]: PZOBO, Hessian-free zeroth-order estimate through the `T`-step map;
 //! * [`executor`]: the loop with budgets (iterations, oracle calls, wall time), divergence checks
 //!   and observers ([`observers`]: JSON-lines trace, checkpoints; the CLI adds a progress bar);
 //! * [`upper`]: upper-level steps (plain, Adam, box projection) shared by all solvers;
 //! * [`lower`]: gradient descent on `g(x, ·)` shared by all solvers.
+//!
+//! BOME and PBGD take a joint `(x, y)` step: their `hypergradient` moves `y` itself and returns
+//! the `x` part of the direction, which `upper_step` applies. Solver-specific scalars (BOME's λ
+//! and `q`, PBGD's γ, F2SA's λ, …) are reported in [`StepReport::extra`].
 //!
 //! ```
 //! use bilevel_problems::{CircleCenter, WithDerivatives};
@@ -35,11 +47,21 @@
 #![deny(missing_docs)]
 
 pub mod aid;
+pub mod bome;
 pub mod executor;
+pub mod f2sa;
+pub mod galet;
 pub mod hgms;
+pub mod implicit;
+pub mod itd;
 pub mod lower;
 pub mod observers;
+pub mod pbgd;
+pub mod pzobo;
 pub mod upper;
+
+#[cfg(test)]
+mod testutil;
 
 use bilevel_core::hypergrad::HypergradDiagnostics;
 use bilevel_core::{Bilevel, Counted};
@@ -69,6 +91,17 @@ pub struct StepReport {
     pub diagnostics: Option<HypergradDiagnostics>,
     /// Selection phase summary (HG-MS).
     pub selection: Option<SelectionReport>,
+    /// Solver-specific scalars (name, value), e.g. BOME's `lambda` and `q`, a penalty's `gamma`;
+    /// empty for solvers without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<(String, f64)>,
+}
+
+impl StepReport {
+    /// The value of the solver-specific scalar `name` in [`StepReport::extra`], if present.
+    pub fn extra_value(&self, name: &str) -> Option<f64> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
 }
 
 /// Summary of an explicit selection phase.

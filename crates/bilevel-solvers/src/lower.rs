@@ -27,3 +27,20 @@ pub fn descend<P: Bilevel + ?Sized>(
         taken += 1;
     }
 }
+
+/// Exactly `steps` steps `y ← Π(y − β ∇_y g(x, y))` (no stopping test, so no extra gradient):
+/// the fixed `T`-step map the unrolled and zeroth-order methods differentiate. `grad` is scratch.
+pub fn gd_steps<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &mut P::Y,
+    steps: usize,
+    beta: f64,
+    grad: &mut P::Y,
+) {
+    for _ in 0..steps {
+        p.grad_g_y(x, y, grad);
+        y.axpy(-beta, grad);
+        p.project_y(y);
+    }
+}
