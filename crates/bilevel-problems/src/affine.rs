@@ -94,14 +94,14 @@ fn from_mat(m: &Mat<f64>) -> Vec<f64> {
 
 /// A row-major `rows×cols` slice as a faer view (no copy).
 #[inline]
-fn rm(data: &[f64], rows: usize, cols: usize) -> MatRef<'_, f64> {
+pub(crate) fn rm(data: &[f64], rows: usize, cols: usize) -> MatRef<'_, f64> {
     MatRef::from_row_major_slice(data, rows, cols)
 }
 
 /// `out = alpha · M v` (or `out += alpha · M v` when `accumulate`) by faer's SIMD
 /// matrix-vector product, sequential and without allocation.
 #[inline]
-fn gemv(m: MatRef<'_, f64>, v: &[f64], alpha: f64, accumulate: bool, out: &mut [f64]) {
+pub(crate) fn gemv(m: MatRef<'_, f64>, v: &[f64], alpha: f64, accumulate: bool, out: &mut [f64]) {
     let accum = if accumulate {
         Accum::Add
     } else {
@@ -123,7 +123,7 @@ fn gaussian(seed: u64, stream: u64, len: usize, scale: f64) -> Vec<f64> {
 
 /// `Σ_j row_j v_j` for a generic scalar vector.
 #[inline]
-fn row_dot<T: Scalar>(row: &[f64], v: &[T]) -> T {
+pub(crate) fn row_dot<T: Scalar>(row: &[f64], v: &[T]) -> T {
     let mut acc = T::from(0.0);
     for (&a, &vj) in row.iter().zip(v) {
         acc += vj * a;
@@ -453,6 +453,12 @@ impl ProblemDef for Affine {
     fn intrinsic_dimension(&self) -> usize {
         self.d - self.r
     }
+    fn reference_x_star(&self) -> Option<Vec<f64>> {
+        Some(self.x_star.clone())
+    }
+    fn reference_phi_star(&self) -> Option<f64> {
+        self.reference_phi(&self.x_star)
+    }
 }
 
 #[cfg(test)]
@@ -588,6 +594,8 @@ mod x_star_tests {
             let g = p.reference_grad_phi(&xs).unwrap();
             assert!(bilevel_core::vector::norm(&g) < 1e-9, "{g:?}");
             let phi0 = p.reference_phi(&xs).unwrap();
+            assert_eq!(p.reference_x_star(), Some(xs.clone()));
+            assert_eq!(p.reference_phi_star(), Some(phi0));
             let mut rng = bilevel_core::rng::Rng::new(1);
             for _ in 0..5 {
                 let mut dir = vec![0.0; m];

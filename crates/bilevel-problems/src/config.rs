@@ -17,11 +17,14 @@
 //! reported as `problem.FIELD: explanation (got VALUE)`.
 
 use crate::affine::Affine;
+use crate::bome::{Coreset, Minimax, NonSingleton};
 use crate::circle::{CircleCenter, CircleRadius};
 use crate::error::{check_vector, ProblemError};
 use crate::holder::Holder;
 use crate::kinks::{CircleSine, CircleTie};
+use crate::quadratic::{Quadratic, QuadraticParams};
 use crate::sphere::Sphere;
+use crate::vpbgd::VpbgdToy;
 use crate::wrapper::{Derivatives, ProblemDef, WithDerivatives};
 use bilevel_core::derivatives::DEFAULT_FD_EPS;
 use bilevel_core::Bilevel;
@@ -151,6 +154,86 @@ problem_config! {
     }
 }
 
+/// The `points` key of `coreset`: a flat list `[x₁, y₁, x₂, y₂, …]` or a list of pairs
+/// `[[x₁, y₁], [x₂, y₂], …]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PointList {
+    /// `[[x₁, y₁], [x₂, y₂], …]`.
+    Pairs(Vec<[f64; 2]>),
+    /// `[x₁, y₁, x₂, y₂, …]` (even length).
+    Flat(Vec<f64>),
+}
+
+impl PointList {
+    /// The points as pairs; a flat list of odd length is an error naming `problem.points`.
+    pub fn to_pairs(&self) -> Result<Vec<[f64; 2]>, ProblemError> {
+        match self {
+            PointList::Pairs(p) => Ok(p.clone()),
+            PointList::Flat(v) => {
+                if v.len() % 2 != 0 {
+                    return Err(ProblemError::invalid(
+                        "points",
+                        "a flat list needs an even number of coordinates (x₁, y₁, x₂, y₂, …)",
+                        v.len(),
+                    ));
+                }
+                Ok(v.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+            }
+        }
+    }
+}
+
+problem_config! {
+    /// Parameters of `coreset` ([`Coreset`]).
+    CoresetConfig {
+        /// Points `c_i` in R², flat or as pairs (default `[[1, 3], [3, 1], [-2, 2], [-3, -2]]`).
+        points: PointList,
+        /// Target `y₀`, 2 entries (default `[3.0, -2.0]`).
+        target: Vec<f64>,
+    }
+}
+
+problem_config! {
+    /// Parameters of `non-singleton` ([`NonSingleton`]); only the common keys.
+    NonSingletonConfig {}
+}
+
+problem_config! {
+    /// Parameters of `minimax` ([`Minimax`]).
+    MinimaxConfig {
+        /// Half-width b > 0 of the lower box `[−b, b]` (default 10).
+        bound: f64,
+    }
+}
+
+problem_config! {
+    /// Parameters of `vpbgd-toy` ([`VpbgdToy`]); only the common keys.
+    VpbgdToyConfig {}
+}
+
+problem_config! {
+    /// Parameters of `quadratic` ([`Quadratic`]).
+    QuadraticConfig {
+        /// Number n of lower samples, `n ≥ dim_y` (default 1024).
+        n_inner: usize,
+        /// Number m of upper samples, ≥ 1 (default 1024).
+        n_outer: usize,
+        /// Lower dimension d (default 100).
+        dim_y: usize,
+        /// Upper dimension m_x (default 100).
+        dim_x: usize,
+        /// Smallest eigenvalue μ of the mean lower Hessian, `0 < mu ≤ l` (default 0.1).
+        mu: f64,
+        /// Largest eigenvalue L of the mean lower Hessian (default 1).
+        l: f64,
+        /// Seed of the random instance (default 0).
+        seed: u64,
+        /// Ridge ρ > 0: f contains `(ρ/2)‖x‖²` (default 1).
+        ridge: f64,
+    }
+}
+
 /// A problem configuration, selected by its `name` key (kebab-case problem id).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
@@ -169,6 +252,16 @@ pub enum ProblemConfig {
     CircleSine(CircleSineConfig),
     /// `holder`.
     Holder(HolderConfig),
+    /// `coreset`.
+    Coreset(CoresetConfig),
+    /// `non-singleton`.
+    NonSingleton(NonSingletonConfig),
+    /// `minimax`.
+    Minimax(MinimaxConfig),
+    /// `vpbgd-toy`.
+    VpbgdToy(VpbgdToyConfig),
+    /// `quadratic`.
+    Quadratic(QuadraticConfig),
 }
 
 impl Default for ProblemConfig {
@@ -207,6 +300,26 @@ const CATALOGUE: &[(&str, &str)] = &[
     (
         "holder",
         "failure case: degenerate selection; g = ½y₂², f = y₁^{2p}/(2p) − x y₁, ∇φ Hölder-1/(2p−1)",
+    ),
+    (
+        "coreset",
+        "BOME toy: softmax weights of 4 points, g = ‖Σ p_i c_i − y‖², f = 0.1‖y − y₀‖², φ* = 0.72 in the limit",
+    ),
+    (
+        "non-singleton",
+        "BOME toy: S(w) = {y₁ = w}, y₂ free (k = 1); f = ½(w − y₂)² + ½(y₁ − 1)², φ = ½(w − 1)²",
+    ),
+    (
+        "minimax",
+        "BOME toy: f = y w, g = −y w, y in the box [−10, 10] (projected); φ = 10|w|, w* = 0",
+    ),
+    (
+        "vpbgd-toy",
+        "V-PBGD toy: g = (x + y)² + x sin²(x + y) (PL, not strongly convex), S(x) = {−x}, x ∈ [0, 3]",
+    ),
+    (
+        "quadratic",
+        "quadratic benchmark: rank-one samples, Hessian spectrum in [μ, L], exact y*, ∇φ, x*, φ*",
     ),
 ];
 
@@ -289,6 +402,11 @@ impl ProblemConfig {
             ProblemConfig::CircleTie(_) => "circle-tie",
             ProblemConfig::CircleSine(_) => "circle-sine",
             ProblemConfig::Holder(_) => "holder",
+            ProblemConfig::Coreset(_) => "coreset",
+            ProblemConfig::NonSingleton(_) => "non-singleton",
+            ProblemConfig::Minimax(_) => "minimax",
+            ProblemConfig::VpbgdToy(_) => "vpbgd-toy",
+            ProblemConfig::Quadratic(_) => "quadratic",
         }
     }
 
@@ -303,6 +421,11 @@ impl ProblemConfig {
             "circle-tie" => ProblemConfig::CircleTie(Default::default()),
             "circle-sine" => ProblemConfig::CircleSine(Default::default()),
             "holder" => ProblemConfig::Holder(Default::default()),
+            "coreset" => ProblemConfig::Coreset(Default::default()),
+            "non-singleton" => ProblemConfig::NonSingleton(Default::default()),
+            "minimax" => ProblemConfig::Minimax(Default::default()),
+            "vpbgd-toy" => ProblemConfig::VpbgdToy(Default::default()),
+            "quadratic" => ProblemConfig::Quadratic(Default::default()),
             _ => return None,
         })
     }
@@ -347,6 +470,37 @@ impl ProblemConfig {
                 let p = c.p.unwrap_or(Holder::DEFAULT_P);
                 c.finish(Holder::new(p)?, vec![0.5], vec![0.0, 1.0])
             }
+            ProblemConfig::Coreset(c) => {
+                let points = match &c.points {
+                    Some(p) => p.to_pairs()?,
+                    None => Coreset::DEFAULT_POINTS.to_vec(),
+                };
+                let target = c.target.as_deref().unwrap_or(&Coreset::DEFAULT_TARGET);
+                let def = Coreset::new(&points, target)?;
+                let k = def.dim_x();
+                c.finish(def, vec![0.0; k], Coreset::DEFAULT_Y0.to_vec())
+            }
+            ProblemConfig::NonSingleton(c) => c.finish(NonSingleton, vec![0.0], vec![0.0, 0.0]),
+            ProblemConfig::Minimax(c) => {
+                let bound = c.bound.unwrap_or(Minimax::DEFAULT_BOUND);
+                c.finish(Minimax::new(bound)?, vec![4.0], vec![4.0])
+            }
+            ProblemConfig::VpbgdToy(c) => c.finish(VpbgdToy, vec![1.0], vec![0.0]),
+            ProblemConfig::Quadratic(c) => {
+                let d = QuadraticParams::default();
+                let def = Quadratic::new(QuadraticParams {
+                    n_inner: c.n_inner.unwrap_or(d.n_inner),
+                    n_outer: c.n_outer.unwrap_or(d.n_outer),
+                    dim_y: c.dim_y.unwrap_or(d.dim_y),
+                    dim_x: c.dim_x.unwrap_or(d.dim_x),
+                    mu: c.mu.unwrap_or(d.mu),
+                    l: c.l.unwrap_or(d.l),
+                    seed: c.seed.unwrap_or(d.seed),
+                    ridge: c.ridge.unwrap_or(d.ridge),
+                })?;
+                let (mx, dy) = (def.dim_x(), def.dim_y());
+                c.finish(def, vec![0.0; mx], vec![0.0; dy])
+            }
         }
     }
 }
@@ -367,7 +521,7 @@ mod tests {
     #[test]
     fn every_problem_parses_and_builds_with_defaults() {
         type Case = (&'static str, usize, usize, &'static [f64], &'static [f64]);
-        let expected: [Case; 7] = [
+        let expected: [Case; 12] = [
             ("circle-center", 2, 2, &[2.0, 1.0], &[3.5, 1.0]),
             ("circle-radius", 1, 2, &[0.3], &[1.0, 0.0]),
             ("affine", 3, 20, &[0.5, 0.5, 0.5], &[0.0; 20]),
@@ -375,6 +529,11 @@ mod tests {
             ("circle-tie", 1, 2, &[0.5], &[0.6, 0.8]),
             ("circle-sine", 1, 2, &[1.0], &[0.6, 0.8]),
             ("holder", 1, 2, &[0.5], &[0.0, 1.0]),
+            ("coreset", 4, 2, &[0.0; 4], &[0.0, 3.0]),
+            ("non-singleton", 1, 2, &[0.0], &[0.0, 0.0]),
+            ("minimax", 1, 1, &[4.0], &[4.0]),
+            ("vpbgd-toy", 1, 1, &[1.0], &[0.0]),
+            ("quadratic", 100, 100, &[0.0; 100], &[0.0; 100]),
         ];
         assert_eq!(catalogue().len(), expected.len());
         for ((name, m, d, x0, y0), (cat_name, desc)) in expected.into_iter().zip(catalogue()) {
@@ -557,5 +716,167 @@ mod tests {
         let b = cfg.build().unwrap();
         assert_send_sync(&b.problem);
         assert!(format!("{b:?}").contains("affine"));
+    }
+
+    #[test]
+    fn toys_parse_build_and_validate() {
+        // Points as pairs or flat, target.
+        let pairs = build(
+            "name = \"coreset\"\npoints = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]\ntarget = [2.0, 2.0]",
+        )
+        .unwrap();
+        let flat =
+            build("name = \"coreset\"\npoints = [0, 0, 1, 0, 0, 1]\ntarget = [2.0, 2.0]").unwrap();
+        assert_eq!((pairs.problem.dim_x(), flat.problem.dim_x()), (3, 3));
+        assert_eq!(pairs.x0, vec![0.0; 3]);
+        let w = [0.3, -0.2, 0.9];
+        assert_eq!(
+            pairs.problem.reference_phi(&w),
+            flat.problem.reference_phi(&w)
+        );
+        // dist((2, 2), hull)² = (1.5² + 1.5²): φ* = 0.45.
+        let phi_star = pairs.problem.reference_phi_star().unwrap();
+        assert!((phi_star - 0.45).abs() < 1e-15, "{phi_star}");
+        let d = build("name = \"coreset\"").unwrap();
+        assert_eq!(d.problem.reference_phi_star(), Some(0.1 * 7.2));
+        assert_eq!(d.problem.reference_x_star(), None);
+
+        let b = build("name = \"non-singleton\"\nx0 = [0.25]").unwrap();
+        assert_eq!(b.problem.reference_grad_phi(&b.x0), Some(vec![-0.75]));
+        assert_eq!(b.problem.reference_x_star(), Some(vec![1.0]));
+
+        let b = build("name = \"minimax\"\nbound = 3.0").unwrap();
+        let mut y = vec![5.0];
+        b.problem.project_y(&mut y);
+        assert_eq!(y, vec![3.0]);
+        assert_eq!(b.problem.reference_phi(&b.x0), Some(12.0));
+
+        for (src, key) in [
+            ("name = \"coreset\"\nweights = [1.0]", "weights"),
+            ("name = \"non-singleton\"\nbound = 1.0", "bound"),
+            ("name = \"minimax\"\nbounds = 1.0", "bounds"),
+        ] {
+            let e = parse(src).unwrap_err();
+            assert!(e.contains(&format!("unknown field `{key}`")), "{e}");
+        }
+        let cases: [(&str, &str); 8] = [
+            (
+                "name = \"coreset\"\npoints = [1.0, 2.0, 3.0]",
+                "problem.points: a flat list needs an even number",
+            ),
+            (
+                "name = \"coreset\"\npoints = []",
+                "problem.points: must have 1 to 256 points (got 0)",
+            ),
+            (
+                "name = \"coreset\"\ntarget = [1.0]",
+                "problem.target: expected 2 entries, got 1",
+            ),
+            (
+                "name = \"coreset\"\nx0 = [0.0, 0.0]",
+                "problem.x0: expected 4 entries, got 2",
+            ),
+            (
+                "name = \"non-singleton\"\ny0 = [0.0]",
+                "problem.y0: expected 2 entries, got 1",
+            ),
+            (
+                "name = \"minimax\"\nbound = 0.0",
+                "problem.bound: must be positive (got 0.0)",
+            ),
+            (
+                "name = \"minimax\"\nbound = -2.0",
+                "problem.bound: must be positive (got -2.0)",
+            ),
+            (
+                "name = \"minimax\"\ny0 = [1.0, 2.0]",
+                "problem.y0: expected 1 entries, got 2",
+            ),
+        ];
+        for (src, msg) in cases {
+            let e = build(src).unwrap_err();
+            assert!(
+                e.starts_with(msg),
+                "config {src:?}: got {e:?}, want prefix {msg:?}"
+            );
+        }
+        let b = build("name = \"vpbgd-toy\"\nx0 = [2.0]\nderivatives = \"dual\"").unwrap();
+        assert_eq!(b.x0, vec![2.0]);
+        assert_eq!(b.problem.reference_y(&b.x0), Some(vec![-2.0]));
+        assert!(b.problem.reference_x_star().is_some());
+        let e = parse("name = \"vpbgd-toy\"\nbox = [0.0, 3.0]").unwrap_err();
+        assert!(e.contains("unknown field `box`"), "{e}");
+        let e = build("name = \"vpbgd-toy\"\nx0 = [1.0, 2.0]").unwrap_err();
+        assert!(
+            e.starts_with("problem.x0: expected 1 entries, got 2"),
+            "{e}"
+        );
+        let cfg = parse("name = \"coreset\"\npoints = [[1.0, 2.0], [0.0, 0.0]]").unwrap();
+        assert_eq!(parse(&toml::to_string(&cfg).unwrap()).unwrap(), cfg);
+    }
+
+    #[test]
+    fn quadratic_config_parses_builds_and_validates() {
+        let b = build(
+            "name = \"quadratic\"\nn_inner = 40\nn_outer = 30\ndim_y = 8\ndim_x = 5\nmu = 0.2\nl = 2.0\nseed = 4\nridge = 0.5",
+        )
+        .unwrap();
+        assert_eq!((b.problem.dim_x(), b.problem.dim_y()), (5, 8));
+        assert_eq!((b.x0, b.y0), (vec![0.0; 5], vec![0.0; 8]));
+        let xs = b.problem.reference_x_star().unwrap();
+        let g = b.problem.reference_grad_phi(&xs).unwrap();
+        assert!(bilevel_core::vector::norm(&g) < 1e-10, "{g:?}");
+        assert_eq!(b.problem.reference_phi_star(), b.problem.reference_phi(&xs));
+        assert_eq!(b.problem.reference_intrinsic_dimension(), Some(0));
+        let e = parse("name = \"quadratic\"\nn = 10").unwrap_err();
+        assert!(e.contains("unknown field `n`"), "{e}");
+        let e = parse("name = \"quadratic\"\nL = 1.0").unwrap_err();
+        assert!(e.contains("unknown field `L`"), "{e}");
+        let base = [
+            ("dim_y", "5"),
+            ("dim_x", "3"),
+            ("n_inner", "20"),
+            ("n_outer", "10"),
+        ];
+        let cases: [(&str, &str, &str); 9] = [
+            (
+                "n_inner",
+                "0",
+                "problem.n_inner: must be at least dim_y = 5",
+            ),
+            (
+                "n_inner",
+                "3",
+                "problem.n_inner: must be at least dim_y = 5",
+            ),
+            (
+                "n_outer",
+                "0",
+                "problem.n_outer: must be at least 1 (got 0)",
+            ),
+            ("dim_y", "0", "problem.dim_y: must be in 1..=2000 (got 0)"),
+            ("mu", "0.0", "problem.mu: must be positive (got 0.0)"),
+            ("mu", "-0.1", "problem.mu: must be positive (got -0.1)"),
+            (
+                "mu",
+                "2.0",
+                "problem.mu: must satisfy 0 < mu ≤ l = 1 (got 2.0)",
+            ),
+            ("ridge", "0.0", "problem.ridge: must be positive (got 0.0)"),
+            ("x0", "[0.0, 0.0]", "problem.x0: expected 3 entries, got 2"),
+        ];
+        for (key, value, msg) in cases {
+            let mut src = format!("name = \"quadratic\"\n{key} = {value}\n");
+            for (k, v) in base.iter().filter(|(k, _)| *k != key) {
+                src.push_str(&format!("{k} = {v}\n"));
+            }
+            let e = build(&src).unwrap_err();
+            assert!(
+                e.starts_with(msg),
+                "config {src:?}: got {e:?}, want prefix {msg:?}"
+            );
+        }
+        let e = parse("name = \"quadratic\"\nn_inner = -3").unwrap_err();
+        assert!(e.contains("-3") || e.contains("invalid value"), "{e}");
     }
 }

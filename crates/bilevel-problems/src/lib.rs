@@ -3,7 +3,10 @@
 //! Bilevel problems with exact answers, the project's correctness oracles (PROBLEMS.md §A):
 //! lower levels whose solution set is a manifold (`circle-center`, `circle-radius`, `affine`,
 //! `sphere`) and the failure cases that the select-then-differentiate theory predicts
-//! (`circle-tie`, `circle-sine`: ties make kinks; `holder`: degenerate selection).
+//! (`circle-tie`, `circle-sine`: ties make kinks; `holder`: degenerate selection); the toys of
+//! the BOME paper (`coreset`, `non-singleton`, `minimax` with a box-constrained lower level,
+//! PROBLEMS.md §B) and of the V-PBGD paper (`vpbgd-toy`, §C); and the stochastic `quadratic`
+//! benchmark with rank-one samples and exact `y*`, `∇φ`, `x*`, `φ*` (§D).
 //!
 //! Each problem is a [`ProblemDef`] (values, analytic gradients and products, closed-form φ, ∇φ,
 //! y* and intrinsic dimension) and a
@@ -25,27 +28,34 @@
 #![deny(missing_docs)]
 
 pub mod affine;
+pub mod bome;
 pub mod circle;
 pub mod config;
 pub mod error;
 pub mod holder;
 pub mod kinks;
+pub mod quadratic;
 mod shell;
 pub mod sphere;
+pub mod vpbgd;
 pub mod wrapper;
 
 #[cfg(test)]
 mod testing;
 
 pub use affine::Affine;
+pub use bome::{Coreset, Minimax, NonSingleton};
 pub use circle::{CircleCenter, CircleRadius};
 pub use config::{
     catalogue, AffineConfig, BuiltProblem, CircleCenterConfig, CircleRadiusConfig,
-    CircleSineConfig, CircleTieConfig, DerivativesChoice, HolderConfig, ProblemConfig,
-    SphereConfig,
+    CircleSineConfig, CircleTieConfig, CoresetConfig, DerivativesChoice, HolderConfig,
+    MinimaxConfig, NonSingletonConfig, PointList, ProblemConfig, QuadraticConfig, SphereConfig,
+    VpbgdToyConfig,
 };
 pub use error::ProblemError;
 pub use holder::Holder;
 pub use kinks::{CircleSine, CircleTie};
+pub use quadratic::{AveragedMatrices, Level, Quadratic, QuadraticParams, SampleFactors};
 pub use sphere::Sphere;
+pub use vpbgd::VpbgdToy;
 pub use wrapper::{Derivatives, ProblemDef, WithDerivatives};

@@ -179,6 +179,20 @@ pub(crate) fn check_gradients<P: ProblemDef + Clone>(
 /// Closed-form references at `x`: ∇φ against `fd_gradient` of φ (relative 1e-6), y* in S(x)
 /// (`g(x, y*) = 0 = min g`, `∇_y g(x, y*) = 0`) and `φ(x) = f(x, y*)`.
 pub(crate) fn check_references<P: ProblemDef + Clone>(def: &P, x: &[f64]) {
+    check_grad_phi(def, x);
+    let p = wrap(def, Derivatives::Analytic);
+    let y = p.reference_y(x).expect("unique selection");
+    assert!(
+        p.g(x, &y).abs() < 1e-20,
+        "{}: g(x, y*) = {}",
+        def.name(),
+        p.g(x, &y)
+    );
+    check_stationary_selection(def, x);
+}
+
+/// `∇φ(x)` (closed form) against `fd_gradient` of the closed-form φ, relative 1e-6.
+pub(crate) fn check_grad_phi<P: ProblemDef + Clone>(def: &P, x: &[f64]) {
     let p = wrap(def, Derivatives::Analytic);
     let grad = p.reference_grad_phi(x).expect("differentiable point");
     let grad_fd = fd_gradient(|z| p.reference_phi(z).expect("φ defined"), x, 1e-6);
@@ -188,18 +202,19 @@ pub(crate) fn check_references<P: ProblemDef + Clone>(def: &P, x: &[f64]) {
         "{}: ∇φ vs FD of φ rel err {e:e} at x={x:?}",
         def.name()
     );
+}
+
+/// For lower levels whose minimum value is not zero: `φ(x) = f(x, y*)`, `∇_y g(x, y*) = 0`
+/// (relative 1e-10) and `g(x, y*) ≤ g(x, y* + δ)` for a few random small δ.
+pub(crate) fn check_stationary_selection<P: ProblemDef + Clone>(def: &P, x: &[f64]) {
+    let p = wrap(def, Derivatives::Analytic);
     let y = p.reference_y(x).expect("unique selection");
     let phi = p.reference_phi(x).expect("φ defined");
     assert!(
         (p.f(x, &y) - phi).abs() <= 1e-12 * (1.0 + phi.abs()),
-        "{}",
-        def.name()
-    );
-    assert!(
-        p.g(x, &y).abs() < 1e-20,
-        "{}: g(x, y*) = {}",
+        "{}: f(x, y*) = {} vs φ = {phi}",
         def.name(),
-        p.g(x, &y)
+        p.f(x, &y)
     );
     let mut gy = vec![0.0; y.len()];
     p.grad_g_y(x, &y, &mut gy);
@@ -209,6 +224,16 @@ pub(crate) fn check_references<P: ProblemDef + Clone>(def: &P, x: &[f64]) {
         "{}: ∇_y g(x, y*) = {gy:?}",
         def.name()
     );
+    let g0 = p.g(x, &y);
+    let mut rng = Rng::new(99);
+    for _ in 0..4 {
+        let yp: Vec<f64> = y.iter().map(|v| v + 1e-3 * rng.normal()).collect();
+        assert!(
+            p.g(x, &yp) >= g0 - 1e-12 * (1.0 + g0.abs()),
+            "{}: y* is not a minimiser of g",
+            def.name()
+        );
+    }
 }
 
 /// What the pseudoinverse formula gives at a point.

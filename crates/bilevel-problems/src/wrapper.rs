@@ -76,6 +76,17 @@ pub trait ProblemDef: GenericLowerGradient {
     fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>>;
     /// Intrinsic dimension k of the solution manifold `S(x)`.
     fn intrinsic_dimension(&self) -> usize;
+    /// Project `y` on the lower-level feasible set (default: unconstrained, the identity).
+    /// Solvers call it after every lower-level step; must not allocate.
+    fn project_y(&self, _y: &mut [f64]) {}
+    /// The known bilevel solution `x*`, where there is a finite one.
+    fn reference_x_star(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// The known optimal value `φ* = inf φ`, where there is one.
+    fn reference_phi_star(&self) -> Option<f64> {
+        None
+    }
 }
 
 thread_local! {
@@ -243,5 +254,14 @@ impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
     }
     fn reference_intrinsic_dimension(&self) -> Option<usize> {
         Some(self.def.intrinsic_dimension())
+    }
+    fn project_y(&self, y: &mut Vec<f64>) {
+        self.def.project_y(y)
+    }
+    fn reference_x_star(&self) -> Option<Vec<f64>> {
+        self.def.reference_x_star()
+    }
+    fn reference_phi_star(&self) -> Option<f64> {
+        self.def.reference_phi_star()
     }
 }

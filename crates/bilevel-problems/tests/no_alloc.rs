@@ -1,0 +1,91 @@
+//! The oracles of the BOME, V-PBGD and quadratic problems allocate nothing (analytic and
+//! dual-number products, after the dual-number buffers' first use), counted by a global allocator
+//! that tallies this thread's allocations.
+
+use bilevel_core::Bilevel;
+use bilevel_problems::{
+    Coreset, Derivatives, Minimax, NonSingleton, ProblemDef, Quadratic, QuadraticParams, VpbgdToy,
+    WithDerivatives,
+};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCS.with(|c| c.get())
+}
+
+/// Every oracle once (warm-up), then again while counting.
+fn check<P: ProblemDef + Clone>(def: P) {
+    let name = def.name();
+    for mode in [Derivatives::Analytic, Derivatives::Dual] {
+        let p = WithDerivatives::new(def.clone(), mode).expect("valid");
+        let (m, d) = (p.dim_x(), p.dim_y());
+        let x: Vec<f64> = (0..m).map(|i| 0.1 * i as f64 - 0.3).collect();
+        let mut y: Vec<f64> = (0..d).map(|i| 0.2 - 0.05 * i as f64).collect();
+        let v: Vec<f64> = (0..d).map(|i| 1.0 + 0.01 * i as f64).collect();
+        let (mut gx, mut gy, mut hv, mut jv) =
+            (vec![0.0; m], vec![0.0; d], vec![0.0; d], vec![0.0; m]);
+        let mut run = |y: &mut Vec<f64>| {
+            let mut s = p.f(&x, y) + p.g(&x, y);
+            p.grad_f(&x, y, &mut gx, &mut gy);
+            p.grad_g_y(&x, y, &mut gy);
+            p.grad_g_x(&x, y, &mut gx);
+            p.hvp(&x, y, &v, &mut hv);
+            p.cross(&x, y, &v, &mut jv);
+            p.project_y(y);
+            s += gx[0] + gy[0] + hv[0] + jv[0];
+            s
+        };
+        run(&mut y);
+        let before = allocations();
+        let s = run(&mut y);
+        let after = allocations();
+        assert!(s.is_finite());
+        assert_eq!(after - before, 0, "{name} {mode:?}: oracles allocated");
+    }
+}
+
+#[test]
+fn oracles_do_not_allocate() {
+    // The counter sees allocations.
+    let before = allocations();
+    let v = std::hint::black_box(vec![1.0f64; 16]);
+    assert!(allocations() > before && v.len() == 16);
+    check(Coreset::default());
+    check(NonSingleton);
+    check(Minimax::default());
+    check(VpbgdToy);
+    check(
+        Quadratic::new(QuadraticParams {
+            n_inner: 64,
+            n_outer: 32,
+            dim_y: 40,
+            dim_x: 30,
+            ..QuadraticParams::default()
+        })
+        .expect("valid"),
+    );
+}
