@@ -41,6 +41,9 @@ pub struct F2saConfig {
     pub lambda_max: Option<f64>,
     /// Decay the steps and the increment with the iteration count (`false`: constant).
     pub decay: bool,
+    /// Divide ρ_y by max(1, λ_t), so that ρ_y λ L_g stays bounded while λ grows (without it a
+    /// growing λ eventually makes the y iteration diverge).
+    pub scale_y_step: bool,
     /// Decay exponent of ρ_y (5/7).
     pub decay_y: f64,
     /// Decay exponent of ρ_z (4/7).
@@ -58,6 +61,7 @@ impl Default for F2saConfig {
         F2saConfig {
             inner_steps: 10,
             lr_y: 0.01,
+            scale_y_step: false,
             lr_z: 0.01,
             lambda0: 1.0,
             lambda_step: 0.1,
@@ -164,9 +168,14 @@ where
     ) -> Result<StepReport, SolverError> {
         let cfg = &self.config;
         let t = state.iteration + 1;
-        let rho_y = cfg.schedule(cfg.lr_y, cfg.decay_y, t);
-        let rho_z = cfg.schedule(cfg.lr_z, cfg.decay_z, t);
         let lambda = self.lambda;
+        let rho_y = cfg.schedule(cfg.lr_y, cfg.decay_y, t)
+            / if cfg.scale_y_step {
+                lambda.max(1.0)
+            } else {
+                1.0
+            };
+        let rho_z = cfg.schedule(cfg.lr_z, cfg.decay_z, t);
         let m = p.dim_x();
         let wk = self.work.get_or_insert_with(|| {
             let z = p.zeros_y();
