@@ -47,6 +47,25 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Most points drawn per curve: longer traces are thinned evenly (first and last kept), which
+/// keeps SVG files small without visible change at this figure size.
+const MAX_POINTS: usize = 300;
+
+/// Every k-th point of `pts` (and the last), at most about `max` of them.
+fn decimate(pts: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
+    if pts.len() <= max {
+        return pts.to_vec();
+    }
+    let step = pts.len().div_ceil(max);
+    let mut out: Vec<(f64, f64)> = pts.iter().step_by(step).copied().collect();
+    if let Some(&last) = pts.last() {
+        if out.last() != Some(&last) {
+            out.push(last);
+        }
+    }
+    out
+}
+
 /// Tick label: `1e-6` style on log axes, at most four significant digits otherwise.
 fn format_tick(v: f64, log: bool) -> String {
     if log {
@@ -138,12 +157,13 @@ where
                 .map_err(|e| err(&e))?;
             for s in panel.series.iter() {
                 let c = COLORS[s.group % COLORS.len()];
-                let pts: Vec<(f64, f64)> = s
+                let all: Vec<(f64, f64)> = s
                     .points
                     .iter()
                     .copied()
                     .filter(|(x, y)| x.is_finite() && y.is_finite() && (!panel.log_y || *y > 0.0))
                     .collect();
+                let pts = decimate(&all, MAX_POINTS);
                 chart
                     .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                     .map_err(|e| err(&e))?
