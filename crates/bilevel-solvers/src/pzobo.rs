@@ -34,6 +34,18 @@ use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// How the Q smoothing directions are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Directions {
+    /// Independent `u_i ~ N(0, I)` (the paper's estimator).
+    Gaussian,
+    /// Blocks of m orthonormal directions scaled to norm √m (Choromanski et al. 2018): still
+    /// `E[u uᵀ] = I`, and with `samples = m` the average `(1/Q) Σ u_i u_iᵀ` is exactly `I`, which
+    /// removes the estimator's sampling variance.
+    Orthogonal,
+}
+
 /// PZOBO configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,8 +56,10 @@ pub struct PzoboConfig {
     pub lower_lr: f64,
     /// Smoothing radius μ.
     pub mu: f64,
-    /// Gaussian directions Q per iteration.
+    /// Directions Q per iteration.
     pub samples: usize,
+    /// How the directions are drawn.
+    pub directions: Directions,
     /// Seed of the directions (combined with the outer iteration).
     pub seed: u64,
     /// Start the `T`-step map from the incoming `y` (true) or from the first call's `y` (false).
@@ -61,6 +75,7 @@ impl Default for PzoboConfig {
             lower_lr: 0.1,
             mu: 0.1,
             samples: 10,
+            directions: Directions::Gaussian,
             seed: 0,
             warm_start: true,
             upper: UpperConfig::default(),
@@ -87,6 +102,30 @@ struct Work<Y> {
     fy: Y,
     u: Vec<f64>,
     xp: Vec<f64>,
+    /// Orthogonal directions, Q rows of length m.
+    dirs: Vec<f64>,
+}
+
+/// Fill `dirs` (rows of length m) with blocks of m orthonormal Gaussian directions, each scaled to
+/// norm √m (modified Gram–Schmidt, twice, within each block).
+fn orthogonal_directions(rng: &mut Rng, m: usize, dirs: &mut [f64]) {
+    rng.fill_normal(dirs);
+    let rows = dirs.len() / m;
+    for i in 0..rows {
+        let block_start = i - i % m;
+        for _ in 0..2 {
+            for j in block_start..i {
+                let (head, tail) = dirs.split_at_mut(i * m);
+                let (qj, ui) = (&head[j * m..(j + 1) * m], &mut tail[..m]);
+                let c = bilevel_core::vector::dot(qj, ui) / m as f64;
+                bilevel_core::vector::axpy(ui, -c, qj);
+            }
+        }
+        let row = &mut dirs[i * m..(i + 1) * m];
+        let n = bilevel_core::vector::norm(row);
+        let k = (m as f64).sqrt() / n;
+        row.iter_mut().for_each(|v| *v *= k);
+    }
 }
 
 /// The PZOBO solver.
@@ -136,6 +175,7 @@ where
                 fy: z,
                 u: vec![0.0; m],
                 xp: vec![0.0; m],
+                dirs: vec![0.0; m * cfg.samples],
             }
         });
         if cfg.warm_start {
@@ -158,8 +198,14 @@ where
         let c0 = state.y.dot(&wk.fy);
         let mut rng = Rng::substream(cfg.seed, state.iteration as u64);
         let scale = 1.0 / (cfg.samples as f64 * mu);
-        for _ in 0..cfg.samples {
-            rng.fill_normal(&mut wk.u);
+        if cfg.directions == Directions::Orthogonal {
+            orthogonal_directions(&mut rng, m, &mut wk.dirs);
+        }
+        for i in 0..cfg.samples {
+            match cfg.directions {
+                Directions::Gaussian => rng.fill_normal(&mut wk.u),
+                Directions::Orthogonal => wk.u.copy_from_slice(&wk.dirs[i * m..(i + 1) * m]),
+            }
             for ((xp, xi), ui) in wk.xp.iter_mut().zip(x).zip(&wk.u) {
                 *xp = xi + mu * ui;
             }
@@ -325,5 +371,34 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate("solver").unwrap_err().contains("solver.mu"));
+    }
+}
+
+#[cfg(test)]
+mod orthogonal_tests {
+    use super::*;
+
+    /// Each block of m rows is orthogonal with norms √m, so Σ_{block} u_i u_iᵀ = m I exactly.
+    #[test]
+    fn orthogonal_blocks_sum_to_m_identity() {
+        let (m, q) = (5, 12);
+        let mut rng = Rng::new(3);
+        let mut dirs = vec![0.0; m * q];
+        orthogonal_directions(&mut rng, m, &mut dirs);
+        for block in 0..2 {
+            for a in 0..m {
+                for b in 0..m {
+                    let s: f64 = (block * m..(block + 1) * m)
+                        .map(|i| dirs[i * m + a] * dirs[i * m + b])
+                        .sum();
+                    let expected = if a == b { m as f64 } else { 0.0 };
+                    assert!((s - expected).abs() < 1e-12, "block {block} ({a},{b}): {s}");
+                }
+            }
+        }
+        for i in 0..q {
+            let n2: f64 = dirs[i * m..(i + 1) * m].iter().map(|v| v * v).sum();
+            assert!((n2 - m as f64).abs() < 1e-12);
+        }
     }
 }
