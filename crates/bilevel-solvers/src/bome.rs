@@ -49,6 +49,11 @@ pub struct BomeConfig {
     pub eta: f64,
     /// ε added to `‖∇q‖²` in the denominator of λ.
     pub eps: f64,
+    /// Our safeguard, off by default (the paper uses a fixed ξ): scale the joint step to
+    /// `ξ · min(1, c/λ_t)` with `c = lambda_step_scale`. Near the solution λ grows like
+    /// `‖∇_y f‖/‖∇_y g‖`; once `ξ λ L_g` reaches 2 the fixed step falls into a 2-cycle, which
+    /// bounds BOME's accuracy. With the scaling, `ξ_t λ_t` stays at most `ξ c`.
+    pub lambda_step_scale: Option<f64>,
     /// Upper step; its `lr` is the joint step ξ (applied to `y` as well).
     pub upper: UpperConfig,
 }
@@ -61,6 +66,7 @@ impl Default for BomeConfig {
             phi: BomePhi::GradNorm,
             eta: 0.5,
             eps: 1e-12,
+            lambda_step_scale: None,
             upper: UpperConfig::default(),
         }
     }
@@ -72,6 +78,9 @@ impl BomeConfig {
         positive(prefix, "lower_lr", self.lower_lr)?;
         positive(prefix, "eta", self.eta)?;
         positive(prefix, "eps", self.eps)?;
+        if let Some(c) = self.lambda_step_scale {
+            positive(prefix, "lambda_step_scale", c)?;
+        }
         self.upper.validate(&format!("{prefix}.upper"))
     }
 }
@@ -91,6 +100,8 @@ pub struct Bome<Y: Vector> {
     config: BomeConfig,
     upper: UpperOptimizer,
     work: Option<Work<Y>>,
+    /// Factor `min(1, c/λ_t)` of the current iteration (1 without the safeguard).
+    step_scale: f64,
 }
 
 impl<Y: Vector> Bome<Y> {
@@ -101,6 +112,7 @@ impl<Y: Vector> Bome<Y> {
             config,
             upper,
             work: None,
+            step_scale: 1.0,
         }
     }
 }
@@ -171,8 +183,14 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
             .zip(&wk.gx)
             .map(|(a, b)| a + lambda * b)
             .collect();
+        self.step_scale = match cfg.lambda_step_scale {
+            Some(c) if lambda > c => c / lambda,
+            _ => 1.0,
+        };
         wk.fy.axpy(lambda, &wk.gy);
-        state.y.axpy(-self.upper.config.lr, &wk.fy);
+        state
+            .y
+            .axpy(-self.upper.config.lr * self.step_scale, &wk.fy);
         p.project_y(&mut state.y);
         Ok(StepReport {
             f,
@@ -189,7 +207,12 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
     }
 
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+        if self.step_scale == 1.0 {
+            self.upper.step(&mut state.x, h);
+        } else {
+            let scaled: Vec<f64> = h.iter().map(|v| v * self.step_scale).collect();
+            self.upper.step(&mut state.x, &scaled);
+        }
     }
 
     fn checkpoint(&self) -> serde_json::Value {

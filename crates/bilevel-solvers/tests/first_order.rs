@@ -152,6 +152,7 @@ fn quadratic_solvers_reduce_grad_phi() {
         ("name = \"aid\"\nlower_steps = 10\nlower_lr = 0.8\nlower_tol = 0.0\n[hypergradient]\nsolver = \"cg\"\nmax_iter = 10\n[upper]\nlr = 0.5", 400, 1e-4),
         ("name = \"itd\"\nlower_steps = 150\nlower_lr = 0.8\n[upper]\nlr = 0.5", 200, 1e-4),
         ("name = \"pbgd\"\nlower_lr = 0.8\ngamma_max = 1000.0\nramp = 5000\n[upper]\nlr = 0.0008", 20000, 1e-4),
+        ("name = \"bome\"\nlower_steps = 150\nlower_lr = 0.8\nlambda_step_scale = 10.0\n[upper]\nlr = 0.1", 1500, 1e-4),
         ("name = \"pzobo\"\nlower_steps = 150\nlower_lr = 0.8\nsamples = 100\ndirections = \"orthogonal\"\nmu = 0.001\n[upper]\nlr = 0.5", 12, 1e-4),
         ("name = \"f2sa\"\ndecay = false\nscale_y_step = true\nlr_y = 0.8\nlr_z = 0.8\nlambda_max = 1000.0\n[upper]\nlr = 0.05", 2000, 1e-4),
     ];
