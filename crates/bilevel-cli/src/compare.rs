@@ -20,7 +20,9 @@
 //! The progress measure is `(‖∇φ(x_t)‖/‖∇φ(x_0)‖)²` when the problem has a closed-form `∇φ`,
 //! else `φ(x_t) − φ*` when φ and φ* are known, else `(‖h_t‖/‖h_0‖)²`.
 
-use crate::config::{find_key_line, OutputConfig, RunConfig, SolverConfig};
+use crate::config::{
+    find_key_line, locate_message, quoted_field, OutputConfig, RunConfig, SolverConfig,
+};
 use crate::plot::{self, Panel, Series};
 use crate::run::execute;
 use crate::Failure;
@@ -135,13 +137,6 @@ fn located(text: &str, origin: &str, field: &str, msg: impl std::fmt::Display) -
     }
 }
 
-/// The key a serde message names (``unknown field `x` ``), for locating it.
-fn named_field(msg: &str) -> Option<&str> {
-    let start = msg.find('`')? + 1;
-    let end = start + msg[start..].find('`')?;
-    Some(&msg[start..end])
-}
-
 fn section<T: serde::de::DeserializeOwned + Default>(
     doc: &toml::Table,
     key: &str,
@@ -152,7 +147,7 @@ fn section<T: serde::de::DeserializeOwned + Default>(
         None => Ok(T::default()),
         Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
             let msg = e.message().trim().to_string();
-            let field = named_field(&msg).map_or(key.to_string(), |f| format!("{key}.{f}"));
+            let field = quoted_field(&msg).map_or(key.to_string(), |f| format!("{key}.{f}"));
             located(text, origin, &field, msg)
         }),
     }
@@ -217,7 +212,7 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
     let budget: Budget = section(&doc, "budget", &text, &origin)?;
     budget
         .validate("budget")
-        .map_err(|m| located(&text, &origin, m.split(':').next().unwrap_or(""), &m))?;
+        .map_err(|m| Failure::config(locate_message(&text, &origin, "", &m)))?;
     let mut output: OutputConfig = section(&doc, "output", &text, &origin)?;
     output.checkpoint_every = 0;
     output.plot = false;
@@ -278,15 +273,16 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
                 .try_into()
                 .map_err(|e: toml::de::Error| {
                     let msg = e.message().trim().to_string();
-                    let field = named_field(&msg).unwrap_or("name").to_string();
+                    let field = quoted_field(&msg).unwrap_or("name").to_string();
                     located(&text, &origin, &field, format!("solvers[{i}]: {msg}"))
                 })?;
         cfg.validate().map_err(|m| {
-            let field = m.split(':').next().unwrap_or("");
-            match find_key_line(&text, field) {
-                Some(l) => Failure::config(format!("{origin}:{l}: solvers[{i}]: {m}")),
-                None => Failure::config(format!("{origin}: solvers[{i}]: {m}")),
-            }
+            Failure::config(locate_message(
+                &text,
+                &origin,
+                &format!("solvers[{i}]: "),
+                &m,
+            ))
         })?;
         let label = label.unwrap_or_else(|| cfg.name().to_string());
         solvers.push((label, t));
@@ -313,7 +309,7 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
                     .map_err(|e: toml::de::Error| {
                         let msg = e.message().trim().to_string();
                         let field =
-                            named_field(&msg).map_or("problem".into(), |f| format!("problem.{f}"));
+                            quoted_field(&msg).map_or("problem".into(), |f| format!("problem.{f}"));
                         located(&text, &origin, &field, msg)
                     })?;
             let solver: SolverConfig = toml::Value::Table(with_seed::<SolverConfig>(table, seed))

@@ -170,7 +170,7 @@ pub fn find_key_line(text: &str, field: &str) -> Option<usize> {
 }
 
 /// The field named in a serde message such as "unknown field `radiuss`, expected …".
-fn quoted_field(msg: &str) -> Option<&str> {
+pub fn quoted_field(msg: &str) -> Option<&str> {
     let start = msg.find('`')? + 1;
     let end = start + msg[start..].find('`')?;
     Some(&msg[start..end])
@@ -294,6 +294,16 @@ fn probe_sections(text: &str) -> Option<(Option<usize>, String)> {
     })
 }
 
+/// Place a validation message `"field.path: explanation"` at the line where its field is set:
+/// `origin:line: {context}message` (or `origin: …` when the key is not in the file).
+pub fn locate_message(text: &str, origin: &str, context: &str, m: &str) -> String {
+    let field = m.split(':').next().unwrap_or("");
+    match find_key_line(text, field) {
+        Some(l) => format!("{origin}:{l}: {context}{m}"),
+        None => format!("{origin}: {context}{m}"),
+    }
+}
+
 /// Parse `text` (read from `origin`) into a validated [`RunConfig`].
 pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
     let cfg: RunConfig = toml::from_str(text).map_err(|e| {
@@ -305,13 +315,7 @@ pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
         });
         ConfigError(located(text, origin, line, &msg))
     })?;
-    let semantic = |m: String| {
-        let field = m.split(':').next().unwrap_or("");
-        match find_key_line(text, field) {
-            Some(l) => ConfigError(format!("{origin}:{l}: {m}")),
-            None => ConfigError(format!("{origin}: {m}")),
-        }
-    };
+    let semantic = |m: String| ConfigError(locate_message(text, origin, "", &m));
     cfg.solver.validate().map_err(semantic)?;
     cfg.budget.validate("budget").map_err(semantic)?;
     // Building the problem validates its parameters (vector lengths, positivity).

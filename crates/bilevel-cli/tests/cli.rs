@@ -432,4 +432,17 @@ fn compare_runs_every_solver_and_writes_table_and_plot() {
         "{}",
         stderr(&o)
     );
+    let bad = write(
+        &dir,
+        "bad-budget.toml",
+        "[budget]\nmax_time_s = -1.0\n[[solvers]]\nname = \"aid\"\n",
+    );
+    let o = bin().arg("compare").arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad-budget.toml:2: budget.max_time_s: must be positive"),
+        "{err}"
+    );
+    assert_eq!(err.matches("budget.max_time_s").count(), 1, "{err}");
 }
