@@ -9,7 +9,7 @@ use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::krylov::KrylovStatus;
 use bilevel_core::{Bilevel, Counted, OracleCounts, Vector};
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// When to stop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,7 +21,7 @@ pub struct Budget {
     pub max_oracle_calls: Option<u64>,
     /// Gradient-equivalent cost (see [`OracleCounts::gradient_equivalents`]).
     pub max_gradient_equivalents: Option<f64>,
-    /// Wall time in seconds.
+    /// Solver wall time in seconds (records and observers excluded, as in [`Record::time_s`]).
     pub max_time_s: Option<f64>,
     /// Stop once `‖h‖ ≤ hypergradient_tol`.
     pub hypergradient_tol: Option<f64>,
@@ -91,7 +91,8 @@ impl Default for RunOptions {
 pub struct Record {
     /// Outer iteration (the hypergradient was taken at `x_t`).
     pub iteration: usize,
-    /// Wall time since the start, seconds.
+    /// Wall time spent in the solver since the start (oracles, solves, diagnostics), seconds;
+    /// building records and running observers (trace I/O) is excluded.
     pub time_s: f64,
     /// Algorithm oracle calls so far, by kind.
     pub oracle_calls: OracleCounts,
@@ -211,7 +212,7 @@ pub struct RunOutcome<Y> {
     pub counts: OracleCounts,
     /// Diagnostic oracle calls.
     pub diagnostic_counts: OracleCounts,
-    /// Wall time, seconds.
+    /// Wall time spent in the solver (as [`Record::time_s`]), seconds.
     pub time_s: f64,
 }
 
@@ -296,6 +297,10 @@ pub fn run<P: Bilevel + ?Sized>(
     p.set_counts(initial_counts.algorithm);
     p.set_diagnostic_counts(initial_counts.diagnostic);
     let start = Instant::now();
+    // Time spent building records (closed-form references) and in observers (trace I/O): not
+    // the solver's, so excluded from `time_s` and from the time budget.
+    let mut overhead = Duration::ZERO;
+    let solver_time = |overhead: Duration| start.elapsed().saturating_sub(overhead).as_secs_f64();
     let b = &opts.budget;
     let mut last = None;
     let mut last_record = None;
@@ -329,14 +334,10 @@ pub fn run<P: Bilevel + ?Sized>(
             if !rep.hypergradient.iter().all(|v| v.is_finite()) {
                 return Err(non_finite("hypergradient"));
             }
-            let rec = make_record(
-                &p,
-                t,
-                start.elapsed().as_secs_f64(),
-                &state.x,
-                &rep,
-                opts.record_x_max,
-            );
+            let time_s = solver_time(overhead);
+            let bookkeeping = Instant::now();
+            let rec = make_record(&p, t, time_s, &state.x, &rep, opts.record_x_max);
+            overhead += bookkeeping.elapsed();
             let hnorm = rec.hypergradient_norm;
             let counts = p.counts();
             let stop = if b.hypergradient_tol.is_some_and(|tol| hnorm <= tol) {
@@ -346,10 +347,7 @@ pub fn run<P: Bilevel + ?Sized>(
                     .is_some_and(|m| counts.gradient_equivalents() >= m)
             {
                 Some(StopReason::OracleBudget)
-            } else if b
-                .max_time_s
-                .is_some_and(|m| start.elapsed().as_secs_f64() >= m)
-            {
+            } else if b.max_time_s.is_some_and(|m| time_s >= m) {
                 Some(StopReason::TimeBudget)
             } else {
                 None
@@ -361,11 +359,13 @@ pub fn run<P: Bilevel + ?Sized>(
                 }
             }
             state.iteration = t + 1;
+            let bookkeeping = Instant::now();
             let wants = observers.iter().any(|o| o.wants_solver_state(t));
             let saved = wants.then(|| solver.checkpoint());
             for o in observers.iter_mut() {
                 o.observe(&rec, &state, saved.as_ref())?;
             }
+            overhead += bookkeeping.elapsed();
             last = Some(rep);
             last_record = Some(rec);
             if let Some(s) = stop {
@@ -384,7 +384,7 @@ pub fn run<P: Bilevel + ?Sized>(
         stop,
         counts: p.counts(),
         diagnostic_counts: p.diagnostic_counts(),
-        time_s: start.elapsed().as_secs_f64(),
+        time_s: solver_time(overhead),
     })
 }
 
