@@ -113,6 +113,9 @@ pub struct OutputConfig {
     pub plot: bool,
     /// Record `x` in the trace when its dimension is at most this.
     pub record_x_max: usize,
+    /// Evaluate references (φ, ∇φ) and metrics (accuracies) every this many iterations and at
+    /// the last (1: every iteration; raise it where φ is an exact inner solve on real data).
+    pub evaluate_every: usize,
 }
 
 impl Default for OutputConfig {
@@ -122,6 +125,7 @@ impl Default for OutputConfig {
             checkpoint_every: 10,
             plot: true,
             record_x_max: 64,
+            evaluate_every: 1,
         }
     }
 }

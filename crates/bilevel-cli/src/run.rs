@@ -243,6 +243,7 @@ pub fn execute(
         budget: cfg.budget.clone(),
         diagnostics_every: cfg.output.diagnostics_every,
         record_x_max: cfg.output.record_x_max,
+        evaluate_every: cfg.output.evaluate_every,
     };
     let mut progress = Progress::new(opts.budget.max_iter, label);
     let mut collect = Collect(previous);

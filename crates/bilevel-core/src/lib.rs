@@ -22,5 +22,5 @@ pub mod oracle;
 pub mod rng;
 pub mod vector;
 
-pub use oracle::{Bilevel, Counted, DerivativeKind, OracleCounts};
+pub use oracle::{Bilevel, Counted, DerivativeKind, NamedArray, OracleCounts};
 pub use vector::Vector;

@@ -114,6 +114,31 @@ pub trait Bilevel {
     fn reference_intrinsic_dimension(&self) -> Option<usize> {
         None
     }
+
+    /// Evaluation metrics at `(x, y)` for traces and benchmarks (for example
+    /// `train_accuracy`, `validation_accuracy`, `test_accuracy`, `validation_loss`), as
+    /// `(name, value)` pairs in a fixed order. They are diagnostics: no oracle call is counted.
+    fn metrics(&self, _x: &[f64], _y: &Self::Y) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+
+    /// The problem's data as named dense arrays (row-major `f64`, with their shape), for
+    /// cross-implementation checks (`bilevel hypergrad --export`); empty for problems without
+    /// data.
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        Vec::new()
+    }
+}
+
+/// A named dense array in row-major order (see [`Bilevel::export_arrays`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedArray {
+    /// File-safe name, for example `train_features`.
+    pub name: String,
+    /// Shape (one or two dimensions).
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f64>,
 }
 
 /// Oracle calls by kind. Gradients computed jointly (`grad_g`) count once.
@@ -294,5 +319,11 @@ impl<P: Bilevel + ?Sized> Bilevel for Counted<'_, P> {
     }
     fn reference_intrinsic_dimension(&self) -> Option<usize> {
         self.problem.reference_intrinsic_dimension()
+    }
+    fn metrics(&self, x: &[f64], y: &P::Y) -> Vec<(String, f64)> {
+        self.problem.metrics(x, y)
+    }
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        self.problem.export_arrays()
     }
 }

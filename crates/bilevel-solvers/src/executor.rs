@@ -73,6 +73,10 @@ pub struct RunOptions {
     pub diagnostics_every: usize,
     /// Include `x` in each record when `dim_x ≤ record_x_max`.
     pub record_x_max: usize,
+    /// Evaluate the references (φ, ∇φ, φ − φ*, ‖x − x*‖) and the problem's metrics every this
+    /// many iterations, and at the last one (1: every record; use more where the reference is an
+    /// exact inner solve on real data). Records in between carry `None` and no metrics.
+    pub evaluate_every: usize,
 }
 
 impl Default for RunOptions {
@@ -81,6 +85,7 @@ impl Default for RunOptions {
             budget: Budget::default(),
             diagnostics_every: 1,
             record_x_max: 64,
+            evaluate_every: 1,
         }
     }
 }
@@ -137,6 +142,10 @@ pub struct Record {
     /// Solver-specific scalars (BOME's λ and q, F2SA's λ, PBGD's γ, …).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub extra: std::collections::BTreeMap<String, f64>,
+    /// The problem's evaluation metrics at `(x_t, y_t)` (accuracies, validation loss; see
+    /// [`Bilevel::metrics`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// Why a run stopped.
@@ -226,12 +235,18 @@ pub fn make_record<P: Bilevel + ?Sized>(
     iteration: usize,
     time_s: f64,
     x: &[f64],
+    y: &P::Y,
     rep: &StepReport,
     record_x_max: usize,
+    evaluate: bool,
 ) -> Record {
     let counts = p.counts();
     let d = rep.diagnostics.as_ref();
-    let grad_phi = p.reference_grad_phi(x);
+    let grad_phi = if evaluate {
+        p.reference_grad_phi(x)
+    } else {
+        None
+    };
     let errors = grad_phi.as_ref().map(|g| {
         let diff: Vec<f64> = rep
             .hypergradient
@@ -242,9 +257,9 @@ pub fn make_record<P: Bilevel + ?Sized>(
         let abs = norm(&diff);
         (abs, abs / norm(g).max(1e-300))
     });
-    let phi = p.reference_phi(x);
+    let phi = if evaluate { p.reference_phi(x) } else { None };
     let phi_gap = phi.zip(p.reference_phi_star()).map(|(a, b)| a - b);
-    let x_star_distance = p.reference_x_star().map(|xs| {
+    let x_star_distance = p.reference_x_star().filter(|_| evaluate).map(|xs| {
         let d: Vec<f64> = x.iter().zip(&xs).map(|(a, b)| a - b).collect();
         norm(&d)
     });
@@ -272,6 +287,11 @@ pub fn make_record<P: Bilevel + ?Sized>(
         x_star_distance,
         x: (x.len() <= record_x_max).then(|| x.to_vec()),
         extra: rep.extra.iter().cloned().collect(),
+        metrics: if evaluate {
+            p.metrics(x, y).into_iter().collect()
+        } else {
+            Default::default()
+        },
     }
 }
 
@@ -335,10 +355,7 @@ pub fn run<P: Bilevel + ?Sized>(
                 return Err(non_finite("hypergradient"));
             }
             let time_s = solver_time(overhead);
-            let bookkeeping = Instant::now();
-            let rec = make_record(&p, t, time_s, &state.x, &rep, opts.record_x_max);
-            overhead += bookkeeping.elapsed();
-            let hnorm = rec.hypergradient_norm;
+            let hnorm = norm(&rep.hypergradient);
             let counts = p.counts();
             let stop = if b.hypergradient_tol.is_some_and(|tol| hnorm <= tol) {
                 Some(StopReason::Tolerance)
@@ -352,6 +369,22 @@ pub fn run<P: Bilevel + ?Sized>(
             } else {
                 None
             };
+            let bookkeeping = Instant::now();
+            let evaluate = opts.evaluate_every <= 1
+                || t % opts.evaluate_every == 0
+                || is_last
+                || stop.is_some();
+            let rec = make_record(
+                &p,
+                t,
+                time_s,
+                &state.x,
+                &state.y,
+                &rep,
+                opts.record_x_max,
+                evaluate,
+            );
+            overhead += bookkeeping.elapsed();
             if stop.is_none() {
                 solver.upper_step(&mut state, &rep.hypergradient);
                 if !state.x.iter().all(|v| v.is_finite()) {
