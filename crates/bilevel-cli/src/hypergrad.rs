@@ -49,10 +49,38 @@ pub struct HypergradOutput {
     pub oracle_calls: OracleCounts,
     /// Diagnostic oracle calls.
     pub diagnostic_calls: OracleCounts,
+    /// Timings (with `--repeat N`), or null.
+    pub timing: Option<Timing>,
+}
+
+/// Median wall times over `repeats` evaluations from the same `(x0, y0)`, seconds.
+#[derive(Serialize)]
+pub struct Timing {
+    /// Number of repeats.
+    pub repeats: usize,
+    /// One hypergradient (the solver's lower-level phase, selection and Krylov solve), without
+    /// the separately counted diagnostics.
+    pub hypergradient_s: f64,
+    /// One full lower-level gradient `(∇_x g, ∇_y g)` at `(x0, y)`.
+    pub gradient_s: f64,
+}
+
+/// Finite differences of φ are computed only up to this dimension of x (each component costs two
+/// exact inner solves on the data problems).
+pub const FD_MAX_DIM: usize = 64;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 /// Evaluate the configured solver's hypergradient at the configured `(x0, y0)`.
-pub fn evaluate(cfg: &config::RunConfig) -> Result<HypergradOutput, Failure> {
+pub fn evaluate(cfg: &config::RunConfig, repeats: usize) -> Result<HypergradOutput, Failure> {
     let built = cfg
         .problem
         .build()
@@ -74,12 +102,40 @@ pub fn evaluate(cfg: &config::RunConfig) -> Result<HypergradOutput, Failure> {
             rep.hypergradient
         )));
     }
+    let timing = (repeats > 1).then(|| {
+        let mut hyper = Vec::with_capacity(repeats);
+        let mut grad = Vec::with_capacity(repeats);
+        let mut gx = vec![0.0; problem.dim_x()];
+        let mut gy = state.y.clone();
+        for _ in 0..repeats {
+            let mut s = State {
+                x: built.x0.clone(),
+                y: built.y0.clone(),
+                iteration: 0,
+            };
+            let mut sv = make_solver(&cfg.solver, problem.dim_x());
+            let t = std::time::Instant::now();
+            let _ = sv.hypergradient(&Counted::new(problem), &mut s, false);
+            hyper.push(t.elapsed().as_secs_f64());
+            let t = std::time::Instant::now();
+            problem.grad_g(&state.x, &state.y, &mut gx, &mut gy);
+            grad.push(t.elapsed().as_secs_f64());
+        }
+        Timing {
+            repeats,
+            hypergradient_s: median(hyper),
+            gradient_s: median(grad),
+        }
+    });
     let x = &state.x;
     let reference = problem.reference_grad_phi(x);
-    let finite_difference = problem.reference_phi(x).and_then(|_| {
-        let g = fd_gradient(|z| problem.reference_phi(z).unwrap_or(f64::NAN), x, 1e-6);
-        g.iter().all(|v| v.is_finite()).then_some(g)
-    });
+    let finite_difference = problem
+        .reference_phi(x)
+        .filter(|_| x.len() <= FD_MAX_DIM)
+        .and_then(|_| {
+            let g = fd_gradient(|z| problem.reference_phi(z).unwrap_or(f64::NAN), x, 1e-6);
+            g.iter().all(|v| v.is_finite()).then_some(g)
+        });
     let relative_error = reference
         .as_ref()
         .map(|r| relative_error(&rep.hypergradient, r, 1e-300));
@@ -102,7 +158,56 @@ pub fn evaluate(cfg: &config::RunConfig) -> Result<HypergradOutput, Failure> {
         diagnostics: rep.diagnostics,
         oracle_calls: counted.counts(),
         diagnostic_calls: counted.diagnostic_counts(),
+        timing,
     })
+}
+
+/// Write the problem's data arrays, `x`, `y`, the hypergradient (and the reference ∇φ where
+/// known) as `.npy`, and the whole output as `hypergrad.json`, into `dir`.
+fn export(cfg: &config::RunConfig, out: &HypergradOutput, dir: &Path) -> Result<(), Failure> {
+    let io = |what: &str, e: std::io::Error| {
+        Failure::run(format!("writing {}: {e}", dir.join(what).display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("", e))?;
+    let built = cfg
+        .problem
+        .build()
+        .map_err(|e| Failure::config(e.to_string()))?;
+    let mut arrays = built.problem.export_arrays();
+    arrays.push(bilevel_core::NamedArray {
+        name: "x".into(),
+        shape: vec![out.x.len()],
+        data: out.x.clone(),
+    });
+    arrays.push(bilevel_core::NamedArray {
+        name: "y0".into(),
+        shape: vec![built.y0.len()],
+        data: built.y0.clone(),
+    });
+    arrays.push(bilevel_core::NamedArray {
+        name: "y".into(),
+        shape: vec![out.y.len()],
+        data: out.y.clone(),
+    });
+    arrays.push(bilevel_core::NamedArray {
+        name: "hypergradient".into(),
+        shape: vec![out.hypergradient.len()],
+        data: out.hypergradient.clone(),
+    });
+    if let Some(r) = &out.reference {
+        arrays.push(bilevel_core::NamedArray {
+            name: "reference_grad_phi".into(),
+            shape: vec![r.len()],
+            data: r.clone(),
+        });
+    }
+    for a in &arrays {
+        let file = format!("{}.npy", a.name);
+        crate::npy::write_f64(&dir.join(&file), &a.shape, &a.data).map_err(|e| io(&file, e))?;
+    }
+    let text = serde_json::to_string_pretty(out)
+        .map_err(|e| Failure::run(format!("serialising the result: {e}")))?;
+    std::fs::write(dir.join("hypergrad.json"), text).map_err(|e| io("hypergrad.json", e))
 }
 
 fn fmt_vec(v: &[f64]) -> String {
@@ -110,10 +215,18 @@ fn fmt_vec(v: &[f64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// `bilevel hypergrad CONFIG [--json]`.
-pub fn hypergrad_command(path: &Path, json: bool) -> Result<(), Failure> {
+/// `bilevel hypergrad CONFIG [--json] [--export DIR] [--repeat N]`.
+pub fn hypergrad_command(
+    path: &Path,
+    json: bool,
+    export_dir: Option<&Path>,
+    repeats: usize,
+) -> Result<(), Failure> {
     let (cfg, _) = config::load(path).map_err(|e| Failure::config(e.0))?;
-    let out = evaluate(&cfg)?;
+    let out = evaluate(&cfg, repeats)?;
+    if let Some(dir) = export_dir {
+        export(&cfg, &out, dir)?;
+    }
     if json {
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| Failure::run(format!("serialising the result: {e}")))?;
@@ -158,6 +271,14 @@ pub fn hypergrad_command(path: &Path, json: bool) -> Result<(), Failure> {
         if let Some(k) = d.intrinsic_dimension {
             println!("  intrinsic dimension k = {k}");
         }
+    }
+    if let Some(t) = &out.timing {
+        println!(
+            "  timing (median of {}): hypergradient {:.3} ms, full gradient {:.3} ms",
+            t.repeats,
+            1e3 * t.hypergradient_s,
+            1e3 * t.gradient_s
+        );
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! ```text
 //! bilevel demo                         HG-MS vs AID on circle-center (the default job)
 //! bilevel run CONFIG [--out DIR]       run a solver; writes trace.jsonl, summary.json, plot.svg
-//! bilevel hypergrad CONFIG [--json]    hypergradient at x0 with reference and diagnostics
+//! bilevel hypergrad CONFIG [--json] [--export DIR]
+//!                                      hypergradient at x0 with reference and diagnostics
 //! bilevel compare CONFIG [--out DIR]   several solvers, one budget, several seeds: table + plot
 //! bilevel list                         problems and solvers
 //! ```
@@ -14,6 +15,7 @@ mod compare;
 mod config;
 mod demo;
 mod hypergrad;
+mod npy;
 mod plot;
 mod run;
 
@@ -66,6 +68,13 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// Also write the problem's data arrays, x, y and the hypergradient as .npy files (and
+        /// hypergrad.json) into this directory, for cross-implementation checks.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Time this many hypergradient and gradient evaluations and report the medians.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     },
     /// List problems and solvers.
     List,
@@ -109,7 +118,12 @@ fn main() -> ExitCode {
             out,
             resume,
         } => run::run_command(&config, out, resume),
-        Command::Hypergrad { config, json } => hypergrad::hypergrad_command(&config, json),
+        Command::Hypergrad {
+            config,
+            json,
+            export,
+            repeat,
+        } => hypergrad::hypergrad_command(&config, json, export.as_deref(), repeat),
         Command::Compare { config, out } => compare::compare_command(&config, out.as_deref()),
         Command::List => {
             list();
