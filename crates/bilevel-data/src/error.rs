@@ -2,6 +2,7 @@
 //! offset, the field and the offending text where parsing failed.
 
 use std::io;
+use std::path::PathBuf;
 
 /// Result of a loader.
 pub type Result<T> = std::result::Result<T, DataError>;
@@ -170,6 +171,53 @@ pub enum DataError {
         /// The limit.
         limit: usize,
     },
+    /// A named data set that is not in the catalogue ([`known_sets`](crate::known_sets)).
+    #[error("unknown data set '{name}'; known data sets: {known}")]
+    UnknownSet {
+        /// The requested name.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A named data set that has to be fetched first and is not in the cache.
+    #[error("data set '{name}' is not in the cache {}; run `bilevel data fetch {name}`", dir.display())]
+    NotFetched {
+        /// The data set's name.
+        name: String,
+        /// The cache directory that was searched.
+        dir: PathBuf,
+    },
+    /// Fetching a data set failed: an external command was missing or failed, or the fetched
+    /// files did not load with the documented shape.
+    #[error("fetching '{name}': {message}")]
+    Fetch {
+        /// The data set's name.
+        name: String,
+        /// What failed (the command line and its stderr tail, or the mismatch).
+        message: String,
+    },
+    /// A file source is inconsistent: an option that does not apply to its format, a missing
+    /// labels file, train and test files of different widths or classes.
+    #[error("{source_name}: {message}")]
+    BadSource {
+        /// The file (or data source) name.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl DataError {
+    /// Whether this is [`DataError::NotFetched`]: a named set absent from the cache. Tests that
+    /// need a fetched set skip (with a message) on this instead of failing.
+    pub fn is_not_fetched(&self) -> bool {
+        matches!(self, DataError::NotFetched { .. })
+    }
+
+    /// Whether this is [`DataError::UnknownSet`]: a name not in the catalogue.
+    pub fn is_unknown_set(&self) -> bool {
+        matches!(self, DataError::UnknownSet { .. })
+    }
 }
 
 fn col(column: &Option<usize>) -> String {

