@@ -22,6 +22,10 @@ use crate::circle::{CircleCenter, CircleRadius};
 use crate::error::{check_vector, ProblemError};
 use crate::holder::Holder;
 use crate::kinks::{CircleSine, CircleTie};
+use crate::ml::config::{
+    HyperCleaningConfig, OverparamCleaningConfig, OverparamRegselConfig, RegselLogisticConfig,
+    RegselMultinomialConfig,
+};
 use crate::quadratic::{Quadratic, QuadraticParams};
 use crate::sphere::Sphere;
 use crate::vpbgd::VpbgdToy;
@@ -262,6 +266,16 @@ pub enum ProblemConfig {
     VpbgdToy(VpbgdToyConfig),
     /// `quadratic`.
     Quadratic(QuadraticConfig),
+    /// `regsel-logistic`.
+    RegselLogistic(RegselLogisticConfig),
+    /// `regsel-multinomial`.
+    RegselMultinomial(RegselMultinomialConfig),
+    /// `hyper-cleaning`.
+    HyperCleaning(HyperCleaningConfig),
+    /// `overparam-regsel`.
+    OverparamRegsel(OverparamRegselConfig),
+    /// `overparam-cleaning`.
+    OverparamCleaning(OverparamCleaningConfig),
 }
 
 impl Default for ProblemConfig {
@@ -320,6 +334,31 @@ const CATALOGUE: &[(&str, &str)] = &[
     (
         "quadratic",
         "quadratic benchmark: rank-one samples, Hessian spectrum in [μ, L], exact y*, ∇φ, x*, φ*",
+    ),
+    (
+        "regsel-logistic",
+        "per-feature L2 strengths e^x of binary logistic regression, chosen on validation loss \
+         (breast-cancer; spambase, files); exact y*, φ, ∇φ by Newton–CG",
+    ),
+    (
+        "regsel-multinomial",
+        "L2 strengths per class or per feature of softmax regression, chosen on validation loss \
+         (wine; any labelled set); exact y*, φ, ∇φ by Newton–CG",
+    ),
+    (
+        "hyper-cleaning",
+        "one weight σ(x_i) per training sample, corrupted labels, linear softmax model, ridge \
+         r‖Y‖² (fashion-mnist 20000/5000/10000; any set); exact y*, φ, ∇φ by Newton–CG",
+    ),
+    (
+        "overparam-regsel",
+        "ridgeless least squares with per-feature scales e^x, n < p (k = p − n): optimistic φ \
+         is constant, gradient descent's selection depends on x (breast-cancer, train 20)",
+    ),
+    (
+        "overparam-cleaning",
+        "sample-weighted interpolating least squares on one-hot labels, n < p (k = (p − n)·classes); \
+         S(x) and φ constant: optimistic vs min-norm selection (breast-cancer, train 20)",
     ),
 ];
 
@@ -407,6 +446,11 @@ impl ProblemConfig {
             ProblemConfig::Minimax(_) => "minimax",
             ProblemConfig::VpbgdToy(_) => "vpbgd-toy",
             ProblemConfig::Quadratic(_) => "quadratic",
+            ProblemConfig::RegselLogistic(_) => "regsel-logistic",
+            ProblemConfig::RegselMultinomial(_) => "regsel-multinomial",
+            ProblemConfig::HyperCleaning(_) => "hyper-cleaning",
+            ProblemConfig::OverparamRegsel(_) => "overparam-regsel",
+            ProblemConfig::OverparamCleaning(_) => "overparam-cleaning",
         }
     }
 
@@ -426,6 +470,11 @@ impl ProblemConfig {
             "minimax" => ProblemConfig::Minimax(Default::default()),
             "vpbgd-toy" => ProblemConfig::VpbgdToy(Default::default()),
             "quadratic" => ProblemConfig::Quadratic(Default::default()),
+            "regsel-logistic" => ProblemConfig::RegselLogistic(Default::default()),
+            "regsel-multinomial" => ProblemConfig::RegselMultinomial(Default::default()),
+            "hyper-cleaning" => ProblemConfig::HyperCleaning(Default::default()),
+            "overparam-regsel" => ProblemConfig::OverparamRegsel(Default::default()),
+            "overparam-cleaning" => ProblemConfig::OverparamCleaning(Default::default()),
             _ => return None,
         })
     }
@@ -501,6 +550,11 @@ impl ProblemConfig {
                 let (mx, dy) = (def.dim_x(), def.dim_y());
                 c.finish(def, vec![0.0; mx], vec![0.0; dy])
             }
+            ProblemConfig::RegselLogistic(c) => c.build(),
+            ProblemConfig::RegselMultinomial(c) => c.build(),
+            ProblemConfig::HyperCleaning(c) => c.build(),
+            ProblemConfig::OverparamRegsel(c) => c.build(),
+            ProblemConfig::OverparamCleaning(c) => c.build(),
         }
     }
 }
@@ -535,7 +589,8 @@ mod tests {
             ("vpbgd-toy", 1, 1, &[1.0], &[0.0]),
             ("quadratic", 100, 100, &[0.0; 100], &[0.0; 100]),
         ];
-        assert_eq!(catalogue().len(), expected.len());
+        // The machine-learning problems (after these) load data; see `ml::config`'s tests.
+        assert_eq!(catalogue().len(), expected.len() + 5);
         for ((name, m, d, x0, y0), (cat_name, desc)) in expected.into_iter().zip(catalogue()) {
             assert_eq!(name, *cat_name);
             assert!(!desc.is_empty());

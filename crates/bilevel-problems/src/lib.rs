@@ -6,7 +6,9 @@
 //! (`circle-tie`, `circle-sine`: ties make kinks; `holder`: degenerate selection); the toys of
 //! the BOME paper (`coreset`, `non-singleton`, `minimax` with a box-constrained lower level,
 //! PROBLEMS.md §B) and of the V-PBGD paper (`vpbgd-toy`, §C); and the stochastic `quadratic`
-//! benchmark with rank-one samples and exact `y*`, `∇φ`, `x*`, `φ*` (§D).
+//! benchmark with rank-one samples and exact `y*`, `∇φ`, `x*`, `φ*` (§D). The [`ml`] module has
+//! the machine-learning problems on real data (§E): `regsel-logistic`, `regsel-multinomial`,
+//! `hyper-cleaning`, and the over-parameterised `overparam-regsel` and `overparam-cleaning`.
 //!
 //! Each problem is a [`ProblemDef`] (values, analytic gradients and products, closed-form φ, ∇φ,
 //! y* and intrinsic dimension) and a
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod holder;
 pub mod kinks;
+pub mod ml;
 pub mod quadratic;
 mod shell;
 pub mod sphere;
@@ -55,6 +58,14 @@ pub use config::{
 pub use error::ProblemError;
 pub use holder::Holder;
 pub use kinks::{CircleSine, CircleTie};
+pub use ml::config::{
+    HyperCleaningConfig, OverparamCleaningConfig, OverparamRegselConfig, RegselLogisticConfig,
+    RegselMultinomialConfig,
+};
+pub use ml::{
+    HyperCleaning, OverparamCleaning, OverparamRegsel, RegselLogistic, RegselMultinomial,
+    SampleWeights, StrengthPer,
+};
 pub use quadratic::{AveragedMatrices, Level, Quadratic, QuadraticParams, SampleFactors};
 pub use sphere::Sphere;
 pub use vpbgd::VpbgdToy;

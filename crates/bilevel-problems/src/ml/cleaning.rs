@@ -1,0 +1,500 @@
+//! `hyper-cleaning`: learn one weight per training sample so that a linear softmax classifier
+//! trained on corrupted labels does well on clean validation data (PROBLEMS.md §E.2).
+
+use super::data::MlData;
+use super::kernels::{sigmoid, Engine};
+use super::reference::{implicit_hypergradient, WarmStart};
+use super::softmax::{self, interleave, Rows};
+use super::{lock, KernelOptions};
+use crate::error::{check_positive, ProblemError};
+use bilevel_core::vector::dot;
+use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+/// The sample-weight map `w(x_i)` of hyper-cleaning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SampleWeights {
+    /// `w = σ(x)`, `w' = σ(x)(1 − σ(x))`.
+    #[default]
+    Sigmoid,
+    /// `w = clip(x, 0, 1)`, `w' = 1` on `(0, 1)` and 0 outside (so a sample whose weight is
+    /// clipped gets no gradient; at the default start x = −2 every weight is clipped: start
+    /// inside `(0, 1)` with this choice).
+    Clip,
+}
+
+impl SampleWeights {
+    /// `w(x)`.
+    #[inline]
+    pub fn w(self, x: f64) -> f64 {
+        match self {
+            SampleWeights::Sigmoid => sigmoid(x),
+            SampleWeights::Clip => x.clamp(0.0, 1.0),
+        }
+    }
+    /// `w'(x)`.
+    #[inline]
+    pub fn dw(self, x: f64) -> f64 {
+        match self {
+            SampleWeights::Sigmoid => {
+                let s = sigmoid(x);
+                s * (1.0 - s)
+            }
+            SampleWeights::Clip => {
+                if x > 0.0 && x < 1.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Scratch {
+    engine: Engine,
+    yv: Vec<f64>,
+}
+
+/// `hyper-cleaning`: data hyper-cleaning with a linear softmax model.
+///
+/// With `A` the `n × p` training matrix, `t_i` its (partly corrupted) labels, `Y ∈ R^{p×k}`
+/// (row-major, `y[j·k + c]`) and one upper variable per training sample (`x ∈ R^n`):
+///
+/// * `g(x, Y) = (1/n) Σ_i w(x_i) CE(Yᵀa_i, t_i) + r‖Y‖²` (exactly `r‖Y‖²`), `w` from
+///   [`SampleWeights`];
+/// * `f(Y) = (1/m) Σ_j CE(Yᵀb_j, s_j)` on the clean validation split (`∇_x f = 0`);
+/// * `∇_Y g = Aᵀ[(w/n) ⊙ (S − T)] + 2rY`, `∂g/∂x_i = w'(x_i) CE_i / n`;
+/// * `H V = (1/n) Σ_i w_i a_i [(diag s_i − s_i s_iᵀ)(Vᵀa_i)]ᵀ + 2rV`;
+/// * `(J V)_i = (w'(x_i)/n) ⟨s_i − e_{t_i}, Vᵀa_i⟩`.
+///
+/// `g` is `2r`-strongly convex in Y, so `S(x) = {Y*(x)}`; the references solve it by Newton–CG
+/// ([`super::reference`]). Every pass over `A` is blocked ([`Engine`]); HVP and cross product read
+/// `[Y V]` in one product.
+#[derive(Debug)]
+pub struct HyperCleaning {
+    data: MlData,
+    k: usize,
+    reg: f64,
+    weights: SampleWeights,
+    scratch: Mutex<Scratch>,
+    warm: WarmStart,
+}
+
+impl HyperCleaning {
+    /// Default `r`.
+    pub const DEFAULT_REG: f64 = 0.2;
+    /// Default start of every `x_i`.
+    pub const DEFAULT_X0: f64 = -2.0;
+    /// Default fraction of corrupted training labels.
+    pub const DEFAULT_CORRUPTION: f64 = 0.5;
+
+    /// The problem on prepared (and corrupted) data; `reg` must be positive.
+    pub fn new(data: MlData, reg: f64, weights: SampleWeights) -> Result<Self, ProblemError> {
+        check_positive("reg", reg)?;
+        if data.classes < 2 {
+            return Err(ProblemError::invalid(
+                "data",
+                "hyper-cleaning needs at least 2 classes",
+                data.classes,
+            ));
+        }
+        let (p, k) = (data.train.p, data.classes);
+        let opts = KernelOptions::default_for(p);
+        Ok(HyperCleaning {
+            scratch: Mutex::new(Scratch {
+                engine: opts.engine(p, 2 * k, k),
+                yv: vec![0.0; 2 * p * k],
+            }),
+            data,
+            k,
+            reg,
+            weights,
+            warm: WarmStart::default(),
+        })
+    }
+
+    /// Replace the blocking and threading of the passes (benchmarks).
+    pub fn set_kernel_options(&self, opts: KernelOptions) {
+        let (p, k) = (self.data.train.p, self.k);
+        lock(&self.scratch).engine = opts.engine(p, 2 * k, k);
+    }
+
+    /// The data (training labels corrupted).
+    pub fn data(&self) -> &MlData {
+        &self.data
+    }
+
+    /// Number of classes k.
+    pub fn classes(&self) -> usize {
+        self.k
+    }
+
+    fn train(&self) -> Rows<'_> {
+        let d = &self.data.train;
+        Rows {
+            a: &d.features,
+            labels: &d.labels,
+            n: d.n,
+            p: d.p,
+        }
+    }
+
+    fn val(&self) -> Rows<'_> {
+        let d = &self.data.validation;
+        Rows {
+            a: &d.features,
+            labels: &d.labels,
+            n: d.n,
+            p: d.p,
+        }
+    }
+
+    fn test(&self) -> Rows<'_> {
+        let d = &self.data.test;
+        Rows {
+            a: &d.features,
+            labels: &d.labels,
+            n: d.n,
+            p: d.p,
+        }
+    }
+}
+
+impl Bilevel for HyperCleaning {
+    type Y = Vec<f64>;
+
+    fn name(&self) -> &str {
+        "hyper-cleaning"
+    }
+    fn dim_x(&self) -> usize {
+        self.data.train.n
+    }
+    fn dim_y(&self) -> usize {
+        self.data.train.p * self.k
+    }
+    fn zeros_y(&self) -> Vec<f64> {
+        vec![0.0; self.dim_y()]
+    }
+
+    fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
+        let inv = 1.0 / self.data.validation.n as f64;
+        let mut s = lock(&self.scratch);
+        softmax::value(
+            &mut s.engine,
+            self.val(),
+            self.k,
+            y,
+            &|_| inv,
+            &|_| 0.0,
+            &mut [],
+        )
+    }
+
+    fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        let mut s = lock(&self.scratch);
+        let loss = softmax::value(
+            &mut s.engine,
+            self.train(),
+            self.k,
+            y,
+            &|i| w.w(x[i]) * inv,
+            &|_| 0.0,
+            &mut [],
+        );
+        loss + self.reg * dot(y, y)
+    }
+
+    fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
+        gx.iter_mut().for_each(|g| *g = 0.0);
+        let inv = 1.0 / self.data.validation.n as f64;
+        let mut s = lock(&self.scratch);
+        softmax::gradient(
+            &mut s.engine,
+            self.val(),
+            self.k,
+            y,
+            &|_| inv,
+            &|_| 0.0,
+            gy,
+            &mut [],
+        );
+    }
+
+    fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        let mut s = lock(&self.scratch);
+        softmax::gradient(
+            &mut s.engine,
+            self.train(),
+            self.k,
+            y,
+            &|i| w.w(x[i]) * inv,
+            &|_| 0.0,
+            gy,
+            &mut [],
+        );
+        let r2 = 2.0 * self.reg;
+        gy.iter_mut().zip(y).for_each(|(g, yi)| *g += r2 * yi);
+    }
+
+    fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        let mut s = lock(&self.scratch);
+        softmax::value(
+            &mut s.engine,
+            self.train(),
+            self.k,
+            y,
+            &|_| 0.0,
+            &|i| w.dw(x[i]) * inv,
+            gx,
+        );
+    }
+
+    /// One pass over the training matrix for both gradients.
+    fn grad_g(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        let mut s = lock(&self.scratch);
+        softmax::gradient(
+            &mut s.engine,
+            self.train(),
+            self.k,
+            y,
+            &|i| w.w(x[i]) * inv,
+            &|i| w.dw(x[i]) * inv,
+            gy,
+            gx,
+        );
+        let r2 = 2.0 * self.reg;
+        gy.iter_mut().zip(y).for_each(|(g, yi)| *g += r2 * yi);
+    }
+
+    fn hvp(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        let mut guard = lock(&self.scratch);
+        let Scratch { engine, yv } = &mut *guard;
+        interleave(y, v, self.k, yv);
+        softmax::hvp(engine, self.train(), self.k, yv, &|i| w.w(x[i]) * inv, out);
+        let r2 = 2.0 * self.reg;
+        out.iter_mut().zip(v).for_each(|(o, vi)| *o += r2 * vi);
+    }
+
+    fn cross(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut [f64]) {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        let mut guard = lock(&self.scratch);
+        let Scratch { engine, yv } = &mut *guard;
+        interleave(y, v, self.k, yv);
+        softmax::directional_rows(engine, self.train(), self.k, yv, &|i| w.dw(x[i]) * inv, out);
+    }
+
+    fn derivatives(&self) -> DerivativeKind {
+        DerivativeKind::Analytic
+    }
+
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.warm.y_star(self, x)
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        let y = self.warm.y_star(self, x)?;
+        Some(self.f(x, &y))
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let y = self.warm.y_star(self, x)?;
+        implicit_hypergradient(self, x, &y)
+    }
+    fn reference_intrinsic_dimension(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    /// `train_accuracy` (against the corrupted labels the model sees), `train_clean_accuracy`,
+    /// `validation_accuracy`, `validation_loss`, `test_accuracy`, `test_loss` (when there is a
+    /// test split), `corrupted_weight_mean` and `clean_weight_mean` (mean `w(x_i)` over the
+    /// corrupted / untouched training samples).
+    fn metrics(&self, x: &[f64], y: &Vec<f64>) -> Vec<(String, f64)> {
+        let k = self.k;
+        let mut out = Vec::with_capacity(8);
+        let mut s = lock(&self.scratch);
+        let e = &mut s.engine;
+        let tr = self.train();
+        let acc = |e: &mut Engine, r: Rows<'_>| softmax::correct(e, r, k, y) as f64 / r.n as f64;
+        out.push(("train_accuracy".to_string(), acc(e, tr)));
+        let clean = Rows {
+            labels: &self.data.clean_train_labels,
+            ..tr
+        };
+        out.push(("train_clean_accuracy".to_string(), acc(e, clean)));
+        let loss = |e: &mut Engine, r: Rows<'_>| {
+            let inv = 1.0 / r.n as f64;
+            softmax::value(e, r, k, y, &|_| inv, &|_| 0.0, &mut [])
+        };
+        out.push(("validation_accuracy".to_string(), acc(e, self.val())));
+        out.push(("validation_loss".to_string(), loss(e, self.val())));
+        if self.data.test.n > 0 {
+            out.push(("test_accuracy".to_string(), acc(e, self.test())));
+            out.push(("test_loss".to_string(), loss(e, self.test())));
+        }
+        let (mut wc, mut nc, mut wk, mut nk) = (0.0, 0usize, 0.0, 0usize);
+        for (i, &xi) in x.iter().enumerate() {
+            if self.data.corrupted[i] {
+                wc += self.weights.w(xi);
+                nc += 1;
+            } else {
+                wk += self.weights.w(xi);
+                nk += 1;
+            }
+        }
+        out.push((
+            "corrupted_weight_mean".to_string(),
+            if nc > 0 { wc / nc as f64 } else { f64::NAN },
+        ));
+        out.push((
+            "clean_weight_mean".to_string(),
+            if nk > 0 { wk / nk as f64 } else { f64::NAN },
+        ));
+        out
+    }
+
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        let mut a = self.data.export(false);
+        a.push(NamedArray {
+            name: "train_clean_labels".into(),
+            shape: vec![self.data.train.n],
+            data: self
+                .data
+                .clean_train_labels
+                .iter()
+                .map(|&l| f64::from(l))
+                .collect(),
+        });
+        a.push(NamedArray {
+            name: "train_corrupted".into(),
+            shape: vec![self.data.train.n],
+            data: self
+                .data
+                .corrupted
+                .iter()
+                .map(|&c| f64::from(u8::from(c)))
+                .collect(),
+        });
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::data::{synthetic, SplitSize, SplitSpec, Standardize};
+    use crate::ml::fdcheck::{check_oracles, check_reference_gradient};
+    use bilevel_core::rng::Rng;
+    use bilevel_core::vector::norm;
+
+    pub(crate) fn small(weights: SampleWeights, seed: u64) -> HyperCleaning {
+        let d = synthetic(100, 7, 3, 1.0, seed);
+        let spec = SplitSpec {
+            train: SplitSize::Count(40),
+            validation: SplitSize::Count(30),
+            test: None,
+            seed,
+            standardize: Standardize::Zscore,
+            intercept: true,
+        };
+        let mut m = MlData::prepare("syn", &d, None, &spec).unwrap();
+        m.corrupt(0.5, seed).unwrap();
+        HyperCleaning::new(m, 0.05, weights).unwrap()
+    }
+
+    fn point(p: &HyperCleaning, seed: u64, x_scale: f64) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = Rng::new(seed);
+        let mut x = vec![0.0; p.dim_x()];
+        let mut y = vec![0.0; p.dim_y()];
+        rng.fill_normal(&mut x);
+        rng.fill_normal(&mut y);
+        x.iter_mut().for_each(|v| *v *= x_scale);
+        y.iter_mut().for_each(|v| *v *= 0.5);
+        (x, y)
+    }
+
+    #[test]
+    fn oracles_match_finite_differences() {
+        let p = small(SampleWeights::Sigmoid, 1);
+        assert_eq!((p.dim_x(), p.dim_y()), (40, 24));
+        let (x, y) = point(&p, 2, 1.0);
+        check_oracles(&p, &x, &y, 3);
+        // Clip weights: x inside (0, 1) away from the kinks (FD steps do not cross them).
+        let p = small(SampleWeights::Clip, 4);
+        let (x, y) = point(&p, 5, 1.0);
+        let x: Vec<f64> = x.iter().map(|v| 0.5 + 0.3 * v.tanh()).collect();
+        check_oracles(&p, &x, &y, 6);
+    }
+
+    #[test]
+    fn value_is_the_documented_formula() {
+        // g by a direct loop over samples: (1/n) Σ w_i CE_i + r‖Y‖².
+        let p = small(SampleWeights::Sigmoid, 7);
+        let (x, y) = point(&p, 8, 1.0);
+        let (k, d) = (p.k, &p.data.train);
+        let mut want = 0.0;
+        for i in 0..d.n {
+            let z: Vec<f64> = (0..k)
+                .map(|c| (0..d.p).map(|j| d.row(i)[j] * y[j * k + c]).sum())
+                .collect();
+            let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+            want += sigmoid(x[i]) * (lse - z[d.labels[i] as usize]) / d.n as f64;
+        }
+        want += 0.05 * dot(&y, &y);
+        assert!((p.g(&x, &y) - want).abs() < 1e-13 * want.abs());
+    }
+
+    #[test]
+    fn reference_hypergradient_matches_differences_of_phi() {
+        let p = small(SampleWeights::Sigmoid, 9);
+        let (x, _) = point(&p, 10, 1.0);
+        let y = p.reference_y(&x).unwrap();
+        let mut gy = vec![0.0; p.dim_y()];
+        p.grad_g_y(&x, &y, &mut gy);
+        assert!(norm(&gy) <= 1e-10);
+        let (g, _) = check_reference_gradient(&p, &x, 1e-4, 1e-5);
+        assert!(norm(&g) > 1e-6, "a nonzero hypergradient is checked");
+    }
+
+    #[test]
+    fn metrics_and_exports_are_consistent() {
+        let p = small(SampleWeights::Sigmoid, 11);
+        let x = vec![-2.0; p.dim_x()];
+        let y = p.reference_y(&x).unwrap();
+        let m = p.metrics(&x, &y);
+        let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "train_accuracy",
+                "train_clean_accuracy",
+                "validation_accuracy",
+                "validation_loss",
+                "test_accuracy",
+                "test_loss",
+                "corrupted_weight_mean",
+                "clean_weight_mean"
+            ]
+        );
+        assert!((m[3].1 - p.f(&x, &y)).abs() < 1e-14);
+        assert!((m[6].1 - sigmoid(-2.0)).abs() < 1e-15);
+        assert!(m.iter().all(|(_, v)| v.is_finite()));
+        let a = p.export_arrays();
+        assert_eq!(a[0].name, "train_features");
+        assert_eq!(a[0].shape, vec![40, 8]);
+        assert_eq!(a[0].data, p.data.train.features);
+        assert_eq!(a.len(), 8);
+    }
+}

@@ -1,0 +1,384 @@
+//! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
+//! validation split (PROBLEMS.md §E.1).
+
+use super::data::{Design, MlData};
+use super::kernels::{sigmoid, softplus, Engine, Pass};
+use super::reference::{implicit_hypergradient, WarmStart};
+use super::softmax::interleave;
+use super::{lock, KernelOptions};
+use crate::error::ProblemError;
+use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use std::sync::Mutex;
+
+/// Binary targets `t_i ∈ {−1, +1}` (class 1 ↦ +1) of a design.
+fn signs(d: &Design) -> Vec<f64> {
+    d.labels
+        .iter()
+        .map(|&l| if l == 1 { 1.0 } else { -1.0 })
+        .collect()
+}
+
+/// A design with ±1 targets.
+#[derive(Clone, Copy, Debug)]
+struct Binary<'a> {
+    a: &'a [f64],
+    t: &'a [f64],
+    n: usize,
+    p: usize,
+}
+
+/// `Σ_i c · softplus(−t_i a_iᵀy)`; with `grad`, also `grad ← c Aᵀ r`, `r_i = −t_i σ(−t_i a_iᵀy)`.
+fn loss_pass(e: &mut Engine, d: Binary<'_>, y: &[f64], c: f64, grad: Option<&mut [f64]>) -> f64 {
+    let t = d.t;
+    let map = |r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
+        let mut tot = 0.0;
+        if g.is_empty() {
+            for (i, &zi) in z.iter().enumerate() {
+                tot += softplus(-t[r0 + i] * zi);
+            }
+        } else {
+            for (i, (&zi, gi)) in z.iter().zip(g.iter_mut()).enumerate() {
+                let ti = t[r0 + i];
+                tot += softplus(-ti * zi);
+                *gi = -c * ti * sigmoid(-ti * zi);
+            }
+        }
+        c * tot
+    };
+    let kb = usize::from(grad.is_some());
+    let pass = Pass {
+        a: d.a,
+        n: d.n,
+        p: d.p,
+        rhs: y,
+        kk: 1,
+        kb,
+    };
+    match grad {
+        Some(out) => e.pass(&pass, out, &mut [], &map),
+        None => e.pass(&pass, &mut [], &mut [], &map),
+    }
+}
+
+/// Number of rows with `sign(a_iᵀy) = t_i` (a zero score predicts −1).
+fn correct(e: &mut Engine, d: Binary<'_>, y: &[f64]) -> usize {
+    let t = d.t;
+    let map = |r0: usize, z: &[f64], _g: &mut [f64], _ro: &mut [f64]| {
+        z.iter()
+            .enumerate()
+            .filter(|(i, &zi)| (zi > 0.0) == (t[r0 + i] > 0.0))
+            .count() as f64
+    };
+    let pass = Pass {
+        a: d.a,
+        n: d.n,
+        p: d.p,
+        rhs: y,
+        kk: 1,
+        kb: 0,
+    };
+    e.pass(&pass, &mut [], &mut [], &map) as usize
+}
+
+#[derive(Debug)]
+struct Scratch {
+    engine: Engine,
+    yv: Vec<f64>,
+}
+
+/// `regsel-logistic`: per-feature regularisation selection for binary logistic regression.
+///
+/// With the training matrix `A` (`n × p`, after scaling and the optional intercept column),
+/// targets `t_i ∈ {−1, +1}`, `x, y ∈ R^p`:
+///
+/// * `g(x, y) = (1/n) Σ_i log(1 + exp(−t_i a_iᵀy)) + ½ Σ_j e^{x_j} y_j²`;
+/// * `f(y) = (1/m) Σ_j log(1 + exp(−s_j b_jᵀy))` on the validation split (`∇_x f = 0`);
+/// * `∇_y g = Aᵀ(−t ⊙ σ(−t ⊙ Ay))/n + e^x ⊙ y`, `∇_x g = ½ e^x ⊙ y²`;
+/// * `H v = Aᵀ(D ⊙ Av)/n + e^x ⊙ v`, `D_i = σ(z_i)(1 − σ(z_i))`, `z = Ay`;
+/// * `J v = e^x ⊙ y ⊙ v`.
+///
+/// `g` is `min_j e^{x_j}`-strongly convex, so `S(x) = {y*(x)}`; the references solve it by
+/// Newton–CG to `‖∇_y g‖ ≤ 1e-10` and use the implicit formula `∇φ = −J H⁻¹∇_y f`.
+#[derive(Debug)]
+pub struct RegselLogistic {
+    data: MlData,
+    t_train: Vec<f64>,
+    t_val: Vec<f64>,
+    t_test: Vec<f64>,
+    scratch: Mutex<Scratch>,
+    warm: WarmStart,
+}
+
+impl RegselLogistic {
+    /// Default start of every `x_j` (strength e⁰ = 1).
+    pub const DEFAULT_X0: f64 = 0.0;
+
+    /// The problem on prepared binary data (exactly 2 classes; class 1 is `t = +1`).
+    pub fn new(data: MlData) -> Result<Self, ProblemError> {
+        if data.classes != 2 {
+            return Err(ProblemError::invalid(
+                "data",
+                format!(
+                    "regsel-logistic needs a binary data set; {} has {} classes (use \
+                     regsel-multinomial)",
+                    data.name, data.classes
+                ),
+                data.classes,
+            ));
+        }
+        let p = data.train.p;
+        Ok(RegselLogistic {
+            t_train: signs(&data.train),
+            t_val: signs(&data.validation),
+            t_test: signs(&data.test),
+            scratch: Mutex::new(Scratch {
+                engine: KernelOptions::default_for(p).engine(p, 2, 1),
+                yv: vec![0.0; 2 * p],
+            }),
+            data,
+            warm: WarmStart::default(),
+        })
+    }
+
+    /// Replace the blocking and threading of the passes (benchmarks).
+    pub fn set_kernel_options(&self, opts: KernelOptions) {
+        let p = self.data.train.p;
+        lock(&self.scratch).engine = opts.engine(p, 2, 1);
+    }
+
+    /// The data.
+    pub fn data(&self) -> &MlData {
+        &self.data
+    }
+
+    fn part<'a>(&'a self, d: &'a Design, t: &'a [f64]) -> Binary<'a> {
+        Binary {
+            a: &d.features,
+            t,
+            n: d.n,
+            p: d.p,
+        }
+    }
+    fn train(&self) -> Binary<'_> {
+        self.part(&self.data.train, &self.t_train)
+    }
+    fn val(&self) -> Binary<'_> {
+        self.part(&self.data.validation, &self.t_val)
+    }
+    fn test(&self) -> Binary<'_> {
+        self.part(&self.data.test, &self.t_test)
+    }
+}
+
+impl Bilevel for RegselLogistic {
+    type Y = Vec<f64>;
+
+    fn name(&self) -> &str {
+        "regsel-logistic"
+    }
+    fn dim_x(&self) -> usize {
+        self.data.train.p
+    }
+    fn dim_y(&self) -> usize {
+        self.data.train.p
+    }
+    fn zeros_y(&self) -> Vec<f64> {
+        vec![0.0; self.data.train.p]
+    }
+
+    fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
+        let c = 1.0 / self.data.validation.n as f64;
+        loss_pass(&mut lock(&self.scratch).engine, self.val(), y, c, None)
+    }
+
+    fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
+        let c = 1.0 / self.data.train.n as f64;
+        let loss = loss_pass(&mut lock(&self.scratch).engine, self.train(), y, c, None);
+        let ridge: f64 = x.iter().zip(y).map(|(xj, yj)| xj.exp() * yj * yj).sum();
+        loss + 0.5 * ridge
+    }
+
+    fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
+        gx.iter_mut().for_each(|g| *g = 0.0);
+        let c = 1.0 / self.data.validation.n as f64;
+        loss_pass(&mut lock(&self.scratch).engine, self.val(), y, c, Some(gy));
+    }
+
+    fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
+        let c = 1.0 / self.data.train.n as f64;
+        loss_pass(
+            &mut lock(&self.scratch).engine,
+            self.train(),
+            y,
+            c,
+            Some(gy),
+        );
+        for ((g, xj), yj) in gy.iter_mut().zip(x).zip(y) {
+            *g += xj.exp() * yj;
+        }
+    }
+
+    fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
+        for ((g, xj), yj) in gx.iter_mut().zip(x).zip(y) {
+            *g = 0.5 * xj.exp() * yj * yj;
+        }
+    }
+
+    fn hvp(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        let c = 1.0 / self.data.train.n as f64;
+        let mut guard = lock(&self.scratch);
+        let Scratch { engine, yv } = &mut *guard;
+        interleave(y, v, 1, yv);
+        let d = self.train();
+        let pass = Pass {
+            a: d.a,
+            n: d.n,
+            p: d.p,
+            rhs: yv,
+            kk: 2,
+            kb: 1,
+        };
+        let map = |_r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
+            for (zu, gi) in z.chunks_exact(2).zip(g.iter_mut()) {
+                let s = sigmoid(zu[0]);
+                *gi = c * s * (1.0 - s) * zu[1];
+            }
+            0.0
+        };
+        engine.pass(&pass, out, &mut [], &map);
+        for ((o, xj), vj) in out.iter_mut().zip(x).zip(v) {
+            *o += xj.exp() * vj;
+        }
+    }
+
+    fn cross(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut [f64]) {
+        for (((o, xj), yj), vj) in out.iter_mut().zip(x).zip(y).zip(v) {
+            *o = xj.exp() * yj * vj;
+        }
+    }
+
+    fn derivatives(&self) -> DerivativeKind {
+        DerivativeKind::Analytic
+    }
+
+    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+        self.warm.y_star(self, x)
+    }
+    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+        let y = self.warm.y_star(self, x)?;
+        Some(self.f(x, &y))
+    }
+    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+        let y = self.warm.y_star(self, x)?;
+        implicit_hypergradient(self, x, &y)
+    }
+    fn reference_intrinsic_dimension(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    /// `train_accuracy`, `validation_accuracy`, `validation_loss`, and `test_accuracy`,
+    /// `test_loss` when there is a test split.
+    fn metrics(&self, _x: &[f64], y: &Vec<f64>) -> Vec<(String, f64)> {
+        let mut s = lock(&self.scratch);
+        let e = &mut s.engine;
+        let acc = |e: &mut Engine, d: Binary<'_>| correct(e, d, y) as f64 / d.n as f64;
+        let loss = |e: &mut Engine, d: Binary<'_>| loss_pass(e, d, y, 1.0 / d.n as f64, None);
+        let mut out = vec![
+            ("train_accuracy".to_string(), acc(e, self.train())),
+            ("validation_accuracy".to_string(), acc(e, self.val())),
+            ("validation_loss".to_string(), loss(e, self.val())),
+        ];
+        if self.data.test.n > 0 {
+            out.push(("test_accuracy".to_string(), acc(e, self.test())));
+            out.push(("test_loss".to_string(), loss(e, self.test())));
+        }
+        out
+    }
+
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        self.data.export(true)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ml::data::{synthetic, SplitSize, SplitSpec, Standardize};
+    use crate::ml::fdcheck::{check_oracles, check_reference_gradient};
+    use bilevel_core::rng::Rng;
+    use bilevel_core::vector::norm;
+
+    pub(crate) fn small(seed: u64) -> RegselLogistic {
+        let d = synthetic(100, 6, 2, 0.7, seed);
+        let spec = SplitSpec {
+            train: SplitSize::Count(40),
+            validation: SplitSize::Count(30),
+            test: None,
+            seed,
+            standardize: Standardize::Zscore,
+            intercept: true,
+        };
+        RegselLogistic::new(MlData::prepare("syn", &d, None, &spec).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn oracles_match_finite_differences() {
+        let p = small(1);
+        assert_eq!((p.dim_x(), p.dim_y()), (7, 7));
+        let mut rng = Rng::new(2);
+        let mut x = vec![0.0; 7];
+        let mut y = vec![0.0; 7];
+        rng.fill_normal(&mut x);
+        rng.fill_normal(&mut y);
+        check_oracles(&p, &x, &y, 3);
+    }
+
+    #[test]
+    fn values_are_the_documented_formulas() {
+        let p = small(4);
+        let (x, y) = (vec![0.3; 7], vec![0.2; 7]);
+        let d = &p.data.train;
+        let mut want = 0.0;
+        for i in 0..d.n {
+            let z: f64 = d.row(i).iter().zip(&y).map(|(a, b)| a * b).sum();
+            want += (1.0 + (-p.t_train[i] * z).exp()).ln() / d.n as f64;
+        }
+        want += 0.5 * 7.0 * 0.3f64.exp() * 0.04;
+        assert!((p.g(&x, &y) - want).abs() < 1e-14 * want);
+        // Extreme scores do not overflow.
+        let big = vec![1e3; 7];
+        assert!(p.g(&x, &big).is_finite() && p.f(&x, &big).is_finite());
+    }
+
+    #[test]
+    fn reference_hypergradient_matches_differences_of_phi() {
+        let p = small(5);
+        let x = vec![-1.0, 0.5, 0.0, 1.0, -0.5, 0.2, 0.0];
+        let y = p.reference_y(&x).unwrap();
+        let mut gy = vec![0.0; 7];
+        p.grad_g_y(&x, &y, &mut gy);
+        assert!(norm(&gy) <= 1e-10);
+        let (g, _) = check_reference_gradient(&p, &x, 1e-4, 1e-5);
+        assert!(norm(&g) > 1e-4);
+    }
+
+    #[test]
+    fn non_binary_data_is_rejected() {
+        let d = synthetic(60, 3, 3, 1.0, 1);
+        let spec = SplitSpec {
+            train: SplitSize::Count(30),
+            validation: SplitSize::Count(20),
+            test: None,
+            seed: 0,
+            standardize: Standardize::None,
+            intercept: false,
+        };
+        let e = RegselLogistic::new(MlData::prepare("syn", &d, None, &spec).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("problem.data: regsel-logistic needs a binary"),
+            "{e}"
+        );
+    }
+}

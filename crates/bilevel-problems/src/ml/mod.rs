@@ -1,0 +1,69 @@
+//! Machine-learning bilevel problems on real data (PROBLEMS.md §E): regularisation selection
+//! for logistic and multinomial regression, data hyper-cleaning, and over-parameterised variants
+//! whose lower level has a manifold of minimisers.
+//!
+//! Every problem implements [`Bilevel`](bilevel_core::Bilevel) directly with `Y = Vec<f64>`
+//! and exact, hand-written gradients, Hessian-vector products and cross products. The products
+//! with the data matrix run as blocked passes over row blocks on faer's matmul
+//! ([`kernels::Engine`]) with scratch preallocated at construction, so the oracles allocate
+//! nothing after the first call. Data come from a [`bilevel_data::Dataset`] through the common
+//! pipeline of [`data`]: stratified split with exact counts, scaling fitted on the training
+//! split, optional intercept, seeded label corruption.
+
+pub mod cleaning;
+pub mod config;
+pub mod data;
+pub mod dense;
+pub mod kernels;
+pub mod logistic;
+pub mod multinomial;
+pub mod overparam;
+pub mod reference;
+pub mod softmax;
+
+#[cfg(test)]
+pub(crate) mod fdcheck;
+
+pub use cleaning::{HyperCleaning, SampleWeights};
+pub use data::{Design, MlData, SplitSize, SplitSpec, Standardize};
+pub use logistic::RegselLogistic;
+pub use multinomial::{RegselMultinomial, StrengthPer};
+pub use overparam::{OverparamCleaning, OverparamRegsel};
+
+use kernels::{default_block_rows, default_threads, Engine};
+use std::sync::{Mutex, MutexGuard};
+
+/// Blocking and threading of the passes over a data matrix ([`kernels::Engine`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// Rows per block.
+    pub block_rows: usize,
+    /// Worker threads (1 to 8).
+    pub threads: usize,
+    /// Passes over fewer than this many matrix entries `n·p` run on one thread.
+    pub min_parallel: usize,
+}
+
+impl KernelOptions {
+    /// Defaults for `p` columns: [`default_block_rows`], [`default_threads`],
+    /// [`kernels::DEFAULT_MIN_PARALLEL`].
+    pub fn default_for(p: usize) -> Self {
+        KernelOptions {
+            block_rows: default_block_rows(p),
+            threads: default_threads(),
+            min_parallel: kernels::DEFAULT_MIN_PARALLEL,
+        }
+    }
+
+    /// An engine for `p` columns, right-hand sides of up to `kk` columns and back products of up
+    /// to `kb` columns.
+    pub fn engine(&self, p: usize, kk: usize, kb: usize) -> Engine {
+        Engine::new(p, kk, kb, self.block_rows, self.threads).with_min_parallel(self.min_parallel)
+    }
+}
+
+/// Lock a scratch mutex (a poisoned lock only means a panic elsewhere; the scratch is
+/// overwritten by every pass, so it is still usable).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
