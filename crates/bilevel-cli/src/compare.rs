@@ -154,7 +154,10 @@ fn section<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// `table` with `seed = seed` when `T` accepts a `seed` key there, else unchanged.
-fn with_seed<T: serde::de::DeserializeOwned>(table: &toml::Table, seed: u64) -> toml::Table {
+pub(crate) fn with_seed<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    seed: u64,
+) -> toml::Table {
     let mut t = table.clone();
     t.insert("seed".into(), toml::Value::Integer(seed as i64));
     if toml::Value::Table(t.clone()).try_into::<T>().is_ok() {
@@ -173,7 +176,9 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     m.is_finite().then_some(m)
 }
 
-fn fmt(v: Option<f64>) -> String {
+/// A number for a Markdown table: `—` for `None`, scientific notation for very small or large
+/// magnitudes, no decimals from 100, three decimals otherwise.
+pub(crate) fn fmt(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| {
         if v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e7) {
             format!("{v:.2e}")

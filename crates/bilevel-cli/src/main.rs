@@ -6,11 +6,13 @@
 //! bilevel hypergrad CONFIG [--json] [--export DIR]
 //!                                      hypergradient at x0 with reference and diagnostics
 //! bilevel compare CONFIG [--out DIR]   several solvers, one budget, several seeds: table + plot
+//! bilevel bench SUITE [--out DIR]      problems × solver grids × seeds: records, summary, plots
 //! bilevel list                         problems and solvers
 //! ```
 //!
 //! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage.
 
+mod bench;
 mod compare;
 mod config;
 mod demo;
@@ -76,6 +78,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         repeat: usize,
     },
+    /// Problems × solver configurations × seeds under one budget: records, summary, plots.
+    Bench {
+        /// Suite TOML with [[problems]], [[solvers]] (optional grids), seeds and [budget].
+        suite: PathBuf,
+        /// Output directory (default: out/<suite name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List problems and solvers.
     List,
 }
@@ -125,6 +135,7 @@ fn main() -> ExitCode {
             repeat,
         } => hypergrad::hypergrad_command(&config, json, export.as_deref(), repeat),
         Command::Compare { config, out } => compare::compare_command(&config, out.as_deref()),
+        Command::Bench { suite, out } => bench::bench_command(&suite, out.as_deref()),
         Command::List => {
             list();
             Ok(())

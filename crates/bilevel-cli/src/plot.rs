@@ -5,10 +5,10 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
-static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+pub(crate) static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         // The bundled font is a valid TrueType file, so registration only fails on a corrupted
         // build; plotting then reports the font error itself.
@@ -38,7 +38,7 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-const COLORS: [RGBColor; 6] = [
+pub(crate) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -67,7 +67,7 @@ fn decimate(pts: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
 }
 
 /// Tick label: `1e-6` style on log axes, at most four significant digits otherwise.
-fn format_tick(v: f64, log: bool) -> String {
+pub(crate) fn format_tick(v: f64, log: bool) -> String {
     if log {
         let e = v.log10().round();
         if (v / 10f64.powf(e) - 1.0).abs() < 1e-6 {
