@@ -6,7 +6,7 @@
 //! the final metrics are the last record's (completed runs only).
 //!
 //! **Over seeds**: median and 20 %/80 % quantiles by linear interpolation between order
-//! statistics ([`stats::quantile`], type 7: with `n` sorted values and `h = (n − 1) q`,
+//! statistics ([`super::stats::quantile`], type 7: with `n` sorted values and `h = (n − 1) q`,
 //! `x₍⌊h⌋₎ + (h − ⌊h⌋)(x₍⌊h⌋+1₎ − x₍⌊h⌋₎)`), `+∞` counting as a value above all others. A cell
 //! reads `median [q20, q80]`, with `—` for an infinite quantile and `(k/n)` when only `k` of `n`
 //! seeds reached ε; `n/r k/n` when the median did not reach it; `—` when no seed did.
@@ -142,7 +142,7 @@ pub struct ProblemSummary {
     pub plots: Vec<String>,
 }
 
-/// What [`write`] produced.
+/// What [`write()`] produced.
 pub struct Written {
     /// The Markdown summary (also in `summary.md`).
     pub markdown: String,
