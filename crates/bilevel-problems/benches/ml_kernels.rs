@@ -1,24 +1,35 @@
 //! Kernel benchmarks of the machine-learning problems (`cargo bench -p bilevel-problems --bench
-//! ml_kernels`): plain `std::time`, median of repeats after a warm-up.
+//! ml_kernels`): plain `std::time`, median of repeats after a warm-up (the minimum is printed
+//! too: on a machine shared with other work it is the closer estimate of the uncontended time).
 //!
-//! * dense matmul 2048² (f64 and f32) with faer: GFLOP/s = 2n³/t;
-//! * hyper-cleaning at 20000 × 784 × 10 (synthetic data of that shape, pixel-like values in
-//!   [0, 1]): full gradient `grad_g` (∇_x g and ∇_Y g in one pass), HVP and cross product,
-//!   with GFLOP/s (2·2·n·p·k for the two products of the gradient; 2·n·p·2k + 2·n·p·k for the HVP;
-//!   2·n·p·2k for the cross product) and GB/s (8·n·p bytes: one pass over X);
-//! * regsel-logistic gradient and HVP at 2300 × 57 (Spambase's training size).
+//! * read bandwidth of one pass over a 20000 × 784 f64 array (the physical limit of a gradient);
+//! * dense matmul 2048² (f64 and f32) with faer, one thread: GFLOP/s = 2n³/t;
+//! * hyper-cleaning at 20000 × 784 × 10 (Fashion-MNIST when it is in the cache, else synthetic
+//!   pixel data of that shape), f64, sigmoid weights, r = 0.2: the value, the full gradient
+//!   `grad_g` (∇_x g and ∇_Y g in one pass; 2·2·n·p·k flops), the HVP (2·n·p·2k + 2·n·p·k), the
+//!   cross product (2·n·p·2k), each with GB/s = 8·n·p bytes (one pass over X) per time; and a
+//!   hypergradient as PERFORMANCE.md counts it (50 lower gradient steps, 20 CG iterations, one
+//!   cross product and one upper gradient);
+//! * regsel-logistic at 2300 × 57 (Spambase's training size; Spambase when cached): gradient,
+//!   HVP and the same hypergradient workload.
 //!
-//! Options: `ML_BENCH_QUICK=1` fewer repeats; `ML_BENCH_SWEEP=1` also sweeps block rows and
-//! thread counts of the hyper-cleaning gradient.
+//! Environment: `ML_BENCH_QUICK=1` fewer repeats; `ML_BENCH_SWEEP=1` also sweeps block rows and
+//! threads of the hyper-cleaning gradient; `ML_BENCH_ACCURACY=1` also reports the clean-data
+//! Fashion-MNIST test accuracy of the lower-level solution for several r.
 
 use bilevel_core::Bilevel;
-use bilevel_data::Dataset;
+use bilevel_data::{DataSource, Dataset};
 use bilevel_problems::ml::data::{MlData, SplitSize, SplitSpec, Standardize};
-use bilevel_problems::ml::{HyperCleaning, KernelOptions, SampleWeights};
+use bilevel_problems::ml::{HyperCleaning, KernelOptions, RegselLogistic, SampleWeights};
 use std::hint::black_box;
 use std::time::Instant;
 
-/// Median wall time (seconds) of `reps` runs of `f` after `warm` warm-up runs.
+thread_local! {
+    static LAST_MIN: std::cell::Cell<f64> = const { std::cell::Cell::new(f64::NAN) };
+}
+
+/// Median wall time (seconds) of `reps` runs of `f` after `warm` warm-up runs; the minimum is
+/// kept for [`last_min`].
 fn median_time(warm: usize, reps: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..warm {
         f();
@@ -31,22 +42,79 @@ fn median_time(warm: usize, reps: usize, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     t.sort_by(|a, b| a.total_cmp(b));
+    LAST_MIN.with(|m| m.set(t[0]));
     t[t.len() / 2]
 }
 
-fn quick() -> bool {
-    std::env::var_os("ML_BENCH_QUICK").is_some()
+/// The minimum of the last [`median_time`].
+fn last_min() -> f64 {
+    LAST_MIN.with(|m| m.get())
+}
+
+fn env(name: &str) -> bool {
+    std::env::var_os(name).is_some()
+}
+
+fn reps(full: usize) -> usize {
+    if env("ML_BENCH_QUICK") {
+        full.div_ceil(4).max(3)
+    } else {
+        full
+    }
+}
+
+/// `label: median … (rates), min … (rates)`; `flops` and `bytes` per run (0: not shown).
+fn report(label: &str, t: f64, flops: f64, bytes: f64) {
+    let rates = |t: f64| {
+        let mut s = String::new();
+        if flops > 0.0 {
+            s += &format!(", {:.1} GFLOP/s", flops / t / 1e9);
+        }
+        if bytes > 0.0 {
+            s += &format!(", {:.1} GB/s", bytes / t / 1e9);
+        }
+        s
+    };
+    let tm = last_min();
+    let unit = |t: f64| {
+        if t < 1e-3 {
+            format!("{:.1} µs", t * 1e6)
+        } else {
+            format!("{:.2} ms", t * 1e3)
+        }
+    };
+    println!(
+        "{label}: median {}{}; min {}{}",
+        unit(t),
+        rates(t),
+        unit(tm),
+        rates(tm)
+    );
+}
+
+fn stream_bench() {
+    let v: Vec<f64> = (0..20_000 * 784).map(|i| (i % 7) as f64).collect();
+    let t = median_time(2, reps(11), || {
+        let s: f64 = v.chunks_exact(8).map(|c| c.iter().sum::<f64>()).sum();
+        black_box(s);
+    });
+    report(
+        "read pass over 20000×784 f64 (125 MB)",
+        t,
+        0.0,
+        8.0 * v.len() as f64,
+    );
 }
 
 fn matmul_bench() {
     use faer::linalg::matmul::matmul;
     use faer::{Accum, Mat, Par};
     let n = 2048;
-    let reps = if quick() { 3 } else { 7 };
+    let flops = 2.0 * (n as f64).powi(3);
     let a = Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 13) % 17) as f64 * 0.1);
     let b = Mat::<f64>::from_fn(n, n, |i, j| ((i * 5 + j * 3) % 11) as f64 * 0.1);
     let mut c = Mat::<f64>::zeros(n, n);
-    let t = median_time(1, reps, || {
+    let t = median_time(1, reps(7), || {
         matmul(
             c.as_mut(),
             Accum::Replace,
@@ -57,43 +125,33 @@ fn matmul_bench() {
         );
         black_box(&c);
     });
-    let gf = 2.0 * (n as f64).powi(3) / t / 1e9;
-    println!(
-        "matmul 2048² f64 (1 thread): {:.1} ms, {gf:.1} GFLOP/s",
-        t * 1e3
-    );
-    let a32 = Mat::<f32>::from_fn(n, n, |i, j| ((i * 7 + j * 13) % 17) as f32 * 0.1);
-    let b32 = Mat::<f32>::from_fn(n, n, |i, j| ((i * 5 + j * 3) % 11) as f32 * 0.1);
-    let mut c32 = Mat::<f32>::zeros(n, n);
-    let t = median_time(1, reps, || {
+    report("faer matmul 2048² f64, 1 thread", t, flops, 0.0);
+    let a = Mat::<f32>::from_fn(n, n, |i, j| ((i * 7 + j * 13) % 17) as f32 * 0.1);
+    let b = Mat::<f32>::from_fn(n, n, |i, j| ((i * 5 + j * 3) % 11) as f32 * 0.1);
+    let mut c = Mat::<f32>::zeros(n, n);
+    let t = median_time(1, reps(7), || {
         matmul(
-            c32.as_mut(),
+            c.as_mut(),
             Accum::Replace,
-            a32.as_ref(),
-            b32.as_ref(),
+            a.as_ref(),
+            b.as_ref(),
             1.0,
             Par::Seq,
         );
-        black_box(&c32);
+        black_box(&c);
     });
-    let gf = 2.0 * (n as f64).powi(3) / t / 1e9;
-    println!(
-        "matmul 2048² f32 (1 thread): {:.1} ms, {gf:.1} GFLOP/s",
-        t * 1e3
-    );
+    report("faer matmul 2048² f32, 1 thread", t, flops, 0.0);
 }
 
-/// A synthetic data set of the given shape with pixel-like features (integers 0..=255, about
-/// half zero) and `k` balanced classes.
+/// Synthetic pixel-like data: integers 0..=255 (about half zero), `k` balanced classes.
 fn pixels(n: usize, p: usize, k: usize, seed: u64) -> Dataset {
     let mut rng = bilevel_core::rng::Rng::new(seed);
     let features = (0..n * p)
         .map(|_| {
-            let u = rng.uniform();
-            if u < 0.5 {
+            if rng.uniform() < 0.5 {
                 0.0
             } else {
-                (rng.below(256)) as f64
+                rng.below(256) as f64
             }
         })
         .collect();
@@ -108,9 +166,56 @@ fn pixels(n: usize, p: usize, k: usize, seed: u64) -> Dataset {
     }
 }
 
+/// Pool and official test split of a named set, when it is in the cache.
+fn cached(name: &str) -> Option<(Dataset, Option<Dataset>)> {
+    match DataSource::Named(name.into()).load() {
+        Ok(l) => Some((l.train, l.test)),
+        Err(e) => {
+            println!("({name}: {e}; using synthetic data of the same shape)");
+            None
+        }
+    }
+}
+
+/// The workload PERFORMANCE.md times as one hypergradient: 50 gradient steps on y (warm
+/// start), 20 CG iterations on `H v = ∇_y f`, one upper gradient and one cross product.
+fn hypergradient_workload(p: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y0: &[f64], eta: f64) -> f64 {
+    let (m, d) = (p.dim_x(), p.dim_y());
+    let mut y = y0.to_vec();
+    let mut g = vec![0.0; d];
+    for _ in 0..50 {
+        p.grad_g_y(x, &y, &mut g);
+        y.iter_mut().zip(&g).for_each(|(a, b)| *a -= eta * b);
+    }
+    let (mut fx, mut fy) = (vec![0.0; m], vec![0.0; d]);
+    p.grad_f(x, &y, &mut fx, &mut fy);
+    // CG from 0 on H v = ∇_y f, 20 iterations.
+    let mut v = vec![0.0; d];
+    let mut r = fy.clone();
+    let mut q = r.clone();
+    let mut hq = vec![0.0; d];
+    let mut rr: f64 = r.iter().map(|a| a * a).sum();
+    for _ in 0..20 {
+        p.hvp(x, &y, &q, &mut hq);
+        let qhq: f64 = q.iter().zip(&hq).map(|(a, b)| a * b).sum();
+        if qhq <= 0.0 || rr == 0.0 {
+            break;
+        }
+        let alpha = rr / qhq;
+        v.iter_mut().zip(&q).for_each(|(a, b)| *a += alpha * b);
+        r.iter_mut().zip(&hq).for_each(|(a, b)| *a -= alpha * b);
+        let rr2: f64 = r.iter().map(|a| a * a).sum();
+        let beta = rr2 / rr;
+        rr = rr2;
+        q.iter_mut().zip(&r).for_each(|(a, b)| *a = b + beta * *a);
+    }
+    let mut jv = vec![0.0; m];
+    p.cross(x, &y, &v, &mut jv);
+    fx.iter().zip(&jv).map(|(a, b)| a - b).sum()
+}
+
 fn cleaning_bench() {
     let (n, p, k) = (20_000, 784, 10);
-    let d = pixels(n + 5_000, p, k, 1);
     let spec = SplitSpec {
         train: SplitSize::Count(n as u64),
         validation: SplitSize::Count(5_000),
@@ -119,7 +224,19 @@ fn cleaning_bench() {
         standardize: Standardize::Scale,
         intercept: false,
     };
-    let mut m = MlData::prepare("synthetic-pixels", &d, None, &spec).expect("split");
+    let (mut m, source) = match cached("fashion-mnist") {
+        Some((pool, test)) => (
+            MlData::prepare("fashion-mnist", &pool, test.as_ref(), &spec).expect("split"),
+            "Fashion-MNIST",
+        ),
+        None => {
+            let d = pixels(n + 5_000, p, k, 1);
+            (
+                MlData::prepare("synthetic", &d, None, &spec).expect("split"),
+                "synthetic",
+            )
+        }
+    };
     m.corrupt(0.5, 0).expect("corrupt");
     let prob = HyperCleaning::new(m, 0.2, SampleWeights::Sigmoid).expect("problem");
     let x = vec![-2.0; n];
@@ -134,79 +251,172 @@ fn cleaning_bench() {
         vec![0.0; p * k],
         vec![0.0; n],
     );
-    let reps = if quick() { 5 } else { 21 };
+    let npk = (n * p * k) as f64;
     let bytes = 8.0 * (n * p) as f64;
-    let report = |what: &str, t: f64, flops: f64| {
-        println!(
-            "hyper-cleaning {what} ({n}×{p}×{k}, f64): {:.2} ms, {:.1} GFLOP/s, {:.1} GB/s",
-            t * 1e3,
-            flops / t / 1e9,
-            bytes / t / 1e9
-        );
-    };
     let default = KernelOptions::default_for(p);
     println!(
-        "  default kernel options: {} rows per block, up to {} threads",
+        "hyper-cleaning on {source} {n}×{p}×{k}, f64; {} rows per block, up to {} threads",
         default.block_rows, default.threads
     );
-    let mut run_all = |label: &str, opts: KernelOptions| {
+    let r = reps(21);
+    for (label, opts) in [
+        ("", default),
+        (
+            ", 1 thread",
+            KernelOptions {
+                threads: 1,
+                ..default
+            },
+        ),
+    ] {
         prob.set_kernel_options(opts);
-        let t = median_time(2, reps, || {
+        let t = median_time(2, r, || {
+            black_box(prob.g(&x, &y));
+        });
+        report(&format!("  value g{label}"), t, 2.0 * npk, bytes);
+        let t = median_time(2, r, || {
             prob.grad_g(&x, &y, &mut gx, &mut gy);
             black_box((&gx, &gy));
         });
-        report(
-            &format!("full gradient{label}"),
-            t,
-            4.0 * (n * p * k) as f64,
-        );
-        let t = median_time(2, reps, || {
+        report(&format!("  full gradient{label}"), t, 4.0 * npk, bytes);
+        let t = median_time(2, r, || {
             prob.hvp(&x, &y, &v, &mut hv);
             black_box(&hv);
         });
-        report(&format!("HVP{label}"), t, 6.0 * (n * p * k) as f64);
-        let t = median_time(2, reps, || {
+        report(&format!("  HVP{label}"), t, 6.0 * npk, bytes);
+        let t = median_time(2, r, || {
             prob.cross(&x, &y, &v, &mut jv);
             black_box(&jv);
         });
-        report(
-            &format!("cross product{label}"),
-            t,
-            4.0 * (n * p * k) as f64,
-        );
-    };
-    run_all("", default);
-    run_all(
-        " [1 thread]",
-        KernelOptions {
-            threads: 1,
-            ..default
-        },
+        report(&format!("  cross product{label}"), t, 4.0 * npk, bytes);
+    }
+    prob.set_kernel_options(default);
+    let t = median_time(1, reps(5), || {
+        black_box(hypergradient_workload(&prob, &x, &y, 1.0));
+    });
+    report(
+        "  hypergradient (50 GD steps + 20 CG + cross + ∇f)",
+        t,
+        0.0,
+        0.0,
     );
-    if std::env::var_os("ML_BENCH_SWEEP").is_some() {
+    if env("ML_BENCH_SWEEP") {
         for threads in [1, 2] {
-            for block in [16, 32, 64, 128, 256, 512, 1024] {
+            for block in [32, 64, 128, 256, 512, 1024] {
                 prob.set_kernel_options(KernelOptions {
                     block_rows: block,
                     threads,
                     min_parallel: 0,
                 });
-                let t = median_time(2, reps, || {
+                let t = median_time(2, r, || {
                     prob.grad_g(&x, &y, &mut gx, &mut gy);
                     black_box((&gx, &gy));
                 });
                 report(
-                    &format!("full gradient [block {block}, {threads} threads]"),
+                    &format!("  full gradient, block {block}, {threads} threads"),
                     t,
-                    4.0 * (n * p * k) as f64,
+                    4.0 * npk,
+                    bytes,
                 );
             }
         }
+        prob.set_kernel_options(default);
+    }
+}
+
+fn logistic_bench() {
+    let spec = SplitSpec {
+        train: SplitSize::Count(2300),
+        validation: SplitSize::Count(1150),
+        test: None,
+        seed: 0,
+        standardize: Standardize::Log1p,
+        intercept: false,
+    };
+    let (m, source) = match cached("spambase") {
+        Some((pool, _)) => (
+            MlData::prepare("spambase", &pool, None, &spec).expect("split"),
+            "Spambase",
+        ),
+        None => {
+            let mut d = pixels(4601, 57, 2, 3);
+            d.features.iter_mut().for_each(|v| *v /= 255.0);
+            (
+                MlData::prepare("synthetic", &d, None, &spec).expect("split"),
+                "synthetic",
+            )
+        }
+    };
+    let prob = RegselLogistic::new(m).expect("problem");
+    let (n, p) = (2300.0, 57);
+    let x = vec![-3.0; p];
+    let y = vec![0.05; p];
+    let (mut gx, mut gy, mut hv) = (vec![0.0; p], vec![0.0; p], vec![0.0; p]);
+    println!("regsel-logistic on {source} 2300×57, f64");
+    let r = reps(201);
+    let t = median_time(20, r, || {
+        prob.grad_g(&x, &y, &mut gx, &mut gy);
+        black_box((&gx, &gy));
+    });
+    report("  full gradient", t, 4.0 * n * p as f64, 8.0 * n * p as f64);
+    let t = median_time(20, r, || {
+        prob.hvp(&x, &y, &y, &mut hv);
+        black_box(&hv);
+    });
+    report("  HVP", t, 6.0 * n * p as f64, 8.0 * n * p as f64);
+    let t = median_time(3, reps(51), || {
+        black_box(hypergradient_workload(&prob, &x, &y, 1.0));
+    });
+    report(
+        "  hypergradient (50 GD steps + 20 CG + cross + ∇f)",
+        t,
+        0.0,
+        0.0,
+    );
+}
+
+/// Clean-data Fashion-MNIST test accuracy of the lower-level solution (all weights ≈ 1) for
+/// several ridge strengths r of `r‖Y‖²`.
+fn accuracy_check() {
+    let Some((pool, test)) = cached("fashion-mnist") else {
+        return;
+    };
+    let spec = SplitSpec {
+        train: SplitSize::Count(20_000),
+        validation: SplitSize::Count(5_000),
+        test: None,
+        seed: 0,
+        standardize: Standardize::Scale,
+        intercept: false,
+    };
+    let m = MlData::prepare("fashion-mnist", &pool, test.as_ref(), &spec).expect("split");
+    for reg in [0.2, 0.02, 2e-3, 2e-4] {
+        let prob = HyperCleaning::new(m.clone(), reg, SampleWeights::Sigmoid).expect("problem");
+        let x = vec![40.0; prob.dim_x()];
+        let s = Instant::now();
+        let Some(y) = prob.reference_y(&x) else {
+            println!("r = {reg}: inner solve did not converge");
+            continue;
+        };
+        let met = prob.metrics(&x, &y);
+        let get = |k: &str| met.iter().find(|(n, _)| n == k).map_or(f64::NAN, |e| e.1);
+        println!(
+            "clean Fashion-MNIST, r = {reg}: train {:.4}, validation {:.4}, test {:.4} accuracy \
+             (Newton-CG {:.1} s)",
+            get("train_accuracy"),
+            get("validation_accuracy"),
+            get("test_accuracy"),
+            s.elapsed().as_secs_f64()
+        );
     }
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is read.
+    if env("ML_BENCH_ACCURACY") {
+        accuracy_check();
+    }
+    stream_bench();
     matmul_bench();
     cleaning_bench();
+    logistic_bench();
 }

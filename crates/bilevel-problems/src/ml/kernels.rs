@@ -10,7 +10,8 @@
 //!
 //! [`Engine::pass`] evaluates it block by block: for rows `b = r₀..r₁` it computes `Z_b = A_b R`,
 //! the per-row map and `out += A_bᵀ G_b` while `A_b` is still in cache, so `A` is read once per
-//! pass instead of twice. The products are faer's matmul on row blocks (`Par::Seq`); large passes
+//! pass instead of twice. The products are faer's matmul on row blocks (`Par::Seq`, followed by
+//! `vzeroupper`: see [`clear_upper_ymm`]); large passes
 //! are split over worker threads (`std::thread::scope`), each with its own scratch and
 //! accumulator, summed at the end. All scratch is allocated by [`Engine::new`]; a pass allocates
 //! nothing on one thread (spawning workers allocates their thread handles, a few hundred bytes
@@ -73,6 +74,27 @@ pub fn argmax(z: &[f64]) -> usize {
     best
 }
 
+/// Clear the upper halves of the YMM registers (`vzeroupper`) on x86-64 CPUs with AVX.
+///
+/// faer's matmul kernels return with the upper register state dirty; on the machines this
+/// project runs on, every later SSE instruction then pays a transition penalty, and glibc's `exp`
+/// (called per logit by the softmax) became 15× slower (10 ns → 150 ns, measured) until the next
+/// `vzeroupper`. Called after every faer product below.
+#[inline]
+pub fn clear_upper_ymm() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx")]
+        fn zero_upper() {
+            std::arch::x86_64::_mm256_zeroupper();
+        }
+        if std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU supports AVX (checked just above).
+            unsafe { zero_upper() };
+        }
+    }
+}
+
 /// `C ← A B` (or `C ← C + A B` with `add`) for row-major `A` (`m × k`), `B` (`k × n`),
 /// `C` (`m × n`), by faer's matmul.
 pub fn gemm_rm(c: &mut [f64], add: bool, a: &[f64], b: &[f64], m: usize, k: usize, n: usize) {
@@ -85,6 +107,7 @@ pub fn gemm_rm(c: &mut [f64], add: bool, a: &[f64], b: &[f64], m: usize, k: usiz
         1.0,
         Par::Seq,
     );
+    clear_upper_ymm();
 }
 
 /// `C ← Aᵀ B` (or `C ← C + Aᵀ B` with `add`) for row-major `A` (`m × k`), `B` (`m × n`),
@@ -99,6 +122,7 @@ pub fn gemm_tn_rm(c: &mut [f64], add: bool, a: &[f64], b: &[f64], m: usize, k: u
         1.0,
         Par::Seq,
     );
+    clear_upper_ymm();
 }
 
 /// Per-worker scratch: a logits block, a back-product block and a private accumulator.
@@ -154,10 +178,12 @@ pub struct Engine {
     workers: Vec<Worker>,
 }
 
-/// Default rows per block for `p` columns: about 256 KiB of `A` per block (so the block stays
-/// in the L2 cache between its two products), between 16 and 1024 rows.
+/// Default rows per block for `p` columns: about 1.6 MB of `A` per block (256 rows of 784
+/// pixels; the block is re-read from L2/L3 by the second product), between 16 and 1024 rows.
+/// Measured on the 2-core development machine: blocks of 16–512 rows are within noise of each
+/// other for the hyper-cleaning gradient; 256 was the most consistent.
 pub fn default_block_rows(p: usize) -> usize {
-    (32_768 / p.max(1)).clamp(16, 1024)
+    (200_000 / p.max(1)).clamp(16, 1024)
 }
 
 /// Default worker threads: the available parallelism (at most 8).
@@ -172,19 +198,15 @@ pub const DEFAULT_MIN_PARALLEL: usize = 1 << 19;
 impl Engine {
     /// Scratch for passes over matrices with at most `max_p` columns, `R` with at most `max_kk`
     /// columns and `G` with at most `max_kb`, `block` rows per block and up to `threads`
-    /// workers.
+    /// workers (1 to 8).
     pub fn new(max_p: usize, max_kk: usize, max_kb: usize, block: usize, threads: usize) -> Self {
         let block = block.max(1);
         let threads = threads.clamp(1, 8);
         let workers = (0..threads)
-            .map(|t| Worker {
+            .map(|_| Worker {
                 z: vec![0.0; block * max_kk],
                 g: vec![0.0; block * max_kb],
-                acc: if t == 0 {
-                    Vec::new()
-                } else {
-                    vec![0.0; max_p * max_kb]
-                },
+                acc: vec![0.0; max_p * max_kb],
             })
             .collect();
         Engine {
@@ -231,59 +253,56 @@ impl Engine {
         assert_eq!(s.rhs.len(), s.p * s.kk);
         assert!(s.kb == 0 || out.len() == s.p * s.kb);
         assert!(row_out.is_empty() || row_out.len() == s.n);
+        let (p, kb) = (s.p, s.kb);
         let nt = if s.n * s.p >= self.min_parallel {
             self.threads.min(s.n.div_ceil(self.block)).max(1)
         } else {
             1
         };
-        let block = self.block;
-        if nt == 1 {
+        let k = Kernel { block: self.block };
+        let total = if nt == 1 {
             let w = &mut self.workers[0];
-            return run_rows(s, 0, s.n, block, &mut w.z, &mut w.g, out, row_out, map);
-        }
-        // Contiguous row ranges, whole blocks each.
-        let blocks = s.n.div_ceil(block);
-        let per = blocks.div_ceil(nt);
-        let (first, rest) = self.workers.split_at_mut(1);
-        let w0 = &mut first[0];
-        let kb = s.kb;
-        let total = std::thread::scope(|scope| {
-            let mut handles = [None, None, None, None, None, None, None];
-            let mut row_rest: &mut [f64] = row_out;
-            let mut start = 0;
-            let r0_end = (per * block).min(s.n);
-            let (row0, tail) = if row_rest.is_empty() {
-                (<&mut [f64]>::default(), <&mut [f64]>::default())
-            } else {
-                row_rest.split_at_mut(r0_end)
-            };
-            row_rest = tail;
-            start += r0_end;
-            for (t, w) in rest.iter_mut().enumerate().take(nt - 1) {
-                let end = (start + per * block).min(s.n);
-                let (mine, tail) = if row_rest.is_empty() {
-                    (<&mut [f64]>::default(), <&mut [f64]>::default())
-                } else {
-                    row_rest.split_at_mut(end - start)
+            k.rows(s, 0, s.n, w, row_out, map)
+        } else {
+            // Contiguous row ranges of whole blocks, one per worker.
+            let per = s.n.div_ceil(self.block).div_ceil(nt) * self.block;
+            let k = &k;
+            std::thread::scope(|scope| {
+                let mut handles = [None, None, None, None, None, None, None];
+                let (first, rest) = self.workers.split_at_mut(1);
+                let mut row_rest: &mut [f64] = row_out;
+                let mut take = |len: usize| -> &mut [f64] {
+                    if row_rest.is_empty() {
+                        <&mut [f64]>::default()
+                    } else {
+                        let (mine, tail) = std::mem::take(&mut row_rest).split_at_mut(len);
+                        row_rest = tail;
+                        mine
+                    }
                 };
-                row_rest = tail;
-                let lo = start;
-                handles[t] = Some(scope.spawn(move || {
-                    let acc = &mut w.acc[..s.p * kb];
-                    run_rows(s, lo, end, block, &mut w.z, &mut w.g, acc, mine, map)
-                }));
-                start = end;
-            }
-            let mut total = run_rows(s, 0, r0_end, block, &mut w0.z, &mut w0.g, out, row0, map);
-            for h in handles.iter_mut().filter_map(Option::take) {
-                total += h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            }
-            total
-        });
+                let end0 = per.min(s.n);
+                let row0 = take(end0);
+                let mut start = end0;
+                for (t, w) in rest.iter_mut().enumerate().take(nt - 1) {
+                    let end = (start + per).min(s.n);
+                    let mine = take(end - start);
+                    let lo = start;
+                    handles[t] = Some(scope.spawn(move || k.rows(s, lo, end, w, mine, map)));
+                    start = end;
+                }
+                let mut total = k.rows(s, 0, end0, &mut first[0], row0, map);
+                for h in handles.iter_mut().filter_map(Option::take) {
+                    total += h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                }
+                total
+            })
+        };
         if kb > 0 {
-            for w in self.workers[1..nt].iter() {
+            let accs = &self.workers[..nt];
+            out.copy_from_slice(&accs[0].acc[..p * kb]);
+            for w in &accs[1..] {
                 out.iter_mut()
-                    .zip(&w.acc[..s.p * kb])
+                    .zip(&w.acc[..p * kb])
                     .for_each(|(o, a)| *o += a);
             }
         }
@@ -291,45 +310,48 @@ impl Engine {
     }
 }
 
-/// Rows `lo..hi` of a pass on the calling thread: `out ← A_{lo..hi}ᵀ G` (overwritten),
-/// `row_out` (rows `lo..hi`, or empty).
-#[allow(clippy::too_many_arguments)]
-fn run_rows<M: RowMap>(
-    s: &Pass<'_>,
-    lo: usize,
-    hi: usize,
+/// The read-only part of a pass, shared by its workers.
+struct Kernel {
     block: usize,
-    zbuf: &mut [f64],
-    gbuf: &mut [f64],
-    out: &mut [f64],
-    row_out: &mut [f64],
-    map: &M,
-) -> f64 {
-    let (p, kk, kb) = (s.p, s.kk, s.kb);
-    if kb > 0 {
-        out[..p * kb].iter_mut().for_each(|o| *o = 0.0);
-    }
-    let mut total = 0.0;
-    let mut r0 = lo;
-    while r0 < hi {
-        let r1 = (r0 + block).min(hi);
-        let rows = r1 - r0;
-        let ab = &s.a[r0 * p..r1 * p];
-        let z = &mut zbuf[..rows * kk];
-        gemm_rm(z, false, ab, s.rhs, rows, p, kk);
-        let g = &mut gbuf[..rows * kb];
-        let ro = if row_out.is_empty() {
-            <&mut [f64]>::default()
-        } else {
-            &mut row_out[r0 - lo..r1 - lo]
-        };
-        total += map.rows(r0, z, g, ro);
-        if kb > 0 {
-            gemm_tn_rm(&mut out[..p * kb], true, ab, g, rows, p, kb);
+}
+
+impl Kernel {
+    /// Rows `lo..hi` of a pass on the calling thread: the worker's accumulator ← the rows'
+    /// `Aᵀ G` (`p × kb`), `row_out` (rows `lo..hi`, or empty).
+    fn rows<M: RowMap>(
+        &self,
+        s: &Pass<'_>,
+        lo: usize,
+        hi: usize,
+        w: &mut Worker,
+        row_out: &mut [f64],
+        map: &M,
+    ) -> f64 {
+        let (p, kk, kb) = (s.p, s.kk, s.kb);
+        let acc = &mut w.acc[..p * kb];
+        acc.iter_mut().for_each(|o| *o = 0.0);
+        let mut total = 0.0;
+        let mut r0 = lo;
+        while r0 < hi {
+            let r1 = (r0 + self.block).min(hi);
+            let rows = r1 - r0;
+            let ab = &s.a[r0 * p..r1 * p];
+            let z = &mut w.z[..rows * kk];
+            gemm_rm(z, false, ab, s.rhs, rows, p, kk);
+            let g = &mut w.g[..rows * kb];
+            let ro = if row_out.is_empty() {
+                <&mut [f64]>::default()
+            } else {
+                &mut row_out[r0 - lo..r1 - lo]
+            };
+            total += map.rows(r0, z, g, ro);
+            if kb > 0 {
+                gemm_tn_rm(acc, true, ab, g, rows, p, kb);
+            }
+            r0 = r1;
         }
-        r0 = r1;
+        total
     }
-    total
 }
 
 #[cfg(test)]
