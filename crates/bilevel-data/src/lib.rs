@@ -19,6 +19,7 @@
 pub mod arff;
 pub mod csv;
 mod error;
+pub mod fetch;
 pub mod idx;
 pub mod jsonl;
 mod labels;
@@ -31,6 +32,7 @@ mod text;
 pub use arff::{load_arff, load_arff_file, ArffOptions};
 pub use csv::{load_csv, load_csv_file, CsvOptions, LabelColumn};
 pub use error::{DataError, Result};
+pub use fetch::{fetch, fetchable_sets, FetchAction, FetchReport};
 pub use idx::{load_idx, load_idx_files};
 pub use jsonl::{load_jsonl, load_jsonl_file, JsonlOptions};
 pub use libsvm::{load_libsvm, load_libsvm_file, LibsvmOptions};
