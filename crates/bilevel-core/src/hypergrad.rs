@@ -384,7 +384,10 @@ impl<Y: Vector> HypergradientSolver<Y> {
                     opts.sketch_max_columns,
                     opts.sketch_seed,
                 )?;
-                diag.intrinsic_dimension = Some(sk.intrinsic_dimension);
+                // An unresolved sketch only bounds k from above: report nothing rather than a
+                // wrong number (hyper-cleaning, d = 7850, used to report k = 7328 for a strongly
+                // convex lower level).
+                diag.intrinsic_dimension = sk.resolved.then_some(sk.intrinsic_dimension);
                 diag.lambda_max = Some(sk.lambda_max);
                 diag.mu = sk.mu;
                 lambda_max = Some(sk.lambda_max);
