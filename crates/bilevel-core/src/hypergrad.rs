@@ -140,7 +140,7 @@ pub struct HypergradDiagnostics {
     /// (at an exact selection where `∇_y f ≈ 0`, dividing by `‖∇_y f‖` alone would amplify
     /// rounding into a false alarm).
     pub kernel_component_relative: Option<f64>,
-    /// Estimated intrinsic dimension `k`.
+    /// Estimated intrinsic dimension `k` (`None` when the sketch hit its column limit).
     pub intrinsic_dimension: Option<usize>,
     /// Largest eigenvalue estimate of H.
     pub lambda_max: Option<f64>,
