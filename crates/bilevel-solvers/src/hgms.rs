@@ -297,6 +297,23 @@ fn tangent_descent<P: Bilevel + ?Sized>(
     let mut eta = s.lr;
     let mut taken = 0;
     while taken < steps && !(tn <= s.tol && gnorm <= cfg.lower_tol.max(s.tol)) {
+        if tn <= s.tol {
+            // Already optimistic (for instance k = 0: a strongly convex lower level, where
+            // P_T ∇_y f = 0): only the lower-level accuracy is left, which is plain descent on g;
+            // zero-length tangent steps, each with its retraction, would cost far more.
+            let (gn, _) = descend(
+                p,
+                x,
+                y,
+                cfg.lower_steps,
+                cfg.lower_lr,
+                cfg.lower_tol,
+                &mut wk.grad,
+            );
+            gnorm = gn;
+            f_cur = p.f(x, y);
+            break;
+        }
         wk.prev_y.assign(y);
         wk.prev_t.assign(&wk.t);
         let mut accepted = false;
