@@ -14,7 +14,8 @@
 //!   HVP and the same hypergradient workload.
 //!
 //! Environment: `ML_BENCH_QUICK=1` fewer repeats; `ML_BENCH_SWEEP=1` also sweeps block rows and
-//! threads of the hyper-cleaning gradient; `ML_BENCH_ACCURACY=1` also reports the clean-data
+//! threads of the hyper-cleaning gradient; `ML_BENCH_ONLY=stream|matmul|cleaning|logistic` runs
+//! one part; `ML_BENCH_ACCURACY=1` also reports the clean-data
 //! Fashion-MNIST test accuracy of the lower-level solution for several r.
 
 use bilevel_core::Bilevel;
@@ -415,8 +416,19 @@ fn main() {
     if env("ML_BENCH_ACCURACY") {
         accuracy_check();
     }
-    stream_bench();
-    matmul_bench();
-    cleaning_bench();
-    logistic_bench();
+    // `ML_BENCH_ONLY=logistic` (or `cleaning`, `matmul`) runs one part.
+    let only = std::env::var("ML_BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
+    if run("stream") {
+        stream_bench();
+    }
+    if run("matmul") {
+        matmul_bench();
+    }
+    if run("cleaning") {
+        cleaning_bench();
+    }
+    if run("logistic") {
+        logistic_bench();
+    }
 }

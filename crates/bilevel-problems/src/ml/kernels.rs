@@ -175,6 +175,8 @@ pub struct Engine {
     max_kk: usize,
     max_kb: usize,
     max_p: usize,
+    /// `Rᵀ` (`kk × p`) for the small-k kernels.
+    rt: Vec<f64>,
     workers: Vec<Worker>,
 }
 
@@ -216,6 +218,7 @@ impl Engine {
             max_kk,
             max_kb,
             max_p,
+            rt: vec![0.0; max_kk.min(super::small::MAX_K) * max_p],
             workers,
         }
     }
@@ -253,13 +256,26 @@ impl Engine {
         assert_eq!(s.rhs.len(), s.p * s.kk);
         assert!(s.kb == 0 || out.len() == s.p * s.kb);
         assert!(row_out.is_empty() || row_out.len() == s.n);
-        let (p, kb) = (s.p, s.kb);
+        let (p, kk, kb) = (s.p, s.kk, s.kb);
+        // Few right-hand sides: the plain kernels of `small` on Rᵀ, accumulators Outᵀ (kb × p).
+        let small = kk <= super::small::MAX_K && kb <= super::small::MAX_K;
+        if small {
+            for j in 0..p {
+                for q in 0..kk {
+                    self.rt[q * p + j] = s.rhs[j * kk + q];
+                }
+            }
+        }
         let nt = if s.n * s.p >= self.min_parallel {
             self.threads.min(s.n.div_ceil(self.block)).max(1)
         } else {
             1
         };
-        let k = Kernel { block: self.block };
+        let k = Kernel {
+            block: self.block,
+            small,
+            rt: &self.rt[..if small { kk * p } else { 0 }],
+        };
         let total = if nt == 1 {
             let w = &mut self.workers[0];
             k.rows(s, 0, s.n, w, row_out, map)
@@ -299,11 +315,19 @@ impl Engine {
         };
         if kb > 0 {
             let accs = &self.workers[..nt];
-            out.copy_from_slice(&accs[0].acc[..p * kb]);
-            for w in &accs[1..] {
-                out.iter_mut()
-                    .zip(&w.acc[..p * kb])
-                    .for_each(|(o, a)| *o += a);
+            if small {
+                for j in 0..p {
+                    for c in 0..kb {
+                        out[j * kb + c] = accs.iter().map(|w| w.acc[c * p + j]).sum();
+                    }
+                }
+            } else {
+                out.copy_from_slice(&accs[0].acc[..p * kb]);
+                for w in &accs[1..] {
+                    out.iter_mut()
+                        .zip(&w.acc[..p * kb])
+                        .for_each(|(o, a)| *o += a);
+                }
             }
         }
         total
@@ -311,13 +335,17 @@ impl Engine {
 }
 
 /// The read-only part of a pass, shared by its workers.
-struct Kernel {
+struct Kernel<'a> {
     block: usize,
+    /// Use the kernels of [`super::small`] on `rt`.
+    small: bool,
+    rt: &'a [f64],
 }
 
-impl Kernel {
+impl Kernel<'_> {
     /// Rows `lo..hi` of a pass on the calling thread: the worker's accumulator ← the rows'
-    /// `Aᵀ G` (`p × kb`), `row_out` (rows `lo..hi`, or empty).
+    /// `Aᵀ G` (`p × kb`, or `kb × p` for the small kernels), `row_out` (rows `lo..hi`, or
+    /// empty).
     fn rows<M: RowMap>(
         &self,
         s: &Pass<'_>,
@@ -331,13 +359,24 @@ impl Kernel {
         let acc = &mut w.acc[..p * kb];
         acc.iter_mut().for_each(|o| *o = 0.0);
         let mut total = 0.0;
+        // The small kernels work row by row: blocks of about 16 KiB keep a block in L1 between
+        // its two products.
+        let block = if self.small {
+            (2048 / p.max(1)).max(8).min(self.block)
+        } else {
+            self.block
+        };
         let mut r0 = lo;
         while r0 < hi {
-            let r1 = (r0 + self.block).min(hi);
+            let r1 = (r0 + block).min(hi);
             let rows = r1 - r0;
             let ab = &s.a[r0 * p..r1 * p];
             let z = &mut w.z[..rows * kk];
-            gemm_rm(z, false, ab, s.rhs, rows, p, kk);
+            if self.small {
+                super::small::forward(ab, p, self.rt, kk, z);
+            } else {
+                gemm_rm(z, false, ab, s.rhs, rows, p, kk);
+            }
             let g = &mut w.g[..rows * kb];
             let ro = if row_out.is_empty() {
                 <&mut [f64]>::default()
@@ -346,7 +385,11 @@ impl Kernel {
             };
             total += map.rows(r0, z, g, ro);
             if kb > 0 {
-                gemm_tn_rm(acc, true, ab, g, rows, p, kb);
+                if self.small {
+                    super::small::backward(ab, p, g, kb, acc);
+                } else {
+                    gemm_tn_rm(acc, true, ab, g, rows, p, kb);
+                }
             }
             r0 = r1;
         }
@@ -438,11 +481,17 @@ mod tests {
     }
 
     /// A pass computing `Aᵀ (2 · A R)` with row sums as the per-row output, checked against the
-    /// naive products, for one and several threads and block sizes that do not divide n.
+    /// naive products, for one and several threads and block sizes that do not divide n, with
+    /// the small-k kernels (kk = 3) and faer (kk = 6).
     #[test]
     fn blocked_pass_matches_naive_for_every_split() {
+        blocked_pass_case(3);
+        blocked_pass_case(6);
+    }
+
+    fn blocked_pass_case(kk: usize) {
         let mut rng = Rng::new(5);
-        let (n, p, kk) = (103, 9, 3);
+        let (n, p) = (103, 9);
         let mut a = vec![0.0; n * p];
         let mut r = vec![0.0; p * kk];
         rng.fill_normal(&mut a);

@@ -27,21 +27,27 @@ struct Binary<'a> {
     p: usize,
 }
 
-/// `Σ_i c · softplus(−t_i a_iᵀy)`; with `grad`, also `grad ← c Aᵀ r`, `r_i = −t_i σ(−t_i a_iᵀy)`.
-fn loss_pass(e: &mut Engine, d: Binary<'_>, y: &[f64], c: f64, grad: Option<&mut [f64]>) -> f64 {
+/// `Σ_i c · softplus(−t_i a_iᵀy)` (only with `value`; 0 otherwise); with `grad`, also
+/// `grad ← c Aᵀ r`, `r_i = −t_i σ(−t_i a_iᵀy)`.
+fn loss_pass(
+    e: &mut Engine,
+    d: Binary<'_>,
+    y: &[f64],
+    c: f64,
+    value: bool,
+    grad: Option<&mut [f64]>,
+) -> f64 {
     let t = d.t;
     let map = |r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
         let mut tot = 0.0;
-        if g.is_empty() {
+        if value {
             for (i, &zi) in z.iter().enumerate() {
                 tot += softplus(-t[r0 + i] * zi);
             }
-        } else {
-            for (i, (&zi, gi)) in z.iter().zip(g.iter_mut()).enumerate() {
-                let ti = t[r0 + i];
-                tot += softplus(-ti * zi);
-                *gi = -c * ti * sigmoid(-ti * zi);
-            }
+        }
+        for (i, (&zi, gi)) in z.iter().zip(g.iter_mut()).enumerate() {
+            let ti = t[r0 + i];
+            *gi = -c * ti * sigmoid(-ti * zi);
         }
         c * tot
     };
@@ -188,12 +194,26 @@ impl Bilevel for RegselLogistic {
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
         let c = 1.0 / self.data.validation.n as f64;
-        loss_pass(&mut lock(&self.scratch).engine, self.val(), y, c, None)
+        loss_pass(
+            &mut lock(&self.scratch).engine,
+            self.val(),
+            y,
+            c,
+            true,
+            None,
+        )
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
         let c = 1.0 / self.data.train.n as f64;
-        let loss = loss_pass(&mut lock(&self.scratch).engine, self.train(), y, c, None);
+        let loss = loss_pass(
+            &mut lock(&self.scratch).engine,
+            self.train(),
+            y,
+            c,
+            true,
+            None,
+        );
         let ridge: f64 = x.iter().zip(y).map(|(xj, yj)| xj.exp() * yj * yj).sum();
         loss + 0.5 * ridge
     }
@@ -201,7 +221,14 @@ impl Bilevel for RegselLogistic {
     fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
         gx.iter_mut().for_each(|g| *g = 0.0);
         let c = 1.0 / self.data.validation.n as f64;
-        loss_pass(&mut lock(&self.scratch).engine, self.val(), y, c, Some(gy));
+        loss_pass(
+            &mut lock(&self.scratch).engine,
+            self.val(),
+            y,
+            c,
+            false,
+            Some(gy),
+        );
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
@@ -211,6 +238,7 @@ impl Bilevel for RegselLogistic {
             self.train(),
             y,
             c,
+            false,
             Some(gy),
         );
         for ((g, xj), yj) in gy.iter_mut().zip(x).zip(y) {
@@ -282,7 +310,7 @@ impl Bilevel for RegselLogistic {
         let mut s = lock(&self.scratch);
         let e = &mut s.engine;
         let acc = |e: &mut Engine, d: Binary<'_>| correct(e, d, y) as f64 / d.n as f64;
-        let loss = |e: &mut Engine, d: Binary<'_>| loss_pass(e, d, y, 1.0 / d.n as f64, None);
+        let loss = |e: &mut Engine, d: Binary<'_>| loss_pass(e, d, y, 1.0 / d.n as f64, true, None);
         let mut out = vec![
             ("train_accuracy".to_string(), acc(e, self.train())),
             ("validation_accuracy".to_string(), acc(e, self.val())),

@@ -19,6 +19,7 @@ pub mod logistic;
 pub mod multinomial;
 pub mod overparam;
 pub mod reference;
+pub mod small;
 pub mod softmax;
 
 #[cfg(test)]
