@@ -82,6 +82,18 @@ pub struct HyperCleaning {
     weights: SampleWeights,
     scratch: Mutex<Scratch>,
     warm: WarmStart,
+    baselines: std::sync::OnceLock<Option<Baselines>>,
+}
+
+/// The two reference models of the hyper-cleaning experiment, both trained by an exact inner
+/// solve with every sample weight equal to 1 and the same `r`: on the corrupted training labels
+/// (what training on the noisy data gives) and on the true labels (the clean ceiling).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Baselines {
+    /// Test accuracy of the model trained on the noisy labels.
+    pub noisy_test_accuracy: f64,
+    /// Test accuracy of the model trained on the clean labels.
+    pub clean_test_accuracy: f64,
 }
 
 impl HyperCleaning {
@@ -114,6 +126,36 @@ impl HyperCleaning {
             reg,
             weights,
             warm: WarmStart::default(),
+            baselines: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The noisy and clean baselines (computed once, on first use, by two Newton–CG solves of
+    /// `(1/n) Σ CE(Yᵀa_i, t_i) + r‖Y‖²` to ‖∇‖ ≤ 1e-10); `None` without a test split.
+    pub fn baselines(&self) -> Option<Baselines> {
+        *self.baselines.get_or_init(|| {
+            if self.data.test.n == 0 {
+                return None;
+            }
+            // clip(1, 0, 1) = 1: the same oracles with every weight exactly 1.
+            let ones = vec![1.0; self.data.train.n];
+            let accuracy = |data: MlData| -> Option<f64> {
+                let p = HyperCleaning::new(data, self.reg, SampleWeights::Clip).ok()?;
+                let y = p.reference_y(&ones)?;
+                let mut s = lock(&p.scratch);
+                Some(
+                    softmax::correct(&mut s.engine, p.test(), p.k, &y) as f64
+                        / p.data.test.n as f64,
+                )
+            };
+            let noisy = accuracy(self.data.clone())?;
+            let mut clean = self.data.clone();
+            clean.train.labels.clone_from(&clean.clean_train_labels);
+            let clean = accuracy(clean)?;
+            Some(Baselines {
+                noisy_test_accuracy: noisy,
+                clean_test_accuracy: clean,
+            })
         })
     }
 
@@ -362,6 +404,26 @@ impl Bilevel for HyperCleaning {
             "clean_weight_mean".to_string(),
             if nk > 0 { wk / nk as f64 } else { f64::NAN },
         ));
+        drop(s);
+        if let Some(b) = self.baselines() {
+            out.push((
+                "noisy_baseline_test_accuracy".to_string(),
+                b.noisy_test_accuracy,
+            ));
+            out.push((
+                "clean_baseline_test_accuracy".to_string(),
+                b.clean_test_accuracy,
+            ));
+            let test = out
+                .iter()
+                .find(|(n, _)| n == "test_accuracy")
+                .map_or(f64::NAN, |m| m.1);
+            // Fraction of the noisy-to-clean gap closed by this model.
+            out.push((
+                "gap_closure".to_string(),
+                (test - b.noisy_test_accuracy) / (b.clean_test_accuracy - b.noisy_test_accuracy),
+            ));
+        }
         out
     }
 
@@ -485,7 +547,10 @@ mod tests {
                 "test_accuracy",
                 "test_loss",
                 "corrupted_weight_mean",
-                "clean_weight_mean"
+                "clean_weight_mean",
+                "noisy_baseline_test_accuracy",
+                "clean_baseline_test_accuracy",
+                "gap_closure"
             ]
         );
         assert!((m[3].1 - p.f(&x, &y)).abs() < 1e-14);
@@ -496,5 +561,22 @@ mod tests {
         assert_eq!(a[0].shape, vec![40, 8]);
         assert_eq!(a[0].data, p.data.train.features);
         assert_eq!(a.len(), 8);
+    }
+
+    #[test]
+    fn baselines_are_the_unit_weight_models() {
+        // The noisy baseline is the exact inner solution with every weight 1 on the corrupted
+        // labels: with clip weights and x ≡ 1 that is the problem's own y*(x).
+        let p = small(SampleWeights::Clip, 11);
+        let ones = vec![1.0; p.dim_x()];
+        let y = p.reference_y(&ones).unwrap();
+        let m: std::collections::BTreeMap<String, f64> = p.metrics(&ones, &y).into_iter().collect();
+        let b = p.baselines().unwrap();
+        assert_eq!(m["test_accuracy"], b.noisy_test_accuracy);
+        assert!(m["gap_closure"].abs() < 1e-12 || b.clean_test_accuracy == b.noisy_test_accuracy);
+        // The clean baseline trains on the true labels: a different model whenever labels were
+        // corrupted.
+        assert!(p.data.corrupted.iter().any(|&c| c));
+        assert!((0.0..=1.0).contains(&b.clean_test_accuracy));
     }
 }
