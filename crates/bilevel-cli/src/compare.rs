@@ -308,7 +308,7 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
     let mut measure = None;
     for (si, (label, table)) in solvers.iter().enumerate() {
         for &seed in &cmp.seeds {
-            let problem: ProblemConfig =
+            let mut problem: ProblemConfig =
                 toml::Value::Table(with_seed::<ProblemConfig>(&problem_table, seed))
                     .try_into()
                     .map_err(|e: toml::de::Error| {
@@ -317,6 +317,7 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
                             quoted_field(&msg).map_or("problem".into(), |f| format!("problem.{f}"));
                         located(&text, &origin, &field, msg)
                     })?;
+            problem.resolve_paths(crate::config::base_dir(path));
             let solver: SolverConfig = toml::Value::Table(with_seed::<SolverConfig>(table, seed))
                 .try_into()
                 .map_err(|e: toml::de::Error| Failure::config(format!("{origin}: {e}")))?;

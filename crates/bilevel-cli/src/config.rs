@@ -308,9 +308,15 @@ pub fn locate_message(text: &str, origin: &str, context: &str, m: &str) -> Strin
     }
 }
 
-/// Parse `text` (read from `origin`) into a validated [`RunConfig`].
+/// Parse `text` (read from `origin`) into a validated [`RunConfig`]; relative data paths stay
+/// relative to the working directory.
 pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
-    let cfg: RunConfig = toml::from_str(text).map_err(|e| {
+    parse_at(text, origin, Path::new(""))
+}
+
+/// [`parse`], with relative data paths resolved against `base` before the problem is built.
+pub fn parse_at(text: &str, origin: &str, base: &Path) -> Result<RunConfig, ConfigError> {
+    let mut cfg: RunConfig = toml::from_str(text).map_err(|e| {
         let (line, msg) = probe_sections(text).unwrap_or_else(|| {
             (
                 e.span().map(|s| line_col(text, s.start).0),
@@ -319,6 +325,7 @@ pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
         });
         ConfigError(located(text, origin, line, &msg))
     })?;
+    cfg.problem.resolve_paths(base);
     let semantic = |m: String| ConfigError(locate_message(text, origin, "", &m));
     cfg.solver.validate().map_err(semantic)?;
     cfg.budget.validate("budget").map_err(semantic)?;
@@ -327,11 +334,16 @@ pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
     Ok(cfg)
 }
 
-/// Read and parse a configuration file.
+/// The folder relative data paths in the config at `path` are resolved against.
+pub fn base_dir(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// Read and parse a configuration file (relative data paths resolved against its folder).
 pub fn load(path: &Path) -> Result<(RunConfig, String), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
-    let cfg = parse(&text, &path.display().to_string())?;
+    let cfg = parse_at(&text, &path.display().to_string(), base_dir(path))?;
     Ok((cfg, text))
 }
 

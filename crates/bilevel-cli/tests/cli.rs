@@ -446,3 +446,60 @@ fn compare_runs_every_solver_and_writes_table_and_plot() {
     );
     assert_eq!(err.matches("budget.max_time_s").count(), 1, "{err}");
 }
+
+/// A user's own CSV, named by a path relative to the config file, from another working
+/// directory; `--export` writes the arrays the oracles use, and they are the CSV's rows.
+#[test]
+fn own_csv_relative_to_the_config_and_export() {
+    let dir = tmpdir("own-csv");
+    let mut csv = String::new();
+    let mut s = 12345u64;
+    for i in 0..60 {
+        let mut row = Vec::new();
+        for _ in 0..3 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            row.push(format!(
+                "{:.4}",
+                (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            ));
+        }
+        csv.push_str(&format!("{},{}\n", row.join(","), i % 2));
+    }
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    write(&dir.join("data"), "mine.csv", &csv);
+    let cfg = write(
+        &dir,
+        "own.toml",
+        "[problem]\nname = \"regsel-logistic\"\ntrain = 30\nvalidation = 15\ntest = 15\n\
+         standardize = \"none\"\nintercept = false\n[problem.data]\nformat = \"csv\"\n\
+         path = \"data/mine.csv\"\n[solver]\nname = \"implicit\"\n",
+    );
+    let export = dir.join("export");
+    let o = bin()
+        .current_dir(std::env::temp_dir())
+        .args(["hypergrad", cfg.to_str().unwrap(), "--json", "--export"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = json(&o);
+    assert!(out["relative_error"].as_f64().unwrap() < 1e-8, "{out}");
+    for name in [
+        "train_features",
+        "validation_features",
+        "x",
+        "y0",
+        "y",
+        "hypergradient",
+    ] {
+        let b = std::fs::read(export.join(format!("{name}.npy"))).unwrap();
+        assert_eq!(&b[..6], b"\x93NUMPY", "{name}");
+    }
+    // 30 training rows × 3 features of 8 bytes after the 64-byte-aligned header.
+    let b = std::fs::read(export.join("train_features.npy")).unwrap();
+    assert_eq!(b.len() % 64, (30 * 3 * 8) % 64);
+    assert!(std::str::from_utf8(&b[10..80]).unwrap().contains("(30, 3)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

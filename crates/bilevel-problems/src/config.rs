@@ -454,6 +454,22 @@ impl ProblemConfig {
         }
     }
 
+    /// Resolve relative paths of a `[problem.data]` file source against `base` (the folder of
+    /// the config file that named them); named sets and absolute paths are left alone.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        let data = match self {
+            ProblemConfig::RegselLogistic(c) => &mut c.data,
+            ProblemConfig::RegselMultinomial(c) => &mut c.data,
+            ProblemConfig::HyperCleaning(c) => &mut c.data,
+            ProblemConfig::OverparamRegsel(c) => &mut c.data,
+            ProblemConfig::OverparamCleaning(c) => &mut c.data,
+            _ => return,
+        };
+        if let Some(d) = data.take() {
+            *data = Some(d.with_base_dir(base));
+        }
+    }
+
     /// The configuration of problem `name` with every parameter at its default, or `None` for an
     /// unknown id (see [`catalogue`]).
     pub fn with_defaults(name: &str) -> Option<Self> {
