@@ -229,17 +229,17 @@ fn norm(v: &[f64]) -> f64 {
     bilevel_core::vector::norm(v)
 }
 
-/// Build the record for one evaluation.
+/// Build the record for one evaluation at `state` (its `x_t`, `y_t` and iteration `t`); `evaluate`
+/// computes the references and metrics.
 pub fn make_record<P: Bilevel + ?Sized>(
     p: &Counted<P>,
-    iteration: usize,
     time_s: f64,
-    x: &[f64],
-    y: &P::Y,
+    state: &State<P::Y>,
     rep: &StepReport,
     record_x_max: usize,
     evaluate: bool,
 ) -> Record {
+    let (iteration, x, y) = (state.iteration, state.x.as_slice(), &state.y);
     let counts = p.counts();
     let d = rep.diagnostics.as_ref();
     let grad_phi = if evaluate {
@@ -374,16 +374,7 @@ pub fn run<P: Bilevel + ?Sized>(
                 || t % opts.evaluate_every == 0
                 || is_last
                 || stop.is_some();
-            let rec = make_record(
-                &p,
-                t,
-                time_s,
-                &state.x,
-                &state.y,
-                &rep,
-                opts.record_x_max,
-                evaluate,
-            );
+            let rec = make_record(&p, time_s, &state, &rep, opts.record_x_max, evaluate);
             overhead += bookkeeping.elapsed();
             if stop.is_none() {
                 solver.upper_step(&mut state, &rep.hypergradient);
