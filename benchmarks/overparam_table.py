@@ -38,11 +38,16 @@ def main():
     print("| problem | solver | params | seeds | f at the solver's point | ‖∇_y g‖ there | φ(x) optimistic (exact) "
           "| f at GD (min-norm) selection | test accuracy at the solver's point |")
     print("|---|---|---|---|---|---|---|---|---|")
+    # A run that stopped before the last iteration reached by any run of its problem diverged
+    # (bench keeps the records up to the failure).
+    last_iter = defaultdict(int)
+    for (prob, _label, _params, _seed), r in last.items():
+        last_iter[prob] = max(last_iter[prob], r["iteration"])
     for (prob, label, params), rs in sorted(groups.items()):
         p = json.loads(params)
         ptxt = ", ".join(f"{k}={v}" for k, v in p.items()) or "—"
-        finite = [r for r in rs if r["f"] is not None and r["iteration"] > 0]
-        note = "" if len(finite) == len(rs) else f" ({len(rs) - len(finite)} diverged at iteration 1)"
+        finite = [r for r in rs if r["f"] is not None and r["iteration"] == last_iter[prob]]
+        note = "" if len(finite) == len(rs) else f" ({len(rs) - len(finite)} diverged)"
         print(
             f"| {prob} | {label} | {ptxt} | {len(rs)}{note} | {cell([r['f'] for r in finite])} "
             f"| {cell([r['lower_gap'] for r in finite], '{:.1e}')} "
