@@ -10,7 +10,9 @@
 //!   (Krylov residual, kernel component of `∇_y f`, intrinsic dimension of the solution manifold);
 //! * [`derivatives`]: exact products from dual numbers and a labelled finite-difference fallback;
 //! * [`dense`]: small dense helpers on faer (symmetric eigendecomposition, pseudoinverse);
-//! * [`rng`]: the deterministic random generator all seeds flow through.
+//! * [`rng`]: the deterministic random generator all seeds flow through;
+//! * [`sampling`]: seeded minibatch samplers for finite sums (chunks reshuffled per pass, or
+//!   uniform).
 
 #![deny(missing_docs)]
 
@@ -20,6 +22,7 @@ pub mod hypergrad;
 pub mod krylov;
 pub mod oracle;
 pub mod rng;
+pub mod sampling;
 pub mod vector;
 
 pub use oracle::{Bilevel, Counted, DerivativeKind, NamedArray, OracleCounts};
