@@ -176,33 +176,15 @@ impl HyperCleaning {
     }
 
     fn train(&self) -> Rows<'_> {
-        let d = &self.data.train;
-        Rows {
-            a: &d.features,
-            labels: &d.labels,
-            n: d.n,
-            p: d.p,
-        }
+        Rows::from(&self.data.train)
     }
 
     fn val(&self) -> Rows<'_> {
-        let d = &self.data.validation;
-        Rows {
-            a: &d.features,
-            labels: &d.labels,
-            n: d.n,
-            p: d.p,
-        }
+        Rows::from(&self.data.validation)
     }
 
     fn test(&self) -> Rows<'_> {
-        let d = &self.data.test;
-        Rows {
-            a: &d.features,
-            labels: &d.labels,
-            n: d.n,
-            p: d.p,
-        }
+        Rows::from(&self.data.test)
     }
 }
 

@@ -84,15 +84,6 @@ impl RegselMultinomial {
         lock(&self.scratch).engine = opts.engine(p, 2 * k, k);
     }
 
-    fn rows<'a>(d: &'a Design) -> Rows<'a> {
-        Rows {
-            a: &d.features,
-            labels: &d.labels,
-            n: d.n,
-            p: d.p,
-        }
-    }
-
     /// `e^{x}` of entry `(j, c)`.
     #[inline]
     fn strength_index(&self, j: usize, c: usize) -> usize {
@@ -158,7 +149,7 @@ impl Bilevel for RegselMultinomial {
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
         let c = 1.0 / self.data.validation.n as f64;
         let mut s = lock(&self.scratch);
-        let r = Self::rows(&self.data.validation);
+        let r = Rows::from(&self.data.validation);
         softmax::value(&mut s.engine, r, self.k, y, &|_| c, &|_| 0.0, &mut [])
     }
 
@@ -166,7 +157,7 @@ impl Bilevel for RegselMultinomial {
         let c = 1.0 / self.data.train.n as f64;
         let loss = {
             let mut s = lock(&self.scratch);
-            let r = Self::rows(&self.data.train);
+            let r = Rows::from(&self.data.train);
             softmax::value(&mut s.engine, r, self.k, y, &|_| c, &|_| 0.0, &mut [])
         };
         let k = self.k;
@@ -183,7 +174,7 @@ impl Bilevel for RegselMultinomial {
         gx.iter_mut().for_each(|g| *g = 0.0);
         let c = 1.0 / self.data.validation.n as f64;
         let mut s = lock(&self.scratch);
-        let r = Self::rows(&self.data.validation);
+        let r = Rows::from(&self.data.validation);
         softmax::gradient(&mut s.engine, r, self.k, y, &|_| c, &|_| 0.0, gy, &mut []);
     }
 
@@ -191,7 +182,7 @@ impl Bilevel for RegselMultinomial {
         let c = 1.0 / self.data.train.n as f64;
         {
             let mut s = lock(&self.scratch);
-            let r = Self::rows(&self.data.train);
+            let r = Rows::from(&self.data.train);
             softmax::gradient(&mut s.engine, r, self.k, y, &|_| c, &|_| 0.0, gy, &mut []);
         }
         self.add_ridge(x, y, gy);
@@ -207,7 +198,7 @@ impl Bilevel for RegselMultinomial {
             let mut guard = lock(&self.scratch);
             let Scratch { engine, yv } = &mut *guard;
             interleave(y, v, self.k, yv);
-            let r = Self::rows(&self.data.train);
+            let r = Rows::from(&self.data.train);
             softmax::hvp(engine, r, self.k, yv, &|_| c, out);
         }
         self.add_ridge(x, v, out);
@@ -243,11 +234,11 @@ impl Bilevel for RegselMultinomial {
         let mut s = lock(&self.scratch);
         let e = &mut s.engine;
         let acc = |e: &mut Engine, d: &Design| {
-            softmax::correct(e, Self::rows(d), k, y) as f64 / d.n as f64
+            softmax::correct(e, Rows::from(d), k, y) as f64 / d.n as f64
         };
         let loss = |e: &mut Engine, d: &Design| {
             let c = 1.0 / d.n as f64;
-            softmax::value(e, Self::rows(d), k, y, &|_| c, &|_| 0.0, &mut [])
+            softmax::value(e, Rows::from(d), k, y, &|_| c, &|_| 0.0, &mut [])
         };
         let mut out = vec![
             ("train_accuracy".to_string(), acc(e, &self.data.train)),

@@ -12,7 +12,7 @@ use super::cleaning::SampleWeights;
 use super::data::{Design, MlData};
 use super::dense::{mat_rm, selections, to_rm, RankSvd, Selections};
 use super::kernels::{argmax, Engine, Pass};
-use super::softmax::interleave;
+use super::softmax::{interleave, Rows};
 use super::{lock, KernelOptions};
 use crate::error::ProblemError;
 use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
@@ -56,14 +56,7 @@ fn sq_pass(
         }
         0.5 * c * tot
     };
-    let pass = Pass {
-        a: &d.features,
-        n: d.n,
-        p: d.p,
-        rhs: w,
-        kk: 1,
-        kb: usize::from(grad.is_some()),
-    };
+    let pass = Rows::from(d).pass(w, 1, usize::from(grad.is_some()));
     match grad {
         Some(out) => e.pass(&pass, out, &mut [], &map),
         None => e.pass(&pass, &mut [], &mut [], &map),
@@ -293,14 +286,7 @@ impl Bilevel for OverparamRegsel {
         scale_into(w, x, v);
         let d = &self.data.train;
         let c = 1.0 / d.n as f64;
-        let pass = Pass {
-            a: &d.features,
-            n: d.n,
-            p: d.p,
-            rhs: w,
-            kk: 1,
-            kb: 1,
-        };
+        let pass = Rows::from(d).pass(w, 1, 1);
         let map = |_r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
             g.iter_mut().zip(z).for_each(|(gi, zi)| *gi = c * zi);
             0.0
@@ -325,14 +311,7 @@ impl Bilevel for OverparamRegsel {
         let d = &self.data.train;
         let c = 1.0 / d.n as f64;
         let t = &self.t_train;
-        let pass = Pass {
-            a: &d.features,
-            n: d.n,
-            p: d.p,
-            rhs: wv,
-            kk: 2,
-            kb: 2,
-        };
+        let pass = Rows::from(d).pass(wv, 2, 2);
         let map = |r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
             for (i, (zu, gi)) in z.chunks_exact(2).zip(g.chunks_exact_mut(2)).enumerate() {
                 gi[0] = c * (zu[0] - t[r0 + i]);
@@ -622,14 +601,7 @@ impl OverparamCleaning {
                 .filter(|(i, zi)| argmax(zi) == labels[r0 + i] as usize)
                 .count() as f64
         };
-        let pass = Pass {
-            a: &d.features,
-            n: d.n,
-            p: d.p,
-            rhs: y,
-            kk: k,
-            kb: 0,
-        };
+        let pass = Rows::from(d).pass(y, k, 0);
         e.pass(&pass, &mut [], &mut [], &map) / d.n as f64
     }
 }
@@ -727,14 +699,7 @@ impl Bilevel for OverparamCleaning {
         let k = self.k;
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        let pass = Pass {
-            a: &d.features,
-            n: d.n,
-            p: d.p,
-            rhs: v,
-            kk: k,
-            kb: k,
-        };
+        let pass = Rows::from(d).pass(v, k, k);
         let map = |r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
             for (i, (zi, gi)) in z.chunks_exact(k).zip(g.chunks_exact_mut(k)).enumerate() {
                 let wi = c * w.w(x[r0 + i]);
@@ -754,14 +719,7 @@ impl Bilevel for OverparamCleaning {
         interleave(y, v, k, yv);
         let d = &self.data.train;
         let labels = &d.labels;
-        let pass = Pass {
-            a: &d.features,
-            n: d.n,
-            p: d.p,
-            rhs: yv,
-            kk: 2 * k,
-            kb: 0,
-        };
+        let pass = Rows::from(d).pass(yv, 2 * k, 0);
         let map = |r0: usize, z: &[f64], _g: &mut [f64], ro: &mut [f64]| {
             for (i, zu) in z.chunks_exact(2 * k).enumerate() {
                 let row = r0 + i;

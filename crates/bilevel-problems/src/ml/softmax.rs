@@ -26,6 +26,31 @@ pub struct Rows<'a> {
     pub p: usize,
 }
 
+impl<'a> Rows<'a> {
+    /// A pass over these rows with right-hand side `rhs` (`p × kk`) and `kb` back-product columns.
+    pub fn pass(&self, rhs: &'a [f64], kk: usize, kb: usize) -> Pass<'a> {
+        Pass {
+            a: self.a,
+            n: self.n,
+            p: self.p,
+            rhs,
+            kk,
+            kb,
+        }
+    }
+}
+
+impl<'a> From<&'a super::data::Design> for Rows<'a> {
+    fn from(d: &'a super::data::Design) -> Self {
+        Rows {
+            a: &d.features,
+            labels: &d.labels,
+            n: d.n,
+            p: d.p,
+        }
+    }
+}
+
 /// `yv ← [Y V]` row by row: `yv[j, 0..k] = Y[j, :]`, `yv[j, k..2k] = V[j, :]`.
 pub fn interleave(y: &[f64], v: &[f64], k: usize, yv: &mut [f64]) {
     for ((dst, yr), vr) in yv
@@ -48,14 +73,7 @@ pub fn value(
     r: &(impl Fn(usize) -> f64 + Sync),
     row_out: &mut [f64],
 ) -> f64 {
-    let pass = Pass {
-        a: d.a,
-        n: d.n,
-        p: d.p,
-        rhs: y,
-        kk: k,
-        kb: 0,
-    };
+    let pass = d.pass(y, k, 0);
     let labels = d.labels;
     let map = |r0: usize, z: &[f64], _g: &mut [f64], ro: &mut [f64]| {
         let mut tot = 0.0;
@@ -85,14 +103,7 @@ pub fn gradient(
     out: &mut [f64],
     row_out: &mut [f64],
 ) -> f64 {
-    let pass = Pass {
-        a: d.a,
-        n: d.n,
-        p: d.p,
-        rhs: y,
-        kk: k,
-        kb: k,
-    };
+    let pass = d.pass(y, k, k);
     let labels = d.labels;
     let map = |r0: usize, z: &[f64], g: &mut [f64], ro: &mut [f64]| {
         let mut tot = 0.0;
@@ -123,14 +134,7 @@ pub fn hvp(
     c: &(impl Fn(usize) -> f64 + Sync),
     out: &mut [f64],
 ) {
-    let pass = Pass {
-        a: d.a,
-        n: d.n,
-        p: d.p,
-        rhs: yv,
-        kk: 2 * k,
-        kb: k,
-    };
+    let pass = d.pass(yv, 2 * k, k);
     let map = |r0: usize, z: &[f64], g: &mut [f64], _ro: &mut [f64]| {
         for (i, (zu, gi)) in z.chunks_exact(2 * k).zip(g.chunks_exact_mut(k)).enumerate() {
             let (zi, ui) = zu.split_at(k);
@@ -156,14 +160,7 @@ pub fn directional_rows(
     c: &(impl Fn(usize) -> f64 + Sync),
     row_out: &mut [f64],
 ) {
-    let pass = Pass {
-        a: d.a,
-        n: d.n,
-        p: d.p,
-        rhs: yv,
-        kk: 2 * k,
-        kb: 0,
-    };
+    let pass = d.pass(yv, 2 * k, 0);
     let labels = d.labels;
     let map = |r0: usize, z: &[f64], _g: &mut [f64], ro: &mut [f64]| {
         for (i, zu) in z.chunks_exact(2 * k).enumerate() {
@@ -180,14 +177,7 @@ pub fn directional_rows(
 
 /// Number of rows whose largest logit is at the label.
 pub fn correct(e: &mut Engine, d: Rows<'_>, k: usize, y: &[f64]) -> usize {
-    let pass = Pass {
-        a: d.a,
-        n: d.n,
-        p: d.p,
-        rhs: y,
-        kk: k,
-        kb: 0,
-    };
+    let pass = d.pass(y, k, 0);
     let labels = d.labels;
     let map = |r0: usize, z: &[f64], _g: &mut [f64], _ro: &mut [f64]| {
         z.chunks_exact(k)
