@@ -8,6 +8,7 @@ use crate::Failure;
 use bilevel_core::derivatives::{fd_gradient, relative_error};
 use bilevel_core::hypergrad::HypergradDiagnostics;
 use bilevel_core::{Counted, OracleCounts};
+use bilevel_problems::BuiltProblem;
 use bilevel_solvers::{SelectionReport, State};
 use serde::Serialize;
 use std::path::Path;
@@ -80,11 +81,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Evaluate the configured solver's hypergradient at the configured `(x0, y0)`.
-pub fn evaluate(cfg: &config::RunConfig, repeats: usize) -> Result<HypergradOutput, Failure> {
-    let built = cfg
-        .problem
-        .build()
-        .map_err(|e| Failure::config(e.to_string()))?;
+pub fn evaluate(
+    cfg: &config::RunConfig,
+    built: &BuiltProblem,
+    repeats: usize,
+) -> Result<HypergradOutput, Failure> {
     let problem: &DynProblem = built.problem.as_ref();
     let mut solver = make_solver(&cfg.solver, problem.dim_x());
     let counted = Counted::new(problem);
@@ -164,15 +165,11 @@ pub fn evaluate(cfg: &config::RunConfig, repeats: usize) -> Result<HypergradOutp
 
 /// Write the problem's data arrays, `x`, `y`, the hypergradient (and the reference ∇φ where
 /// known) as `.npy`, and the whole output as `hypergrad.json`, into `dir`.
-fn export(cfg: &config::RunConfig, out: &HypergradOutput, dir: &Path) -> Result<(), Failure> {
+fn export(built: &BuiltProblem, out: &HypergradOutput, dir: &Path) -> Result<(), Failure> {
     let io = |what: &str, e: std::io::Error| {
         Failure::run(format!("writing {}: {e}", dir.join(what).display()))
     };
     std::fs::create_dir_all(dir).map_err(|e| io("", e))?;
-    let built = cfg
-        .problem
-        .build()
-        .map_err(|e| Failure::config(e.to_string()))?;
     let mut arrays = built.problem.export_arrays();
     arrays.push(bilevel_core::NamedArray {
         name: "x".into(),
@@ -223,9 +220,13 @@ pub fn hypergrad_command(
     repeats: usize,
 ) -> Result<(), Failure> {
     let (cfg, _) = config::load(path).map_err(|e| Failure::config(e.0))?;
-    let out = evaluate(&cfg, repeats)?;
+    let built = cfg
+        .problem
+        .build()
+        .map_err(|e| Failure::config(e.to_string()))?;
+    let out = evaluate(&cfg, &built, repeats)?;
     if let Some(dir) = export_dir {
-        export(&cfg, &out, dir)?;
+        export(&built, &out, dir)?;
     }
     if json {
         let text = serde_json::to_string_pretty(&out)
