@@ -25,5 +25,6 @@ pub mod rng;
 pub mod sampling;
 pub mod vector;
 
-pub use oracle::{Bilevel, Counted, DerivativeKind, NamedArray, OracleCounts};
+pub use oracle::{Bilevel, Counted, DerivativeKind, Level, NamedArray, OracleCounts};
+pub use sampling::{Batch, BatchSampler, Scheme};
 pub use vector::Vector;

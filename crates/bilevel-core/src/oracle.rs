@@ -10,6 +10,7 @@
 //! few thousand numbers) even when the lower variable `y` is a large model, which is generic
 //! ([`Bilevel::Y`]).
 
+use crate::sampling::Batch;
 use crate::vector::Vector;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -45,7 +46,26 @@ impl DerivativeKind {
     }
 }
 
+/// Which finite sum a minibatch is drawn from: the lower objective g's samples or the upper
+/// objective f's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// Samples of g (`g = (1/n) Σ_i g_i + r_g`).
+    Lower,
+    /// Samples of f (`f = (1/m) Σ_j f_j + r_f`).
+    Upper,
+}
+
 /// First- and second-order oracles of a bilevel problem.
+///
+/// **Finite sums.** Problems whose objectives are `g(x, y) = (1/n) Σ_{i<n} g_i(x, y) + r_g(x, y)`
+/// and `f(x, y) = (1/m) Σ_{j<m} f_j(x, y) + r_f(x, y)` (`r` a deterministic part such as a
+/// regulariser) report `n`, `m` through [`Bilevel::sample_count`] and override the `*_batch`
+/// oracles: on a [`Batch`] `B` with weight `w` they return the unbiased estimate
+/// `w · (1/|B|) Σ_{i∈B} ∇g_i + ∇r_g` (and likewise for f, `H`, `J`), so that with every index and
+/// `w = 1` they equal the full oracles. A problem that is not a finite sum is one with a single
+/// sample: `sample_count` is 1 and the batch oracles are the full ones (the defaults).
 ///
 /// All outputs are written into caller-provided buffers so that algorithms allocate nothing in
 /// their loops. `gx` buffers have length [`Bilevel::dim_x`].
@@ -87,6 +107,69 @@ pub trait Bilevel {
     /// Project `y` on the lower-level feasible set (a box, for example); the identity for
     /// unconstrained lower levels. Solvers call it after every lower-level step.
     fn project_y(&self, _y: &mut Self::Y) {}
+
+    /// Number of samples of the finite sum of `level` (1 for problems that are not finite sums).
+    fn sample_count(&self, _level: Level) -> usize {
+        1
+    }
+    /// Minibatch `∇_y g` on a batch of lower samples (see the trait's documentation).
+    fn grad_g_y_batch(&self, x: &[f64], y: &Self::Y, _batch: &Batch<'_>, gy: &mut Self::Y) {
+        self.grad_g_y(x, y, gy)
+    }
+    /// Minibatch `∇_x g` on a batch of lower samples.
+    fn grad_g_x_batch(&self, x: &[f64], y: &Self::Y, _batch: &Batch<'_>, gx: &mut [f64]) {
+        self.grad_g_x(x, y, gx)
+    }
+    /// Minibatch `(∇_x f, ∇_y f)` on a batch of upper samples.
+    fn grad_f_batch(
+        &self,
+        x: &[f64],
+        y: &Self::Y,
+        _batch: &Batch<'_>,
+        gx: &mut [f64],
+        gy: &mut Self::Y,
+    ) {
+        self.grad_f(x, y, gx, gy)
+    }
+    /// Minibatch `H v` on a batch of lower samples.
+    fn hvp_batch(
+        &self,
+        x: &[f64],
+        y: &Self::Y,
+        _batch: &Batch<'_>,
+        v: &Self::Y,
+        out: &mut Self::Y,
+    ) {
+        self.hvp(x, y, v, out)
+    }
+    /// Minibatch `J v` (length m) on a batch of lower samples.
+    fn cross_batch(
+        &self,
+        x: &[f64],
+        y: &Self::Y,
+        _batch: &Batch<'_>,
+        v: &Self::Y,
+        out: &mut [f64],
+    ) {
+        self.cross(x, y, v, out)
+    }
+    /// `∇_y g`, `H v` and `J v` on the same lower batch (override where one pass over the batch
+    /// serves all three; counted as one call of each kind).
+    #[allow(clippy::too_many_arguments)]
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &Self::Y,
+        batch: &Batch<'_>,
+        v: &Self::Y,
+        gy: &mut Self::Y,
+        hv: &mut Self::Y,
+        jv: &mut [f64],
+    ) {
+        self.grad_g_y_batch(x, y, batch, gy);
+        self.hvp_batch(x, y, batch, v, hv);
+        self.cross_batch(x, y, batch, v, jv);
+    }
 
     /// The known solution `x*` of the bilevel problem, where there is one (for distances to the
     /// optimum in benchmarks).
@@ -301,6 +384,46 @@ impl<P: Bilevel + ?Sized> Bilevel for Counted<'_, P> {
     }
     fn project_y(&self, y: &mut P::Y) {
         self.problem.project_y(y)
+    }
+    fn sample_count(&self, level: Level) -> usize {
+        self.problem.sample_count(level)
+    }
+    fn grad_g_y_batch(&self, x: &[f64], y: &P::Y, b: &Batch<'_>, gy: &mut P::Y) {
+        self.bump(|c| c.grad_g += 1);
+        self.problem.grad_g_y_batch(x, y, b, gy)
+    }
+    fn grad_g_x_batch(&self, x: &[f64], y: &P::Y, b: &Batch<'_>, gx: &mut [f64]) {
+        self.bump(|c| c.grad_g += 1);
+        self.problem.grad_g_x_batch(x, y, b, gx)
+    }
+    fn grad_f_batch(&self, x: &[f64], y: &P::Y, b: &Batch<'_>, gx: &mut [f64], gy: &mut P::Y) {
+        self.bump(|c| c.grad_f += 1);
+        self.problem.grad_f_batch(x, y, b, gx, gy)
+    }
+    fn hvp_batch(&self, x: &[f64], y: &P::Y, b: &Batch<'_>, v: &P::Y, out: &mut P::Y) {
+        self.bump(|c| c.hvp += 1);
+        self.problem.hvp_batch(x, y, b, v, out)
+    }
+    fn cross_batch(&self, x: &[f64], y: &P::Y, b: &Batch<'_>, v: &P::Y, out: &mut [f64]) {
+        self.bump(|c| c.cross += 1);
+        self.problem.cross_batch(x, y, b, v, out)
+    }
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &P::Y,
+        b: &Batch<'_>,
+        v: &P::Y,
+        gy: &mut P::Y,
+        hv: &mut P::Y,
+        jv: &mut [f64],
+    ) {
+        self.bump(|c| {
+            c.grad_g += 1;
+            c.hvp += 1;
+            c.cross += 1;
+        });
+        self.problem.lower_batch(x, y, b, v, gy, hv, jv)
     }
     fn reference_x_star(&self) -> Option<Vec<f64>> {
         self.problem.reference_x_star()

@@ -4,7 +4,7 @@
 //! so a seed gives the same stream on every platform and every version of our dependencies.
 
 /// xoshiro256** (Blackman & Vigna), seeded by SplitMix64.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     s: [u64; 4],
 }

@@ -40,8 +40,22 @@ pub struct Batch<'a> {
     pub chunk: Option<usize>,
 }
 
-/// A seeded minibatch sampler over `0..n`.
-#[derive(Clone, Debug)]
+impl Batch<'_> {
+    /// The factor `w/|B|` by which a batch *sum* `Σ_{i∈B} F_i` is multiplied to estimate the
+    /// full mean `(1/n) Σ_i F_i` (0 for an empty batch).
+    #[inline]
+    pub fn sum_scale(&self) -> f64 {
+        if self.indices.is_empty() {
+            0.0
+        } else {
+            self.weight / self.indices.len() as f64
+        }
+    }
+}
+
+/// A seeded minibatch sampler over `0..n` (serialisable, so that a checkpoint resumes the same
+/// stream of batches).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchSampler {
     n: usize,
     batch: usize,

@@ -5,18 +5,12 @@ use crate::error::{check_positive, ProblemError};
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::rng::Rng;
-use bilevel_core::vector::dot;
+use bilevel_core::vector::{axpy, dot};
+use bilevel_core::Batch;
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Mat, Side};
 
-/// Which level's samples: the lower objective g (n samples) or the upper objective f (m samples).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// Samples of g.
-    Lower,
-    /// Samples of f.
-    Upper,
-}
+pub use bilevel_core::Level;
 
 /// The rank-one factors of one sample `i`: the sample's objective is
 /// `½(uᵀy)² + ½(wᵀx)² + (pᵀx)(qᵀy) + aᵀy + bᵀx`, i.e. `A_i = u uᵀ`, `B_i = w wᵀ`,
@@ -173,6 +167,46 @@ impl Samples {
             q: &self.q[i * d..(i + 1) * d],
             a: &self.a[i * d..(i + 1) * d],
             b: &self.b[i * mx..(i + 1) * mx],
+        }
+    }
+
+    /// `out += s Σ_{i∈B} [u_i(u_iᵀy) + q_i(p_iᵀx) + a_i]` (`s = w/|B|`).
+    fn add_grad_y(
+        &self,
+        b: &Batch<'_>,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        mx: usize,
+        out: &mut [f64],
+    ) {
+        let s = b.sum_scale();
+        for &i in b.indices {
+            let f = self.factors(i, d, mx);
+            let (uy, px) = (dot(f.u, y), dot(f.p, x));
+            for k in 0..d {
+                out[k] += s * (f.u[k] * uy + f.q[k] * px + f.a[k]);
+            }
+        }
+    }
+
+    /// `out += s Σ_{i∈B} [w_i(w_iᵀx) + p_i(q_iᵀy) + b_i]`.
+    fn add_grad_x(
+        &self,
+        b: &Batch<'_>,
+        x: &[f64],
+        y: &[f64],
+        d: usize,
+        mx: usize,
+        out: &mut [f64],
+    ) {
+        let s = b.sum_scale();
+        for &i in b.indices {
+            let f = self.factors(i, d, mx);
+            let (wx, qy) = (dot(f.w, x), dot(f.q, y));
+            for k in 0..mx {
+                out[k] += s * (f.w[k] * wx + f.p[k] * qy + f.b[k]);
+            }
         }
     }
 
@@ -726,6 +760,47 @@ impl ProblemDef for Quadratic {
     fn reference_phi_star(&self) -> Option<f64> {
         Some(self.phi_star)
     }
+
+    fn sample_count(&self, level: Level) -> usize {
+        self.samples(level).count
+    }
+    /// `s Σ_{i∈B} [u_i(u_iᵀy) + q_i(p_iᵀx) + a_i]`, `s = w/|B|`.
+    fn grad_g_y_batch(&self, x: &[f64], y: &[f64], b: &Batch<'_>, gy: &mut [f64]) {
+        gy.fill(0.0);
+        self.lower.add_grad_y(b, x, y, self.d, self.mx, gy);
+    }
+    /// `s Σ_{i∈B} [w_i(w_iᵀx) + p_i(q_iᵀy) + b_i]`.
+    fn grad_g_x_batch(&self, x: &[f64], y: &[f64], b: &Batch<'_>, gx: &mut [f64]) {
+        gx.fill(0.0);
+        self.lower.add_grad_x(b, x, y, self.d, self.mx, gx);
+    }
+    /// The same sums over f's samples, plus the ridge `ρx` (deterministic, not weighted).
+    fn grad_f_batch(&self, x: &[f64], y: &[f64], b: &Batch<'_>, gx: &mut [f64], gy: &mut [f64]) {
+        gy.fill(0.0);
+        self.upper.add_grad_y(b, x, y, self.d, self.mx, gy);
+        gx.iter_mut()
+            .zip(x)
+            .for_each(|(g, xi)| *g = self.ridge * xi);
+        self.upper.add_grad_x(b, x, y, self.d, self.mx, gx);
+    }
+    /// `s Σ_{i∈B} u_i(u_iᵀv)`.
+    fn hvp_batch(&self, _x: &[f64], _y: &[f64], b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+        let (d, s) = (self.d, b.sum_scale());
+        for &i in b.indices {
+            let u = &self.lower.u[i * d..(i + 1) * d];
+            axpy(out, s * dot(u, v), u);
+        }
+    }
+    /// `s Σ_{i∈B} p_i(q_iᵀv)`.
+    fn cross_batch(&self, _x: &[f64], _y: &[f64], b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
+        out.fill(0.0);
+        let (d, mx, s) = (self.d, self.mx, b.sum_scale());
+        for &i in b.indices {
+            let q = &self.lower.q[i * d..(i + 1) * d];
+            axpy(out, s * dot(q, v), &self.lower.p[i * mx..(i + 1) * mx]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -748,6 +823,20 @@ mod tests {
             ..QuadraticParams::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn quadratic_minibatch_oracles_are_unbiased_and_full_batch_exact() {
+        let p = crate::WithDerivatives::analytic(small(40, 25, 8, 5, 3));
+        let mut rng = Rng::new(7);
+        let (x, y, v) = (
+            gaussian(&mut rng, 5, 1.0),
+            gaussian(&mut rng, 8, 1.0),
+            gaussian(&mut rng, 8, 1.0),
+        );
+        crate::testing::check_batch_oracles(&p, &x, &y, &v);
+        assert_eq!(bilevel_core::Bilevel::sample_count(&p, Level::Lower), 40);
+        assert_eq!(bilevel_core::Bilevel::sample_count(&p, Level::Upper), 25);
     }
 
     #[test]

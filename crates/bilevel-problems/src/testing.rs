@@ -330,3 +330,101 @@ pub(crate) fn check_pseudoinverse<P: ProblemDef + Clone>(def: &P, x: &[f64]) -> 
     }
     last.expect("two modes checked")
 }
+
+/// Minibatch oracles of a finite-sum problem against its full oracles, at `(x, y)` with direction
+/// `v`:
+///
+/// 1. the batch of every sample with weight 1 gives the full oracles (relative `1e-12`: the same
+///    sums in another order);
+/// 2. the average over all chunks of `b` samples, each with its weight `C·|c|/n`, is the full
+///    oracle exactly (relative `1e-12`), with `b` chosen so the last chunk is partial;
+/// 3. `lower_batch` equals the three separate batch oracles on one batch.
+///
+/// Both levels are checked (lower: `∇_y g`, `∇_x g`, `H v`, `J v`; upper: `∇f`).
+pub(crate) fn check_batch_oracles<B: Bilevel<Y = Vec<f64>> + ?Sized>(
+    p: &B,
+    x: &[f64],
+    y: &[f64],
+    v: &[f64],
+) {
+    use bilevel_core::{Batch, BatchSampler, Level, Scheme};
+    let (m, d) = (p.dim_x(), p.dim_y());
+    let y = y.to_vec();
+    let v = v.to_vec();
+    // Full oracles, concatenated per level: lower [∇_y g, ∇_x g, H v, J v], upper [∇_x f, ∇_y f].
+    let full_lower = {
+        let (mut gy, mut gx, mut hv, mut jv) =
+            (vec![0.0; d], vec![0.0; m], vec![0.0; d], vec![0.0; m]);
+        p.grad_g_y(x, &y, &mut gy);
+        p.grad_g_x(x, &y, &mut gx);
+        p.hvp(x, &y, &v, &mut hv);
+        p.cross(x, &y, &v, &mut jv);
+        [gy, gx, hv, jv].concat()
+    };
+    let full_upper = {
+        let (mut gx, mut gy) = (vec![0.0; m], vec![0.0; d]);
+        p.grad_f(x, &y, &mut gx, &mut gy);
+        [gx, gy].concat()
+    };
+    let lower = |b: &Batch<'_>| {
+        let (mut gy, mut gx, mut hv, mut jv) =
+            (vec![0.0; d], vec![0.0; m], vec![0.0; d], vec![0.0; m]);
+        p.grad_g_y_batch(x, &y, b, &mut gy);
+        p.grad_g_x_batch(x, &y, b, &mut gx);
+        p.hvp_batch(x, &y, b, &v, &mut hv);
+        p.cross_batch(x, &y, b, &v, &mut jv);
+        let (mut gy2, mut hv2, mut jv2) = (vec![0.0; d], vec![0.0; d], vec![0.0; m]);
+        p.lower_batch(x, &y, b, &v, &mut gy2, &mut hv2, &mut jv2);
+        for (a, b, what) in [(&gy, &gy2, "∇_y g"), (&hv, &hv2, "H v"), (&jv, &jv2, "J v")] {
+            let e = relative_error(a, b, 1e-12);
+            assert!(
+                e < 1e-12,
+                "lower_batch vs separate batch oracles, {what}: {e:e}"
+            );
+        }
+        [gy, gx, hv, jv].concat()
+    };
+    let upper = |b: &Batch<'_>| {
+        let (mut gx, mut gy) = (vec![0.0; m], vec![0.0; d]);
+        p.grad_f_batch(x, &y, b, &mut gx, &mut gy);
+        [gx, gy].concat()
+    };
+    for (level, full) in [(Level::Lower, &full_lower), (Level::Upper, &full_upper)] {
+        let n = p.sample_count(level);
+        assert!(n > 1, "{level:?}: not a finite sum (sample_count = {n})");
+        let eval = |b: &Batch<'_>| match level {
+            Level::Lower => lower(b),
+            Level::Upper => upper(b),
+        };
+        let all: Vec<usize> = (0..n).collect();
+        let whole = eval(&Batch {
+            indices: &all,
+            weight: 1.0,
+            chunk: None,
+        });
+        let e = relative_error(&whole, full, 1e-12);
+        assert!(e < 1e-12, "{level:?}: full batch vs full oracle: {e:e}");
+        // A chunk size that leaves a partial last chunk.
+        let b = ((n / 3).max(1)..n)
+            .find(|b| n % b != 0)
+            .unwrap_or((n / 3).max(1));
+        let s = BatchSampler::new(n, b, Scheme::Chunks, 0).expect("n, b ≥ 1");
+        let mut mean = vec![0.0; full.len()];
+        for c in 0..s.chunks() {
+            let idx: Vec<usize> = s.chunk_range(c).collect();
+            let est = eval(&Batch {
+                indices: &idx,
+                weight: s.chunk_weight(c),
+                chunk: Some(c),
+            });
+            mean.iter_mut()
+                .zip(&est)
+                .for_each(|(a, e)| *a += e / s.chunks() as f64);
+        }
+        let e = relative_error(&mean, full, 1e-12);
+        assert!(
+            e < 1e-12,
+            "{level:?}: chunk average (b = {b}) vs full oracle: {e:e}"
+        );
+    }
+}

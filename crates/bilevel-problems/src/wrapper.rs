@@ -9,7 +9,7 @@
 
 use crate::error::{check_positive, ProblemError};
 use bilevel_core::derivatives::{dual_cross, dual_hvp, fd_directional, GenericLowerGradient};
-use bilevel_core::{Bilevel, DerivativeKind};
+use bilevel_core::{Batch, Bilevel, DerivativeKind, Level};
 use std::cell::RefCell;
 
 /// Where `H v` and `J v` come from.
@@ -86,6 +86,31 @@ pub trait ProblemDef: GenericLowerGradient {
     /// The known optimal value `φ* = inf φ`, where there is one.
     fn reference_phi_star(&self) -> Option<f64> {
         None
+    }
+
+    /// Samples of the finite sum of `level` (see [`Bilevel::sample_count`]; 1: not a finite sum).
+    fn sample_count(&self, _level: Level) -> usize {
+        1
+    }
+    /// Minibatch `∇_y g` (see [`Bilevel`]'s finite sums); must not allocate.
+    fn grad_g_y_batch(&self, x: &[f64], y: &[f64], _b: &Batch<'_>, gy: &mut [f64]) {
+        self.grad_g_y(x, y, gy)
+    }
+    /// Minibatch `∇_x g`; must not allocate.
+    fn grad_g_x_batch(&self, x: &[f64], y: &[f64], _b: &Batch<'_>, gx: &mut [f64]) {
+        self.grad_g_x(x, y, gx)
+    }
+    /// Minibatch `(∇_x f, ∇_y f)`; must not allocate.
+    fn grad_f_batch(&self, x: &[f64], y: &[f64], _b: &Batch<'_>, gx: &mut [f64], gy: &mut [f64]) {
+        self.grad_f(x, y, gx, gy)
+    }
+    /// Minibatch exact `H v`; must not allocate.
+    fn hvp_batch(&self, x: &[f64], y: &[f64], _b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
+        self.hvp_analytic(x, y, v, out)
+    }
+    /// Minibatch exact `J v`; must not allocate.
+    fn cross_batch(&self, x: &[f64], y: &[f64], _b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
+        self.cross_analytic(x, y, v, out)
     }
 }
 
@@ -263,5 +288,42 @@ impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
     }
     fn reference_phi_star(&self) -> Option<f64> {
         self.def.reference_phi_star()
+    }
+    // Minibatch oracles: the problem's own (analytic products on the batch, whatever the
+    // full-batch derivative source; batch products of finite sums are sums of exact per-sample
+    // products).
+    fn sample_count(&self, level: Level) -> usize {
+        self.def.sample_count(level)
+    }
+    fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {
+        self.def.grad_g_y_batch(x, y, b, gy)
+    }
+    fn grad_g_x_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gx: &mut [f64]) {
+        self.def.grad_g_x_batch(x, y, b, gx)
+    }
+    fn grad_f_batch(
+        &self,
+        x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        gx: &mut [f64],
+        gy: &mut Vec<f64>,
+    ) {
+        self.def.grad_f_batch(x, y, b, gx, gy)
+    }
+    fn hvp_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        if self.def.sample_count(Level::Lower) == 1 {
+            // Not a finite sum: the batch product is the full one, from the chosen source.
+            self.hvp(x, y, v, out)
+        } else {
+            self.def.hvp_batch(x, y, b, v, out)
+        }
+    }
+    fn cross_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, v: &Vec<f64>, out: &mut [f64]) {
+        if self.def.sample_count(Level::Lower) == 1 {
+            self.cross(x, y, v, out)
+        } else {
+            self.def.cross_batch(x, y, b, v, out)
+        }
     }
 }
