@@ -28,6 +28,7 @@ use bilevel_solvers::implicit::ImplicitConfig;
 use bilevel_solvers::itd::ItdConfig;
 use bilevel_solvers::pbgd::PbgdConfig;
 use bilevel_solvers::pzobo::PzoboConfig;
+use bilevel_solvers::stochastic::soba::SobaConfig;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -62,6 +63,9 @@ pub enum SolverConfig {
     /// Exact implicit reference (Newton-CG lower solve, then the implicit formula).
     #[serde(rename = "implicit")]
     Implicit(ImplicitConfig),
+    /// SOBA: stochastic single-loop (y, v, x) updates on minibatches.
+    #[serde(rename = "soba")]
+    Soba(SobaConfig),
 }
 
 impl Default for SolverConfig {
@@ -83,6 +87,7 @@ impl SolverConfig {
             SolverConfig::Galet(_) => "galet",
             SolverConfig::Pzobo(_) => "pzobo",
             SolverConfig::Implicit(_) => "implicit",
+            SolverConfig::Soba(_) => "soba",
         }
     }
     /// Validate values (errors name the field).
@@ -97,6 +102,7 @@ impl SolverConfig {
             SolverConfig::Galet(c) => c.validate("solver"),
             SolverConfig::Pzobo(c) => c.validate("solver"),
             SolverConfig::Implicit(c) => c.validate("solver"),
+            SolverConfig::Soba(c) => c.validate("solver"),
         }
     }
 }

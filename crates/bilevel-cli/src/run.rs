@@ -15,6 +15,8 @@ use bilevel_solvers::itd::Itd;
 use bilevel_solvers::observers::{Checkpoint, CheckpointWriter, TraceWriter};
 use bilevel_solvers::pbgd::Pbgd;
 use bilevel_solvers::pzobo::Pzobo;
+use bilevel_solvers::stochastic::soba::Soba;
+use bilevel_solvers::stochastic::Stochastic;
 use bilevel_solvers::{BilevelSolver, State};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -41,6 +43,7 @@ pub const SOLVERS: &[(&str, &str)] = &[
     ("galet", "GALET: w by gradient descent on ½‖Hw + ∇_y f‖², for PL lower levels"),
     ("pzobo", "PZOBO: Hessian-free zeroth-order estimate through the T-step map"),
     ("implicit", "exact implicit reference: Newton-CG lower solve to tolerance, then the implicit formula"),
+    ("soba", "SOBA (stochastic): one minibatch step each on y, v ≈ H⁻¹∇_y f and x per iteration"),
 ];
 
 /// Instantiate the configured solver.
@@ -55,6 +58,7 @@ pub fn make_solver(cfg: &SolverConfig, m: usize) -> Box<dyn BilevelSolver<DynPro
         SolverConfig::Galet(c) => Box::new(Galet::new(c.clone(), m)),
         SolverConfig::Pzobo(c) => Box::new(Pzobo::new(c.clone(), m)),
         SolverConfig::Implicit(c) => Box::new(Implicit::new(c.clone(), m)),
+        SolverConfig::Soba(c) => Box::new(Stochastic::new(Soba::new(c.clone(), m))),
     }
 }
 

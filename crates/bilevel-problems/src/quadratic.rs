@@ -183,9 +183,9 @@ impl Samples {
         let s = b.sum_scale();
         for &i in b.indices {
             let f = self.factors(i, d, mx);
-            let (uy, px) = (dot(f.u, y), dot(f.p, x));
-            for k in 0..d {
-                out[k] += s * (f.u[k] * uy + f.q[k] * px + f.a[k]);
+            let (uy, px) = (s * dot(f.u, y), s * dot(f.p, x));
+            for (o, ((u, q), a)) in out[..d].iter_mut().zip(f.u.iter().zip(f.q).zip(f.a)) {
+                *o += u * uy + q * px + s * a;
             }
         }
     }
@@ -203,9 +203,9 @@ impl Samples {
         let s = b.sum_scale();
         for &i in b.indices {
             let f = self.factors(i, d, mx);
-            let (wx, qy) = (dot(f.w, x), dot(f.q, y));
-            for k in 0..mx {
-                out[k] += s * (f.w[k] * wx + f.p[k] * qy + f.b[k]);
+            let (wx, qy) = (s * dot(f.w, x), s * dot(f.q, y));
+            for (o, ((w, p), b)) in out[..mx].iter_mut().zip(f.w.iter().zip(f.p).zip(f.b)) {
+                *o += w * wx + p * qy + s * b;
             }
         }
     }
