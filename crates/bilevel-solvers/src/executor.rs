@@ -338,6 +338,7 @@ pub fn run<P: Bilevel + ?Sized>(
                     iteration: t,
                     source,
                 })?;
+            overhead += Duration::from_secs_f64(solver.record_only_time_s());
             let non_finite = |q| RunError::NonFinite {
                 iteration: t,
                 quantity: q,

@@ -149,6 +149,12 @@ pub trait BilevelSolver<P: Bilevel + ?Sized> {
     ) -> Result<StepReport, SolverError>;
     /// Upper-level step with the hypergradient `h`.
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]);
+    /// Seconds of the last `hypergradient` call spent only on what the record reports (the
+    /// stochastic solvers' full-data `f` and `‖∇_y g‖`); the executor excludes them from the
+    /// solver's time, as it excludes building records. 0 for solvers that evaluate nothing extra.
+    fn record_only_time_s(&self) -> f64 {
+        0.0
+    }
     /// Internal state to store in a checkpoint (optimizer moments, adaptive steps).
     fn checkpoint(&self) -> serde_json::Value;
     /// Restore what [`BilevelSolver::checkpoint`] saved.

@@ -270,12 +270,17 @@ pub trait StochasticStep<P: Bilevel + ?Sized> {
 pub struct Stochastic<S> {
     step: S,
     ctx: Option<Context>,
+    record_time_s: f64,
 }
 
 impl<S> Stochastic<S> {
     /// Wrap a solver.
     pub fn new(step: S) -> Self {
-        Stochastic { step, ctx: None }
+        Stochastic {
+            step,
+            ctx: None,
+            record_time_s: 0.0,
+        }
     }
     /// The wrapped solver.
     pub fn inner(&self) -> &S {
@@ -326,12 +331,14 @@ impl<P: Bilevel + ?Sized, S: StochasticStep<P>> BilevelSolver<P> for Stochastic<
         let every = self.step.common().record_every;
         self.advance(p, state, every)?;
         let t = self.iterations();
-        // Full-data evaluation for the record: diagnostics, outside the budget.
+        // Full-data evaluation for the record: diagnostics, outside the budget and the time.
+        let clock = std::time::Instant::now();
         let (f, lower) = p.diagnostic(|| {
             let mut gy = state.y.zeros_like();
             p.grad_g_y(&state.x, &state.y, &mut gy);
             (p.f(&state.x, &state.y), gy.norm())
         });
+        self.record_time_s = clock.elapsed().as_secs_f64();
         if !lower.is_finite() || !f.is_finite() {
             return Err(SolverError::NonFinite(format!(
                 "{}: iteration {t}: f = {f}, ‖∇_y g‖ = {lower}",
@@ -351,6 +358,10 @@ impl<P: Bilevel + ?Sized, S: StochasticStep<P>> BilevelSolver<P> for Stochastic<
     }
 
     fn upper_step(&mut self, _state: &mut State<P::Y>, _h: &[f64]) {}
+
+    fn record_only_time_s(&self) -> f64 {
+        self.record_time_s
+    }
 
     fn checkpoint(&self) -> serde_json::Value {
         serde_json::json!({
