@@ -792,6 +792,33 @@ impl ProblemDef for Quadratic {
             axpy(out, s * dot(u, v), u);
         }
     }
+    /// The three lower batch oracles in one pass over the batch's factors:
+    /// `∇_y g = s Σ [u_i(u_iᵀy) + q_i(p_iᵀx) + a_i]`, `H v = s Σ u_i(u_iᵀv)`, `J v = s Σ p_i(q_iᵀv)`.
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &[f64],
+        b: &Batch<'_>,
+        v: &[f64],
+        gy: &mut [f64],
+        hv: &mut [f64],
+        jv: &mut [f64],
+    ) {
+        gy.fill(0.0);
+        hv.fill(0.0);
+        jv.fill(0.0);
+        let (d, mx, s) = (self.d, self.mx, b.sum_scale());
+        for &i in b.indices {
+            let f = self.lower.factors(i, d, mx);
+            let (uy, uv) = (s * dot(f.u, y), s * dot(f.u, v));
+            let (px, qv) = (s * dot(f.p, x), s * dot(f.q, v));
+            for (k, ((u, q), a)) in f.u.iter().zip(f.q).zip(f.a).enumerate() {
+                gy[k] += u * uy + q * px + s * a;
+                hv[k] += u * uv;
+            }
+            axpy(jv, qv, f.p);
+        }
+    }
     /// `s Σ_{i∈B} p_i(q_iᵀv)`.
     fn cross_batch(&self, _x: &[f64], _y: &[f64], b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
         out.fill(0.0);

@@ -112,6 +112,22 @@ pub trait ProblemDef: GenericLowerGradient {
     fn cross_batch(&self, x: &[f64], y: &[f64], _b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
         self.cross_analytic(x, y, v, out)
     }
+    /// `∇_y g`, `H v`, `J v` on one batch (override to share the pass); must not allocate.
+    #[allow(clippy::too_many_arguments)]
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &[f64],
+        b: &Batch<'_>,
+        v: &[f64],
+        gy: &mut [f64],
+        hv: &mut [f64],
+        jv: &mut [f64],
+    ) {
+        self.grad_g_y_batch(x, y, b, gy);
+        self.hvp_batch(x, y, b, v, hv);
+        self.cross_batch(x, y, b, v, jv);
+    }
 }
 
 thread_local! {
@@ -324,6 +340,24 @@ impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
             self.cross(x, y, v, out)
         } else {
             self.def.cross_batch(x, y, b, v, out)
+        }
+    }
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        v: &Vec<f64>,
+        gy: &mut Vec<f64>,
+        hv: &mut Vec<f64>,
+        jv: &mut [f64],
+    ) {
+        if self.def.sample_count(Level::Lower) == 1 {
+            self.grad_g_y(x, y, gy);
+            self.hvp(x, y, v, hv);
+            self.cross(x, y, v, jv);
+        } else {
+            self.def.lower_batch(x, y, b, v, gy, hv, jv)
         }
     }
 }
