@@ -11,14 +11,18 @@
 //!   hypergradient as PERFORMANCE.md counts it (50 lower gradient steps, 20 CG iterations, one
 //!   cross product and one upper gradient);
 //! * regsel-logistic at 2300 × 57 (Spambase's training size; Spambase when cached): gradient,
-//!   HVP and the same hypergradient workload.
+//!   HVP and the same hypergradient workload;
+//! * minibatch oracles at batch 64, as a stochastic solver calls them once per iteration
+//!   (`lower_batch` + `grad_f_batch`, µs per call, chunk and uniform batches drawn by
+//!   `BatchSampler`): regsel-logistic at 2300 × 57 + intercept and hyper-cleaning at
+//!   20000 × 784 × 10 (Spambase / Fashion-MNIST when cached, else synthetic data of that shape).
 //!
 //! Environment: `ML_BENCH_QUICK=1` fewer repeats; `ML_BENCH_SWEEP=1` also sweeps block rows and
-//! threads of the hyper-cleaning gradient; `ML_BENCH_ONLY=stream|matmul|cleaning|logistic` runs
-//! one part; `ML_BENCH_ACCURACY=1` also reports the clean-data
+//! threads of the hyper-cleaning gradient; `ML_BENCH_ONLY=stream|matmul|cleaning|logistic|batch`
+//! runs one part; `ML_BENCH_ACCURACY=1` also reports the clean-data
 //! Fashion-MNIST test accuracy of the lower-level solution for several r.
 
-use bilevel_core::Bilevel;
+use bilevel_core::{Batch, BatchSampler, Bilevel, Level, Scheme};
 use bilevel_data::{DataSource, Dataset};
 use bilevel_problems::ml::data::{MlData, SplitSize, SplitSpec, Standardize};
 use bilevel_problems::ml::{HyperCleaning, KernelOptions, RegselLogistic, SampleWeights};
@@ -215,7 +219,9 @@ fn hypergradient_workload(p: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y0: &[f64], 
     fx.iter().zip(&jv).map(|(a, b)| a - b).sum()
 }
 
-fn cleaning_bench() {
+/// Hyper-cleaning at 20000 × 784 × 10 (Fashion-MNIST when cached, else synthetic pixels), half
+/// the training labels corrupted, sigmoid weights, r = 0.2; and the data's name.
+fn cleaning_problem() -> (HyperCleaning, &'static str) {
     let (n, p, k) = (20_000, 784, 10);
     let spec = SplitSpec {
         train: SplitSize::Count(n as u64),
@@ -240,6 +246,12 @@ fn cleaning_bench() {
     };
     m.corrupt(0.5, 0).expect("corrupt");
     let prob = HyperCleaning::new(m, 0.2, SampleWeights::Sigmoid).expect("problem");
+    (prob, source)
+}
+
+fn cleaning_bench() {
+    let (n, p, k) = (20_000, 784, 10);
+    let (prob, source) = cleaning_problem();
     let x = vec![-2.0; n];
     let mut rng = bilevel_core::rng::Rng::new(2);
     let mut y = vec![0.0; p * k];
@@ -325,14 +337,16 @@ fn cleaning_bench() {
     }
 }
 
-fn logistic_bench() {
+/// regsel-logistic at 2300 × 57 (Spambase when cached, else synthetic), log1p-scaled, with or
+/// without an intercept column; and the data's name.
+fn logistic_problem(intercept: bool) -> (RegselLogistic, &'static str) {
     let spec = SplitSpec {
         train: SplitSize::Count(2300),
         validation: SplitSize::Count(1150),
         test: None,
         seed: 0,
         standardize: Standardize::Log1p,
-        intercept: false,
+        intercept,
     };
     let (m, source) = match cached("spambase") {
         Some((pool, _)) => (
@@ -348,7 +362,11 @@ fn logistic_bench() {
             )
         }
     };
-    let prob = RegselLogistic::new(m).expect("problem");
+    (RegselLogistic::new(m).expect("problem"), source)
+}
+
+fn logistic_bench() {
+    let (prob, source) = logistic_problem(false);
     let (n, p) = (2300.0, 57);
     let x = vec![-3.0; p];
     let y = vec![0.05; p];
@@ -415,6 +433,142 @@ fn accuracy_check() {
     }
 }
 
+/// A drawn batch (indices and weight) as a [`Batch`].
+fn batch(b: &(Vec<usize>, f64)) -> Batch<'_> {
+    Batch {
+        indices: &b.0,
+        weight: b.1,
+        chunk: None,
+    }
+}
+
+/// `lower_batch` + `grad_f_batch` on batches of 64 rows (chunk and uniform), µs per call pair,
+/// and each alone; 256 pre-drawn batches per level are cycled through, and x alternates between
+/// two values (a solver moves x every iteration: nothing cached on x is reused).
+fn batch_case(label: &str, prob: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y: &[f64], calls: usize) {
+    let (m, d) = (prob.dim_x(), prob.dim_y());
+    let y = &y.to_vec();
+    let x2: Vec<f64> = x.iter().map(|e| e + 1e-3).collect();
+    let xs = [x, &x2[..]];
+    let v: Vec<f64> = y.iter().map(|e| 1.0 - e).collect();
+    let (mut gy, mut hv, mut jv) = (vec![0.0; d], vec![0.0; d], vec![0.0; m]);
+    let (mut fx, mut fy) = (vec![0.0; m], vec![0.0; d]);
+    let draw = |level: Level, scheme: Scheme| -> Vec<(Vec<usize>, f64)> {
+        let mut s = BatchSampler::new(prob.sample_count(level), 64, scheme, 7).expect("n ≥ 1");
+        (0..256)
+            .map(|_| {
+                let b = s.next_batch();
+                (b.indices.to_vec(), b.weight)
+            })
+            .collect()
+    };
+    let r = reps(31);
+    for scheme in [Scheme::Chunks, Scheme::Uniform] {
+        let (lower, upper) = (draw(Level::Lower, scheme), draw(Level::Upper, scheme));
+        let mut which = 0usize;
+        let mut both = || {
+            for _ in 0..calls {
+                let (bl, bu) = (batch(&lower[which % 256]), batch(&upper[which % 256]));
+                let x = xs[which % 2];
+                prob.lower_batch(x, y, &bl, &v, &mut gy, &mut hv, &mut jv);
+                prob.grad_f_batch(x, y, &bu, &mut fx, &mut fy);
+                which += 1;
+            }
+            black_box((&gy, &hv, &jv, &fy));
+        };
+        let t = median_time(2, r, &mut both) / calls as f64;
+        LAST_MIN.with(|c| c.set(c.get() / calls as f64));
+        report(
+            &format!("  {label}, {scheme:?}: lower_batch + grad_f_batch, per call"),
+            t,
+            0.0,
+            0.0,
+        );
+        let mut lower_only = || {
+            for _ in 0..calls {
+                prob.lower_batch(
+                    xs[which % 2],
+                    y,
+                    &batch(&lower[which % 256]),
+                    &v,
+                    &mut gy,
+                    &mut hv,
+                    &mut jv,
+                );
+                which += 1;
+            }
+            black_box((&gy, &hv, &jv));
+        };
+        let t = median_time(2, r, &mut lower_only) / calls as f64;
+        LAST_MIN.with(|c| c.set(c.get() / calls as f64));
+        report(
+            &format!("  {label}, {scheme:?}: lower_batch alone"),
+            t,
+            0.0,
+            0.0,
+        );
+        let mut upper_only = || {
+            for _ in 0..calls {
+                let x = xs[which % 2];
+                prob.grad_f_batch(x, y, &batch(&upper[which % 256]), &mut fx, &mut fy);
+                which += 1;
+            }
+            black_box(&fy);
+        };
+        let t = median_time(2, r, &mut upper_only) / calls as f64;
+        LAST_MIN.with(|c| c.set(c.get() / calls as f64));
+        report(
+            &format!("  {label}, {scheme:?}: grad_f_batch alone"),
+            t,
+            0.0,
+            0.0,
+        );
+    }
+    // For scale: the full oracles the batch calls replace.
+    let t = median_time(2, reps(11), || {
+        prob.grad_g_y(x, y, &mut gy);
+        prob.hvp(x, y, &v, &mut hv);
+        prob.cross(x, y, &v, &mut jv);
+        prob.grad_f(x, y, &mut fx, &mut fy);
+        black_box((&gy, &hv, &jv, &fy));
+    });
+    report(
+        &format!("  {label}: full grad_g_y + hvp + cross + grad_f (for scale)"),
+        t,
+        0.0,
+        0.0,
+    );
+}
+
+fn batch_bench() {
+    let (prob, source) = logistic_problem(true);
+    let p = prob.dim_y();
+    println!("minibatch oracles, batch 64, calling thread only");
+    let x = vec![-3.0; p];
+    let y = vec![0.05; p];
+    batch_case(
+        &format!("regsel-logistic on {source} 2300×{p}"),
+        &prob,
+        &x,
+        &y,
+        1000,
+    );
+    drop(prob);
+    let (prob, source) = cleaning_problem();
+    let x = vec![-2.0; prob.dim_x()];
+    let mut rng = bilevel_core::rng::Rng::new(2);
+    let mut y = vec![0.0; prob.dim_y()];
+    rng.fill_normal(&mut y);
+    y.iter_mut().for_each(|v| *v *= 0.01);
+    batch_case(
+        &format!("hyper-cleaning on {source} 20000×784×10"),
+        &prob,
+        &x,
+        &y,
+        20,
+    );
+}
+
 fn main() {
     if env("ML_BENCH_ACCURACY") {
         accuracy_check();
@@ -436,5 +590,8 @@ fn main() {
     }
     if run("logistic") {
         logistic_bench();
+    }
+    if run("batch") {
+        batch_bench();
     }
 }

@@ -2,13 +2,13 @@
 //! trained on corrupted labels does well on clean validation data (PROBLEMS.md §E.2).
 
 use super::data::MlData;
-use super::kernels::{sigmoid, Engine};
+use super::kernels::{sigmoid, BatchEngine, Engine};
 use super::reference::{implicit_hypergradient, WarmStart};
 use super::softmax::{self, interleave, Rows};
 use super::{lock, KernelOptions};
 use crate::error::{check_positive, ProblemError};
 use bilevel_core::vector::dot;
-use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -59,6 +59,25 @@ struct Scratch {
     yv: Vec<f64>,
 }
 
+/// Scratch of the minibatch oracles: the batch pass, `[Y V]` and the `p × 2k` output of
+/// [`softmax::batch_lower`].
+#[derive(Debug)]
+struct BatchScratch {
+    engine: BatchEngine,
+    yv: Vec<f64>,
+    out: Vec<f64>,
+}
+
+impl BatchScratch {
+    fn new(p: usize, k: usize) -> Self {
+        BatchScratch {
+            engine: BatchEngine::new(p, 2 * k, 2 * k),
+            yv: vec![0.0; 2 * p * k],
+            out: vec![0.0; 2 * p * k],
+        }
+    }
+}
+
 /// `hyper-cleaning`: data hyper-cleaning with a linear softmax model.
 ///
 /// With `A` the `n × p` training matrix, `t_i` its (partly corrupted) labels, `Y ∈ R^{p×k}`
@@ -74,6 +93,19 @@ struct Scratch {
 /// `g` is `2r`-strongly convex in Y, so `S(x) = {Y*(x)}`; the references solve it by Newton–CG
 /// ([`super::reference`]). Every pass over `A` is blocked ([`Engine`]); HVP and cross product read
 /// `[Y V]` in one product.
+///
+/// **Minibatches.** `g` is a finite sum over the n training rows (`g_i = w(x_i) CE_i`, the
+/// ridge `r‖Y‖²` deterministic) and `f` over the m validation rows. On a batch B with
+/// `s = `[`Batch::sum_scale`] and `#_B(i)` the occurrences of `i` in B:
+///
+/// * `∇_Y g_B = s Σ_{i∈B} w(x_i) a_i (s_i − e_{t_i})ᵀ + 2rY`;
+/// * `(∇_x g_B)_i = s #_B(i) w'(x_i) CE_i` (zero off the batch);
+/// * `H_B V = s Σ_{i∈B} w(x_i) a_i [(diag s_i − s_i s_iᵀ) Vᵀa_i]ᵀ + 2rV`;
+/// * `(J_B V)_i = s #_B(i) w'(x_i) ⟨s_i − e_{t_i}, Vᵀa_i⟩` (zero off the batch);
+/// * `∇_Y f_B = s Σ_{j∈B} b_j (softmax(Yᵀb_j) − e_{s_j})ᵀ`, `∇_x f_B = 0`.
+///
+/// They run on the calling thread over the batch rows only ([`BatchEngine`]); besides the
+/// zeroing of the length-n outputs `∇_x g` and `J V`, their cost does not depend on n.
 #[derive(Debug)]
 pub struct HyperCleaning {
     data: MlData,
@@ -81,6 +113,7 @@ pub struct HyperCleaning {
     reg: f64,
     weights: SampleWeights,
     scratch: Mutex<Scratch>,
+    batch: Mutex<BatchScratch>,
     warm: WarmStart,
     baselines: std::sync::OnceLock<Option<Baselines>>,
 }
@@ -121,6 +154,7 @@ impl HyperCleaning {
                 engine: opts.engine(p, 2 * k, k),
                 yv: vec![0.0; 2 * p * k],
             }),
+            batch: Mutex::new(BatchScratch::new(p, k)),
             data,
             k,
             reg,
@@ -324,6 +358,127 @@ impl Bilevel for HyperCleaning {
 
     fn derivatives(&self) -> DerivativeKind {
         DerivativeKind::Analytic
+    }
+
+    /// n training rows for g, m validation rows for f.
+    fn sample_count(&self, level: Level) -> usize {
+        match level {
+            Level::Lower => self.data.train.n,
+            Level::Upper => self.data.validation.n,
+        }
+    }
+
+    /// `∇_Y g_B = s Σ_{i∈B} w(x_i) a_i (s_i − e_{t_i})ᵀ + 2rY`, `s = w_B/|B|`.
+    fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {
+        let (s, w) = (b.sum_scale(), self.weights);
+        let mut guard = lock(&self.batch);
+        let c = |i: usize| s * w.w(x[i]);
+        softmax::batch_gradient(&mut guard.engine, self.train(), self.k, b.indices, y, c, gy);
+        let r2 = 2.0 * self.reg;
+        gy.iter_mut().zip(y).for_each(|(g, yi)| *g += r2 * yi);
+    }
+
+    /// `(∇_x g_B)_i = s #_B(i) w'(x_i) CE_i` on the batch rows, 0 elsewhere.
+    fn grad_g_x_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gx: &mut [f64]) {
+        let (s, w) = (b.sum_scale(), self.weights);
+        gx.fill(0.0);
+        let mut guard = lock(&self.batch);
+        softmax::batch_values(
+            &mut guard.engine,
+            self.train(),
+            self.k,
+            b.indices,
+            y,
+            |i, ce| gx[i] += s * w.dw(x[i]) * ce,
+        );
+    }
+
+    /// `∇_Y f_B = s Σ_{j∈B} b_j (softmax(Yᵀb_j) − e_{s_j})ᵀ`, `∇_x f_B = 0`.
+    fn grad_f_batch(
+        &self,
+        _x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        gx: &mut [f64],
+        gy: &mut Vec<f64>,
+    ) {
+        gx.fill(0.0);
+        let s = b.sum_scale();
+        let mut guard = lock(&self.batch);
+        softmax::batch_gradient(
+            &mut guard.engine,
+            self.val(),
+            self.k,
+            b.indices,
+            y,
+            |_| s,
+            gy,
+        );
+    }
+
+    /// `H_B V = s Σ_{i∈B} w(x_i) a_i [(diag s_i − s_i s_iᵀ) Vᵀa_i]ᵀ + 2rV`.
+    fn hvp_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        let (s, w) = (b.sum_scale(), self.weights);
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, yv, .. } = &mut *guard;
+        interleave(y, v, self.k, yv);
+        let c = |i: usize| s * w.w(x[i]);
+        softmax::batch_hvp(engine, self.train(), self.k, b.indices, yv, c, out);
+        let r2 = 2.0 * self.reg;
+        out.iter_mut().zip(v).for_each(|(o, vi)| *o += r2 * vi);
+    }
+
+    /// `(J_B V)_i = s #_B(i) w'(x_i) ⟨s_i − e_{t_i}, Vᵀa_i⟩` on the batch rows, 0 elsewhere.
+    fn cross_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, v: &Vec<f64>, out: &mut [f64]) {
+        let (s, w) = (b.sum_scale(), self.weights);
+        out.fill(0.0);
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, yv, .. } = &mut *guard;
+        interleave(y, v, self.k, yv);
+        softmax::batch_directional(engine, self.train(), self.k, b.indices, yv, |i, dd| {
+            out[i] += s * w.dw(x[i]) * dd
+        });
+    }
+
+    /// The three lower batch oracles above from one pass over the batch rows (one product with
+    /// `[Y V]`, one softmax per row, one back product for `∇_Y g_B` and `H_B V` together).
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        v: &Vec<f64>,
+        gy: &mut Vec<f64>,
+        hv: &mut Vec<f64>,
+        jv: &mut [f64],
+    ) {
+        let (s, w, k) = (b.sum_scale(), self.weights, self.k);
+        jv.fill(0.0);
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, yv, out } = &mut *guard;
+        interleave(y, v, k, yv);
+        softmax::batch_lower(
+            engine,
+            self.train(),
+            k,
+            b.indices,
+            yv,
+            |i| s * w.w(x[i]),
+            out,
+            |i, dd| jv[i] += s * w.dw(x[i]) * dd,
+        );
+        let r2 = 2.0 * self.reg;
+        for (((o, g), h), (yr, vr)) in out
+            .chunks_exact(2 * k)
+            .zip(gy.chunks_exact_mut(k))
+            .zip(hv.chunks_exact_mut(k))
+            .zip(y.chunks_exact(k).zip(v.chunks_exact(k)))
+        {
+            for c in 0..k {
+                g[c] = o[c] + r2 * yr[c];
+                h[c] = o[k + c] + r2 * vr[c];
+            }
+        }
     }
 
     fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
@@ -560,5 +715,103 @@ mod tests {
         // corrupted.
         assert!(p.data.corrupted.iter().any(|&c| c));
         assert!((0.0..=1.0).contains(&b.clean_test_accuracy));
+    }
+
+    #[test]
+    fn batch_oracles_are_exact_on_full_batches_and_unbiased_over_chunks() {
+        for (weights, scale) in [(SampleWeights::Sigmoid, 1.0), (SampleWeights::Clip, 0.0)] {
+            let p = small(weights, 12);
+            let (x, y) = point(&p, 13, 1.0);
+            // Clip weights: x inside (0, 1), where w' = 1.
+            let x: Vec<f64> = x.iter().map(|v| scale * v + (1.0 - scale) * 0.5).collect();
+            let (_, v) = point(&p, 14, 1.0);
+            crate::testing::check_batch_oracles(&p, &x, &y, &v);
+        }
+    }
+
+    #[test]
+    fn sample_counts_are_the_split_sizes() {
+        let p = small(SampleWeights::Sigmoid, 15);
+        assert_eq!(p.sample_count(Level::Lower), 40);
+        assert_eq!(p.sample_count(Level::Upper), 30);
+        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
+        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+    }
+
+    /// A uniform batch with repeats, against a direct per-sample loop; the outputs are
+    /// overwritten, not accumulated.
+    #[test]
+    fn batch_oracles_match_a_direct_sum_with_repeats() {
+        let p = small(SampleWeights::Sigmoid, 16);
+        let (x, y) = point(&p, 17, 1.0);
+        let (_, v) = point(&p, 18, 1.0);
+        let (n, dy, k) = (p.dim_x(), p.dim_y(), p.k);
+        let idx = [3usize, 17, 3, 39, 0, 17, 3];
+        let b = Batch {
+            indices: &idx,
+            weight: 0.7,
+            chunk: None,
+        };
+        let s = b.sum_scale();
+        let d = &p.data.train;
+        let (mut gy, mut gx, mut hv, mut jv) =
+            (vec![0.0; dy], vec![0.0; n], vec![0.0; dy], vec![0.0; n]);
+        let r2 = 2.0 * p.reg;
+        for (g, (yi, vi)) in gy.iter_mut().zip(hv.iter_mut()).zip(y.iter().zip(&v)) {
+            *g.0 = r2 * yi;
+            *g.1 = r2 * vi;
+        }
+        for &i in &idx {
+            let a = d.row(i);
+            let z: Vec<f64> = (0..k)
+                .map(|c| (0..d.p).map(|j| a[j] * y[j * k + c]).sum())
+                .collect();
+            let u: Vec<f64> = (0..k)
+                .map(|c| (0..d.p).map(|j| a[j] * v[j * k + c]).sum())
+                .collect();
+            let lse = z.iter().map(|e| e.exp()).sum::<f64>().ln();
+            let sm: Vec<f64> = z.iter().map(|e| (e - lse).exp()).collect();
+            let t = d.labels[i] as usize;
+            let (wi, dwi) = (sigmoid(x[i]), SampleWeights::Sigmoid.dw(x[i]));
+            let su: f64 = sm.iter().zip(&u).map(|(a, b)| a * b).sum();
+            gx[i] += s * dwi * (lse - z[t]);
+            jv[i] += s * dwi * (su - u[t]);
+            for j in 0..d.p {
+                for c in 0..k {
+                    let e = sm[c] - f64::from(u8::from(c == t));
+                    gy[j * k + c] += s * wi * a[j] * e;
+                    hv[j * k + c] += s * wi * a[j] * sm[c] * (u[c] - su);
+                }
+            }
+        }
+        let garbage = |len: usize| vec![f64::NAN; len];
+        let (mut gy2, mut gx2, mut hv2, mut jv2) =
+            (garbage(dy), garbage(n), garbage(dy), garbage(n));
+        p.grad_g_y_batch(&x, &y, &b, &mut gy2);
+        p.grad_g_x_batch(&x, &y, &b, &mut gx2);
+        p.hvp_batch(&x, &y, &b, &v, &mut hv2);
+        p.cross_batch(&x, &y, &b, &v, &mut jv2);
+        let (mut gy3, mut hv3, mut jv3) = (garbage(dy), garbage(dy), garbage(n));
+        p.lower_batch(&x, &y, &b, &v, &mut gy3, &mut hv3, &mut jv3);
+        use bilevel_core::derivatives::relative_error;
+        for (got, want) in [
+            (&gy2, &gy),
+            (&gx2, &gx),
+            (&hv2, &hv),
+            (&jv2, &jv),
+            (&gy3, &gy),
+            (&hv3, &hv),
+            (&jv3, &jv),
+        ] {
+            assert!(relative_error(got, want, 1e-300) < 1e-12);
+        }
+        assert_eq!(gx2.iter().filter(|g| **g != 0.0).count(), 4);
+        let (mut fx, mut fy) = (garbage(n), garbage(dy));
+        let vb = Batch {
+            indices: &[2, 29, 2],
+            ..b
+        };
+        p.grad_f_batch(&x, &y, &vb, &mut fx, &mut fy);
+        assert!(fx.iter().all(|g| *g == 0.0) && fy.iter().all(|g| g.is_finite()));
     }
 }

@@ -2,12 +2,12 @@
 //! validation split (PROBLEMS.md §E.1).
 
 use super::data::{Design, MlData};
-use super::kernels::{sigmoid, softplus, Engine, Pass};
+use super::kernels::{sigmoid, softplus, BatchEngine, BatchPass, Engine, ExpCache, Pass};
 use super::reference::{implicit_hypergradient, WarmStart};
 use super::softmax::interleave;
 use super::{lock, KernelOptions};
 use crate::error::ProblemError;
-use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use std::sync::Mutex;
 
 /// Binary targets `t_i ∈ {−1, +1}` (class 1 ↦ +1) of a design.
@@ -92,6 +92,53 @@ struct Scratch {
     yv: Vec<f64>,
 }
 
+/// `(−t σ(−t z), σ(z)(1 − σ(z)))`: the derivative and the curvature of `softplus(−t z)` in the
+/// score z of a row with target `t = ±1`, from one exponential.
+#[inline]
+fn row_derivatives(z: f64, t: f64) -> (f64, f64) {
+    let e = (-z.abs()).exp();
+    let hi = 1.0 / (1.0 + e); // σ(|z|)
+    let lo = e * hi; // σ(−|z|)
+    let s = if t * z >= 0.0 { lo } else { hi }; // σ(−t z)
+    (-t * s, hi * lo)
+}
+
+/// Scratch of the minibatch oracles: the batch pass, `[y v]`, the `p × 2` output of the
+/// combined pass and `e^x`.
+#[derive(Debug)]
+struct BatchScratch {
+    engine: BatchEngine,
+    yv: Vec<f64>,
+    out: Vec<f64>,
+    ex: ExpCache,
+}
+
+/// `gy ← s Σ_{i∈B} (−t_i σ(−t_i a_iᵀy)) a_i` over the batch rows of `d` (repeats counted).
+fn batch_loss_gradient(
+    e: &mut BatchEngine,
+    d: Binary<'_>,
+    idx: &[usize],
+    y: &[f64],
+    s: f64,
+    gy: &mut [f64],
+) {
+    let t = d.t;
+    let pass = BatchPass {
+        a: d.a,
+        p: d.p,
+        idx,
+        rhs: y,
+        kk: 1,
+        kb: 1,
+    };
+    e.pass(&pass, gy, |rows, z, g| {
+        for ((&i, &zi), gi) in rows.iter().zip(z).zip(g.iter_mut()) {
+            *gi = s * row_derivatives(zi, t[i]).0;
+        }
+        0.0
+    });
+}
+
 /// `regsel-logistic`: per-feature regularisation selection for binary logistic regression.
 ///
 /// With the training matrix `A` (`n × p`, after scaling and the optional intercept column),
@@ -105,6 +152,18 @@ struct Scratch {
 ///
 /// `g` is `min_j e^{x_j}`-strongly convex, so `S(x) = {y*(x)}`; the references solve it by
 /// Newton–CG to `‖∇_y g‖ ≤ 1e-10` and use the implicit formula `∇φ = −J H⁻¹∇_y f`.
+///
+/// **Minibatches.** `g` is a finite sum over the n training rows (the ridge deterministic) and
+/// `f` over the m validation rows. On a batch B with `s = `[`Batch::sum_scale`] (repeats
+/// counted):
+///
+/// * `∇_y g_B = s Σ_{i∈B} (−t_i σ(−t_i a_iᵀy)) a_i + e^x ⊙ y`;
+/// * `H_B v = s Σ_{i∈B} D_i (a_iᵀv) a_i + e^x ⊙ v`;
+/// * `∇_x g_B = ½ e^x ⊙ y²` and `J_B v = e^x ⊙ y ⊙ v` (the ridge only: the full oracles);
+/// * `∇_y f_B = s Σ_{j∈B} (−s_j σ(−s_j b_jᵀy)) b_j`, `∇_x f_B = 0`.
+///
+/// They run on the calling thread over the batch rows only, read in place (no gathering), with
+/// one exponential per row.
 #[derive(Debug)]
 pub struct RegselLogistic {
     data: MlData,
@@ -112,6 +171,7 @@ pub struct RegselLogistic {
     t_val: Vec<f64>,
     t_test: Vec<f64>,
     scratch: Mutex<Scratch>,
+    batch: Mutex<BatchScratch>,
     warm: WarmStart,
 }
 
@@ -140,6 +200,12 @@ impl RegselLogistic {
             scratch: Mutex::new(Scratch {
                 engine: KernelOptions::default_for(p).engine(p, 2, 1),
                 yv: vec![0.0; 2 * p],
+            }),
+            batch: Mutex::new(BatchScratch {
+                engine: BatchEngine::new(p, 2, 2),
+                yv: vec![0.0; 2 * p],
+                out: vec![0.0; 2 * p],
+                ex: ExpCache::new(p),
             }),
             data,
             warm: WarmStart::default(),
@@ -289,6 +355,131 @@ impl Bilevel for RegselLogistic {
         DerivativeKind::Analytic
     }
 
+    /// n training rows for g, m validation rows for f.
+    fn sample_count(&self, level: Level) -> usize {
+        match level {
+            Level::Lower => self.data.train.n,
+            Level::Upper => self.data.validation.n,
+        }
+    }
+
+    /// `∇_y g_B = s Σ_{i∈B} (−t_i σ(−t_i a_iᵀy)) a_i + e^x ⊙ y`, `s = w_B/|B|`.
+    fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, ex, .. } = &mut *guard;
+        batch_loss_gradient(engine, self.train(), b.indices, y, b.sum_scale(), gy);
+        for ((g, e), yj) in gy.iter_mut().zip(ex.get(x)).zip(y) {
+            *g += e * yj;
+        }
+    }
+
+    /// `∇_x g_B = ½ e^x ⊙ y²` (the ridge's: the samples do not depend on x).
+    fn grad_g_x_batch(&self, x: &[f64], y: &Vec<f64>, _b: &Batch<'_>, gx: &mut [f64]) {
+        self.grad_g_x(x, y, gx);
+    }
+
+    /// `∇_y f_B = s Σ_{j∈B} (−s_j σ(−s_j b_jᵀy)) b_j`, `∇_x f_B = 0`.
+    fn grad_f_batch(
+        &self,
+        _x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        gx: &mut [f64],
+        gy: &mut Vec<f64>,
+    ) {
+        gx.fill(0.0);
+        let mut guard = lock(&self.batch);
+        batch_loss_gradient(
+            &mut guard.engine,
+            self.val(),
+            b.indices,
+            y,
+            b.sum_scale(),
+            gy,
+        );
+    }
+
+    /// `H_B v = s Σ_{i∈B} σ(z_i)(1 − σ(z_i)) (a_iᵀv) a_i + e^x ⊙ v`, `z_i = a_iᵀy`.
+    fn hvp_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        let s = b.sum_scale();
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, yv, ex, .. } = &mut *guard;
+        interleave(y, v, 1, yv);
+        let d = self.train();
+        let pass = BatchPass {
+            a: d.a,
+            p: d.p,
+            idx: b.indices,
+            rhs: yv,
+            kk: 2,
+            kb: 1,
+        };
+        engine.pass(&pass, out, |rows, z, g| {
+            for ((&i, zu), gi) in rows.iter().zip(z.chunks_exact(2)).zip(g.iter_mut()) {
+                *gi = s * row_derivatives(zu[0], d.t[i]).1 * zu[1];
+            }
+            0.0
+        });
+        for ((o, e), vj) in out.iter_mut().zip(ex.get(x)).zip(v) {
+            *o += e * vj;
+        }
+    }
+
+    /// `J_B v = e^x ⊙ y ⊙ v` (the ridge's: the full cross product).
+    fn cross_batch(&self, x: &[f64], y: &Vec<f64>, _b: &Batch<'_>, v: &Vec<f64>, out: &mut [f64]) {
+        self.cross(x, y, v, out);
+    }
+
+    /// `∇_y g_B`, `H_B v` and `J_B v` from one pass over the batch rows (one product with
+    /// `[y v]`, one exponential per row, one back product for both sums); `e^x` is computed
+    /// once per new x.
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        v: &Vec<f64>,
+        gy: &mut Vec<f64>,
+        hv: &mut Vec<f64>,
+        jv: &mut [f64],
+    ) {
+        let s = b.sum_scale();
+        let mut guard = lock(&self.batch);
+        let BatchScratch {
+            engine,
+            yv,
+            out,
+            ex,
+        } = &mut *guard;
+        interleave(y, v, 1, yv);
+        let d = self.train();
+        let pass = BatchPass {
+            a: d.a,
+            p: d.p,
+            idx: b.indices,
+            rhs: yv,
+            kk: 2,
+            kb: 2,
+        };
+        engine.pass(&pass, out, |rows, z, g| {
+            for ((&i, zu), gi) in rows
+                .iter()
+                .zip(z.chunks_exact(2))
+                .zip(g.chunks_exact_mut(2))
+            {
+                let (r, c) = row_derivatives(zu[0], d.t[i]);
+                gi[0] = s * r;
+                gi[1] = s * c * zu[1];
+            }
+            0.0
+        });
+        for (j, (o, &e)) in out.chunks_exact(2).zip(ex.get(x)).enumerate() {
+            gy[j] = o[0] + e * y[j];
+            hv[j] = o[1] + e * v[j];
+            jv[j] = e * y[j] * v[j];
+        }
+    }
+
     fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
         self.warm.y_star(self, x)
     }
@@ -408,5 +599,111 @@ pub(crate) mod tests {
             e.starts_with("problem.data: regsel-logistic needs a binary"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn batch_oracles_are_exact_on_full_batches_and_unbiased_over_chunks() {
+        let p = small(6);
+        let mut rng = Rng::new(7);
+        let (mut x, mut y, mut v) = (vec![0.0; 7], vec![0.0; 7], vec![0.0; 7]);
+        rng.fill_normal(&mut x);
+        rng.fill_normal(&mut y);
+        rng.fill_normal(&mut v);
+        crate::testing::check_batch_oracles(&p, &x, &y, &v);
+    }
+
+    #[test]
+    fn sample_counts_are_the_split_sizes() {
+        let p = small(8);
+        assert_eq!(p.sample_count(Level::Lower), 40);
+        assert_eq!(p.sample_count(Level::Upper), 30);
+        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
+        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+    }
+
+    #[test]
+    fn row_derivatives_are_the_sigmoid_formulas() {
+        for z in [-800.0, -30.0, -2.5, -1e-3, 0.0, 1e-3, 0.7, 30.0, 800.0] {
+            for t in [-1.0, 1.0] {
+                let (r, c) = row_derivatives(z, t);
+                let s = sigmoid(z);
+                assert!((r - -t * sigmoid(-t * z)).abs() <= 1e-16 * (1.0 + r.abs()));
+                assert!((c - s * (1.0 - s)).abs() <= 1e-16 + 1e-15 * c);
+            }
+        }
+    }
+
+    /// A uniform batch with repeats (more rows than one kernel block), against a direct
+    /// per-sample loop; the outputs are overwritten, not accumulated.
+    #[test]
+    fn batch_oracles_match_a_direct_sum_with_repeats() {
+        let p = small(9);
+        let mut rng = Rng::new(10);
+        let (mut x, mut y, mut v) = (vec![0.0; 7], vec![0.0; 7], vec![0.0; 7]);
+        rng.fill_normal(&mut x);
+        rng.fill_normal(&mut y);
+        rng.fill_normal(&mut v);
+        let idx: Vec<usize> = (0..700).map(|i| (i * i + 3 * i) % 40).collect();
+        let b = Batch {
+            indices: &idx,
+            weight: 1.3,
+            chunk: None,
+        };
+        let s = b.sum_scale();
+        let d = &p.data.train;
+        let mut gy: Vec<f64> = (0..7).map(|j| x[j].exp() * y[j]).collect();
+        let mut hv: Vec<f64> = (0..7).map(|j| x[j].exp() * v[j]).collect();
+        for &i in &idx {
+            let a = d.row(i);
+            let z: f64 = a.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let u: f64 = a.iter().zip(&v).map(|(a, b)| a * b).sum();
+            let t = p.t_train[i];
+            let sz = sigmoid(z);
+            for j in 0..7 {
+                gy[j] += s * -t * sigmoid(-t * z) * a[j];
+                hv[j] += s * sz * (1.0 - sz) * u * a[j];
+            }
+        }
+        let nan = || vec![f64::NAN; 7];
+        let (mut gy2, mut hv2) = (nan(), nan());
+        p.grad_g_y_batch(&x, &y, &b, &mut gy2);
+        p.hvp_batch(&x, &y, &b, &v, &mut hv2);
+        let (mut gy3, mut hv3, mut jv3) = (nan(), nan(), nan());
+        p.lower_batch(&x, &y, &b, &v, &mut gy3, &mut hv3, &mut jv3);
+        let mut jv = nan();
+        p.cross(&x, &y, &v, &mut jv);
+        use bilevel_core::derivatives::relative_error;
+        for (got, want) in [
+            (&gy2, &gy),
+            (&hv2, &hv),
+            (&gy3, &gy),
+            (&hv3, &hv),
+            (&jv3, &jv),
+        ] {
+            assert!(
+                relative_error(got, want, 1e-300) < 1e-12,
+                "{got:?} vs {want:?}"
+            );
+        }
+        // Upper level on validation rows (30), with repeats.
+        let vb = Batch {
+            indices: &[29, 0, 29, 5],
+            ..b
+        };
+        let s = vb.sum_scale();
+        let dv = &p.data.validation;
+        let mut fy = vec![0.0; 7];
+        for &i in vb.indices {
+            let a = dv.row(i);
+            let z: f64 = a.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let t = p.t_val[i];
+            for j in 0..7 {
+                fy[j] += s * -t * sigmoid(-t * z) * a[j];
+            }
+        }
+        let (mut fx2, mut fy2) = (nan(), nan());
+        p.grad_f_batch(&x, &y, &vb, &mut fx2, &mut fy2);
+        assert!(fx2.iter().all(|g| *g == 0.0));
+        assert!(relative_error(&fy2, &fy, 1e-300) < 1e-12);
     }
 }

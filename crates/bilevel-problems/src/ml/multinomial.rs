@@ -2,12 +2,12 @@
 //! selected on a validation split (PROBLEMS.md §E.1, multinomial version).
 
 use super::data::{Design, MlData};
-use super::kernels::Engine;
+use super::kernels::{BatchEngine, Engine, ExpCache};
 use super::reference::{implicit_hypergradient, WarmStart};
 use super::softmax::{self, interleave, Rows};
 use super::{lock, KernelOptions};
 use crate::error::ProblemError;
-use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -28,6 +28,16 @@ struct Scratch {
     yv: Vec<f64>,
 }
 
+/// Scratch of the minibatch oracles: the batch pass, `[Y V]`, the `p × 2k` output of
+/// [`softmax::batch_lower`] and `e^x`.
+#[derive(Debug)]
+struct BatchScratch {
+    engine: BatchEngine,
+    yv: Vec<f64>,
+    out: Vec<f64>,
+    ex: ExpCache,
+}
+
 /// `regsel-multinomial`: regularisation selection for multinomial logistic regression.
 ///
 /// With `A` (`n × p`), labels `t_i`, `Y ∈ R^{p×k}` (row-major, `y[j·k + c]`) and `E_{jc}` the
@@ -41,12 +51,24 @@ struct Scratch {
 ///   per feature: `∂g/∂x_j = ½ e^{x_j}‖Y_{j,:}‖²`, `(J V)_j = e^{x_j}⟨Y_{j,:}, V_{j,:}⟩`.
 ///
 /// `g` is `min E`-strongly convex; the references solve it by Newton–CG.
+///
+/// **Minibatches.** `g` is a finite sum over the n training rows (the ridge deterministic) and
+/// `f` over the m validation rows. On a batch B with `s = `[`Batch::sum_scale`] (repeats
+/// counted):
+///
+/// * `∇_Y g_B = s Σ_{i∈B} a_i (s_i − e_{t_i})ᵀ + E ⊙ Y`;
+/// * `H_B V = s Σ_{i∈B} a_i [(diag s_i − s_i s_iᵀ) Vᵀa_i]ᵀ + E ⊙ V`;
+/// * `∇_x g_B` and `J_B V` are the ridge's, i.e. the full `∇_x g` and `J V`;
+/// * `∇_Y f_B = s Σ_{j∈B} b_j (softmax(Yᵀb_j) − e_{s_j})ᵀ`, `∇_x f_B = 0`.
+///
+/// They run on the calling thread over the batch rows only ([`BatchEngine`]).
 #[derive(Debug)]
 pub struct RegselMultinomial {
     data: MlData,
     k: usize,
     per: StrengthPer,
     scratch: Mutex<Scratch>,
+    batch: Mutex<BatchScratch>,
     warm: WarmStart,
 }
 
@@ -65,6 +87,12 @@ impl RegselMultinomial {
             scratch: Mutex::new(Scratch {
                 engine: KernelOptions::default_for(p).engine(p, 2 * k, k),
                 yv: vec![0.0; 2 * p * k],
+            }),
+            batch: Mutex::new(BatchScratch {
+                engine: BatchEngine::new(p, 2 * k, 2 * k),
+                yv: vec![0.0; 2 * p * k],
+                out: vec![0.0; 2 * p * k],
+                ex: ExpCache::new(p.max(k)),
             }),
             data,
             k,
@@ -104,6 +132,16 @@ impl RegselMultinomial {
         }
         let s = if half { 0.5 } else { 1.0 };
         out.iter_mut().zip(x).for_each(|(o, xi)| *o *= s * xi.exp());
+    }
+
+    /// `out += E ⊙ v` with `ex = e^x` computed beforehand.
+    fn add_ridge_ex(&self, ex: &[f64], v: &[f64], out: &mut [f64]) {
+        let k = self.k;
+        for (j, (orow, vrow)) in out.chunks_exact_mut(k).zip(v.chunks_exact(k)).enumerate() {
+            for (c, (o, vi)) in orow.iter_mut().zip(vrow).enumerate() {
+                *o += ex[self.strength_index(j, c)] * vi;
+            }
+        }
     }
 
     /// `out += E ⊙ v`.
@@ -210,6 +248,103 @@ impl Bilevel for RegselMultinomial {
 
     fn derivatives(&self) -> DerivativeKind {
         DerivativeKind::Analytic
+    }
+
+    /// n training rows for g, m validation rows for f.
+    fn sample_count(&self, level: Level) -> usize {
+        match level {
+            Level::Lower => self.data.train.n,
+            Level::Upper => self.data.validation.n,
+        }
+    }
+
+    /// `∇_Y g_B = s Σ_{i∈B} a_i (s_i − e_{t_i})ᵀ + E ⊙ Y`, `s = w_B/|B|`.
+    fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {
+        let s = b.sum_scale();
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, ex, .. } = &mut *guard;
+        let r = Rows::from(&self.data.train);
+        softmax::batch_gradient(engine, r, self.k, b.indices, y, |_| s, gy);
+        self.add_ridge_ex(ex.get(x), y, gy);
+    }
+
+    /// `∇_x g_B = ∇_x g` (the ridge's: the samples do not depend on x).
+    fn grad_g_x_batch(&self, x: &[f64], y: &Vec<f64>, _b: &Batch<'_>, gx: &mut [f64]) {
+        self.grad_g_x(x, y, gx);
+    }
+
+    /// `∇_Y f_B = s Σ_{j∈B} b_j (softmax(Yᵀb_j) − e_{s_j})ᵀ`, `∇_x f_B = 0`.
+    fn grad_f_batch(
+        &self,
+        _x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        gx: &mut [f64],
+        gy: &mut Vec<f64>,
+    ) {
+        gx.fill(0.0);
+        let s = b.sum_scale();
+        let mut guard = lock(&self.batch);
+        let r = Rows::from(&self.data.validation);
+        softmax::batch_gradient(&mut guard.engine, r, self.k, b.indices, y, |_| s, gy);
+    }
+
+    /// `H_B V = s Σ_{i∈B} a_i [(diag s_i − s_i s_iᵀ) Vᵀa_i]ᵀ + E ⊙ V`.
+    fn hvp_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, v: &Vec<f64>, out: &mut Vec<f64>) {
+        let s = b.sum_scale();
+        let mut guard = lock(&self.batch);
+        let BatchScratch { engine, yv, ex, .. } = &mut *guard;
+        interleave(y, v, self.k, yv);
+        let r = Rows::from(&self.data.train);
+        softmax::batch_hvp(engine, r, self.k, b.indices, yv, |_| s, out);
+        self.add_ridge_ex(ex.get(x), v, out);
+    }
+
+    /// `J_B V = J V` (the ridge's: the samples do not depend on x).
+    fn cross_batch(&self, x: &[f64], y: &Vec<f64>, _b: &Batch<'_>, v: &Vec<f64>, out: &mut [f64]) {
+        self.cross(x, y, v, out);
+    }
+
+    /// `∇_Y g_B` and `H_B V` from one pass over the batch rows (one product with `[Y V]`, one
+    /// softmax per row, one back product), and `J V`; `e^x` is computed once per new x.
+    fn lower_batch(
+        &self,
+        x: &[f64],
+        y: &Vec<f64>,
+        b: &Batch<'_>,
+        v: &Vec<f64>,
+        gy: &mut Vec<f64>,
+        hv: &mut Vec<f64>,
+        jv: &mut [f64],
+    ) {
+        let (s, k) = (b.sum_scale(), self.k);
+        let mut guard = lock(&self.batch);
+        let BatchScratch {
+            engine,
+            yv,
+            out,
+            ex,
+        } = &mut *guard;
+        interleave(y, v, k, yv);
+        let r = Rows::from(&self.data.train);
+        softmax::batch_lower(engine, r, k, b.indices, yv, |_| s, out, |_, _| {});
+        let ex = ex.get(x);
+        jv.fill(0.0);
+        for (j, (((o, g), h), (yr, vr))) in out
+            .chunks_exact(2 * k)
+            .zip(gy.chunks_exact_mut(k))
+            .zip(hv.chunks_exact_mut(k))
+            .zip(y.chunks_exact(k).zip(v.chunks_exact(k)))
+            .enumerate()
+        {
+            for c in 0..k {
+                let l = self.strength_index(j, c);
+                g[c] = o[c] + ex[l] * yr[c];
+                h[c] = o[k + c] + ex[l] * vr[c];
+                jv[l] += yr[c] * vr[c];
+            }
+        }
+        jv.iter_mut().zip(ex.iter()).for_each(|(o, e)| *o *= e);
     }
 
     fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
@@ -328,5 +463,78 @@ mod tests {
         p.grad_g_x(&x, &y, &mut gx);
         assert!((gx.iter().sum::<f64>() - ridge).abs() < 1e-13 * ridge);
         assert!((base - (3.0f64).ln()).abs() < 1e-14, "CE at Y = 0 is log k");
+    }
+
+    #[test]
+    fn batch_oracles_are_exact_on_full_batches_and_unbiased_over_chunks() {
+        for (per, m) in [(StrengthPer::Class, 3), (StrengthPer::Feature, 7)] {
+            let p = small(per, 8);
+            let mut rng = Rng::new(9);
+            let (mut x, mut y, mut v) = (vec![0.0; m], vec![0.0; 21], vec![0.0; 21]);
+            rng.fill_normal(&mut x);
+            rng.fill_normal(&mut y);
+            rng.fill_normal(&mut v);
+            crate::testing::check_batch_oracles(&p, &x, &y, &v);
+        }
+    }
+
+    #[test]
+    fn sample_counts_are_the_split_sizes() {
+        let p = small(StrengthPer::Class, 10);
+        assert_eq!(p.sample_count(Level::Lower), 40);
+        assert_eq!(p.sample_count(Level::Upper), 30);
+        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
+        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+    }
+
+    /// A uniform batch with repeats against the weighted sum of one-row batches, which the
+    /// full-batch check ties to the full oracles; the outputs are overwritten.
+    #[test]
+    fn batch_with_repeats_is_the_weighted_sum_of_its_rows() {
+        use bilevel_core::derivatives::relative_error;
+        let p = small(StrengthPer::Feature, 11);
+        let mut rng = Rng::new(12);
+        let (mut x, mut y, mut v) = (vec![0.0; 7], vec![0.0; 21], vec![0.0; 21]);
+        rng.fill_normal(&mut x);
+        rng.fill_normal(&mut y);
+        rng.fill_normal(&mut v);
+        let idx = [4usize, 39, 4, 0, 4, 17];
+        let b = Batch {
+            indices: &idx,
+            weight: 0.8,
+            chunk: None,
+        };
+        let s = b.sum_scale();
+        // Deterministic parts: the oracles on an empty batch.
+        let empty = Batch {
+            indices: &[],
+            weight: 1.0,
+            chunk: None,
+        };
+        let run = |b: &Batch<'_>| {
+            let (mut gy, mut hv, mut jv) =
+                (vec![f64::NAN; 21], vec![f64::NAN; 21], vec![f64::NAN; 7]);
+            p.lower_batch(&x, &y, b, &v, &mut gy, &mut hv, &mut jv);
+            let mut gy2 = vec![f64::NAN; 21];
+            p.grad_g_y_batch(&x, &y, b, &mut gy2);
+            let mut hv2 = vec![f64::NAN; 21];
+            p.hvp_batch(&x, &y, b, &v, &mut hv2);
+            assert!(relative_error(&gy2, &gy, 1e-300) < 1e-12);
+            assert!(relative_error(&hv2, &hv, 1e-300) < 1e-12);
+            [gy, hv, jv].concat()
+        };
+        let det = run(&empty);
+        let mut want = det.clone();
+        for &i in &idx {
+            let one = run(&Batch {
+                indices: &[i],
+                weight: 1.0,
+                chunk: None,
+            });
+            want.iter_mut()
+                .zip(one.iter().zip(&det))
+                .for_each(|(w, (o, d))| *w += s * (o - d));
+        }
+        assert!(relative_error(&run(&b), &want, 1e-300) < 1e-12);
     }
 }

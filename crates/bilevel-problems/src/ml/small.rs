@@ -4,7 +4,9 @@
 //!
 //! * [`forward`]: `z_iq = ⟨a_i, r_q⟩` for each row and each column of `R` (from `Rᵀ`, `k × p`),
 //!   8 independent lanes per dot product;
-//! * [`backward`]: `Outᵀ_q += g_iq a_i` (`Outᵀ`: `k × p`), one axpy per row and column.
+//! * [`backward`]: `Outᵀ_q += g_iq a_i` (`Outᵀ`: `k × p`), one axpy per row and column;
+//! * [`forward_indexed`], [`backward_indexed`]: the same on the rows `a_{idx[b]}` of a minibatch
+//!   (any indices, repeats allowed), read in place instead of gathered.
 //!
 //! On x86-64 with AVX2 and FMA (detected at run time) explicit 256-bit fused multiply-add
 //! kernels run (LLVM emits `vzeroupper` on return); elsewhere portable loops over 8-lane chunks.
@@ -52,9 +54,62 @@ fn axpy<const FMA: bool>(out: &mut [f64], s: f64, a: &[f64]) {
     }
 }
 
+/// The rows a kernel reads: a contiguous block, or the rows of a matrix at given indices.
+trait RowSet<'a>: Copy {
+    /// Number of rows.
+    fn count(self) -> usize;
+    /// Row `b` (`p` entries).
+    fn row(self, b: usize) -> &'a [f64];
+}
+
+/// Consecutive rows of a row-major block.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    a: &'a [f64],
+    p: usize,
+}
+
+impl<'a> RowSet<'a> for Block<'a> {
+    #[inline(always)]
+    fn count(self) -> usize {
+        self.a.len() / self.p
+    }
+    #[inline(always)]
+    fn row(self, b: usize) -> &'a [f64] {
+        &self.a[b * self.p..(b + 1) * self.p]
+    }
+}
+
+/// Rows `idx[b]` of a row-major matrix (any order, repeats allowed).
+#[derive(Clone, Copy)]
+struct Gather<'a> {
+    a: &'a [f64],
+    p: usize,
+    idx: &'a [usize],
+}
+
+impl<'a> RowSet<'a> for Gather<'a> {
+    #[inline(always)]
+    fn count(self) -> usize {
+        self.idx.len()
+    }
+    #[inline(always)]
+    fn row(self, b: usize) -> &'a [f64] {
+        let i = self.idx[b];
+        &self.a[i * self.p..(i + 1) * self.p]
+    }
+}
+
 #[inline(always)]
-fn forward_body<const FMA: bool>(a: &[f64], p: usize, rt: &[f64], k: usize, z: &mut [f64]) {
-    for (ai, zi) in a.chunks_exact(p).zip(z.chunks_exact_mut(k)) {
+fn forward_body<'a, const FMA: bool>(
+    rows: impl RowSet<'a>,
+    p: usize,
+    rt: &[f64],
+    k: usize,
+    z: &mut [f64],
+) {
+    for (b, zi) in z.chunks_exact_mut(k).take(rows.count()).enumerate() {
+        let ai = rows.row(b);
         for (q, zq) in zi.iter_mut().enumerate() {
             *zq = dot::<FMA>(ai, &rt[q * p..(q + 1) * p]);
         }
@@ -62,8 +117,15 @@ fn forward_body<const FMA: bool>(a: &[f64], p: usize, rt: &[f64], k: usize, z: &
 }
 
 #[inline(always)]
-fn backward_body<const FMA: bool>(a: &[f64], p: usize, g: &[f64], k: usize, out_t: &mut [f64]) {
-    for (ai, gi) in a.chunks_exact(p).zip(g.chunks_exact(k)) {
+fn backward_body<'a, const FMA: bool>(
+    rows: impl RowSet<'a>,
+    p: usize,
+    g: &[f64],
+    k: usize,
+    out_t: &mut [f64],
+) {
+    for (b, gi) in g.chunks_exact(k).take(rows.count()).enumerate() {
+        let ai = rows.row(b);
         for (q, &s) in gi.iter().enumerate() {
             axpy::<FMA>(&mut out_t[q * p..(q + 1) * p], s, ai);
         }
@@ -228,16 +290,17 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward(a: &[f64], p: usize, rt: &[f64], k: usize, z: &mut [f64]) {
-        let rows = a.len() / p;
+    pub(super) fn forward<'a>(
+        a: impl super::RowSet<'a>,
+        p: usize,
+        rt: &[f64],
+        k: usize,
+        z: &mut [f64],
+    ) {
+        let rows = a.count();
         let mut i = 0;
         while i + 4 <= rows {
-            let ar = [
-                &a[i * p..(i + 1) * p],
-                &a[(i + 1) * p..(i + 2) * p],
-                &a[(i + 2) * p..(i + 3) * p],
-                &a[(i + 3) * p..(i + 4) * p],
-            ];
+            let ar = [a.row(i), a.row(i + 1), a.row(i + 2), a.row(i + 3)];
             for q in 0..k {
                 let d = dot4(ar, &rt[q * p..(q + 1) * p]);
                 for (r, dr) in d.iter().enumerate() {
@@ -246,10 +309,8 @@ mod x86 {
             }
             i += 4;
         }
-        for (ai, zi) in a[i * p..]
-            .chunks_exact(p)
-            .zip(z[i * k..].chunks_exact_mut(k))
-        {
+        for (b, zi) in z.chunks_exact_mut(k).enumerate().take(rows).skip(i) {
+            let ai = a.row(b);
             for (q, zq) in zi.iter_mut().enumerate() {
                 *zq = dot(ai, &rt[q * p..(q + 1) * p]);
             }
@@ -257,16 +318,17 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn backward(a: &[f64], p: usize, g: &[f64], k: usize, out_t: &mut [f64]) {
-        let rows = a.len() / p;
+    pub(super) fn backward<'a>(
+        a: impl super::RowSet<'a>,
+        p: usize,
+        g: &[f64],
+        k: usize,
+        out_t: &mut [f64],
+    ) {
+        let rows = a.count();
         let mut i = 0;
         while i + 4 <= rows {
-            let ar = [
-                &a[i * p..(i + 1) * p],
-                &a[(i + 1) * p..(i + 2) * p],
-                &a[(i + 2) * p..(i + 3) * p],
-                &a[(i + 3) * p..(i + 4) * p],
-            ];
+            let ar = [a.row(i), a.row(i + 1), a.row(i + 2), a.row(i + 3)];
             for q in 0..k {
                 let s = [
                     g[i * k + q],
@@ -278,7 +340,8 @@ mod x86 {
             }
             i += 4;
         }
-        for (ai, gi) in a[i * p..].chunks_exact(p).zip(g[i * k..].chunks_exact(k)) {
+        for (b, gi) in g.chunks_exact(k).enumerate().take(rows).skip(i) {
+            let ai = a.row(b);
             for (q, &s) in gi.iter().enumerate() {
                 axpy(&mut out_t[q * p..(q + 1) * p], s, ai);
             }
@@ -303,13 +366,7 @@ pub fn has_avx2_fma() -> bool {
 pub fn forward(a: &[f64], p: usize, rt: &[f64], k: usize, z: &mut [f64]) {
     let rows = a.len() / p.max(1);
     assert!(p > 0 && k <= MAX_K && a.len() == rows * p && rt.len() >= k * p && z.len() >= rows * k);
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { x86::forward(a, p, rt, k, z) };
-        return;
-    }
-    forward_body::<false>(a, p, rt, k, z)
+    forward_rows(Block { a, p }, p, rt, k, z)
 }
 
 /// `Outᵀ ← Outᵀ + Gᵀ A_b` for the rows of `a` (row-major, `p` columns), `G` row-major
@@ -319,13 +376,54 @@ pub fn backward(a: &[f64], p: usize, g: &[f64], k: usize, out_t: &mut [f64]) {
     assert!(
         p > 0 && k <= MAX_K && a.len() == rows * p && g.len() >= rows * k && out_t.len() >= k * p
     );
+    backward_rows(Block { a, p }, p, g, k, out_t)
+}
+
+/// `z_bq ← ⟨a_{idx[b]}, r_q⟩` for the rows `idx` (any order, repeats allowed) of `a` (row-major,
+/// `p` columns), `Rᵀ` row-major `k × p`, `Z` row-major `idx.len() × k`.
+///
+/// # Panics
+/// If an index is out of range or the shapes do not match.
+pub fn forward_indexed(a: &[f64], p: usize, idx: &[usize], rt: &[f64], k: usize, z: &mut [f64]) {
+    assert!(p > 0 && k <= MAX_K && rt.len() >= k * p && z.len() >= idx.len() * k);
+    forward_rows(Gather { a, p, idx }, p, rt, k, z)
+}
+
+/// `Outᵀ_q ← Outᵀ_q + Σ_b g_bq a_{idx[b]}` for the rows `idx` (any order, repeats allowed) of
+/// `a` (row-major, `p` columns), `G` row-major `idx.len() × k`, `Outᵀ` row-major `k × p`.
+///
+/// # Panics
+/// If an index is out of range or the shapes do not match.
+pub fn backward_indexed(
+    a: &[f64],
+    p: usize,
+    idx: &[usize],
+    g: &[f64],
+    k: usize,
+    out_t: &mut [f64],
+) {
+    assert!(p > 0 && k <= MAX_K && g.len() >= idx.len() * k && out_t.len() >= k * p);
+    backward_rows(Gather { a, p, idx }, p, g, k, out_t)
+}
+
+fn forward_rows<'a>(rows: impl RowSet<'a>, p: usize, rt: &[f64], k: usize, z: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { x86::backward(a, p, g, k, out_t) };
+        unsafe { x86::forward(rows, p, rt, k, z) };
         return;
     }
-    backward_body::<false>(a, p, g, k, out_t)
+    forward_body::<false>(rows, p, rt, k, z)
+}
+
+fn backward_rows<'a>(rows: impl RowSet<'a>, p: usize, g: &[f64], k: usize, out_t: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { x86::backward(rows, p, g, k, out_t) };
+        return;
+    }
+    backward_body::<false>(rows, p, g, k, out_t)
 }
 
 #[cfg(test)]
@@ -349,11 +447,11 @@ mod tests {
             let mut z = vec![f64::NAN; rows * k];
             forward(&a, p, &rt, k, &mut z);
             let mut z0 = vec![f64::NAN; rows * k];
-            forward_body::<false>(&a, p, &rt, k, &mut z0);
+            forward_body::<false>(Block { a: &a, p }, p, &rt, k, &mut z0);
             let mut out = init.clone();
             backward(&a, p, &g, k, &mut out);
             let mut out0 = init.clone();
-            backward_body::<false>(&a, p, &g, k, &mut out0);
+            backward_body::<false>(Block { a: &a, p }, p, &g, k, &mut out0);
             for i in 0..rows {
                 for q in 0..k {
                     let want: f64 = (0..p).map(|j| a[i * p + j] * rt[q * p + j]).sum();
@@ -370,6 +468,71 @@ mod tests {
                         assert!((got - want).abs() < 1e-13 * (1.0 + want.abs()));
                     }
                 }
+            }
+        }
+    }
+
+    /// The indexed kernels equal the block kernels on the gathered rows (repeats included), for
+    /// both instances.
+    #[test]
+    fn indexed_products_match_gathered_rows() {
+        let mut rng = Rng::new(2);
+        let n = 11;
+        for (b, p, k) in [(9, 13, 2), (4, 57, 1), (7, 8, 4), (1, 3, 3), (0, 5, 2)] {
+            let mut a = vec![0.0; n * p];
+            let mut rt = vec![0.0; k * p];
+            let mut g = vec![0.0; b * k];
+            let mut init = vec![0.0; k * p];
+            rng.fill_normal(&mut a);
+            rng.fill_normal(&mut rt);
+            rng.fill_normal(&mut g);
+            rng.fill_normal(&mut init);
+            let idx: Vec<usize> = (0..b).map(|i| (i * 7 + 3) % 5).collect();
+            let gathered: Vec<f64> = idx
+                .iter()
+                .flat_map(|&i| a[i * p..(i + 1) * p].iter().copied())
+                .collect();
+            let mut z = vec![f64::NAN; b * k];
+            let mut z0 = vec![f64::NAN; b * k];
+            let mut z1 = vec![f64::NAN; b * k];
+            forward_indexed(&a, p, &idx, &rt, k, &mut z);
+            forward_body::<false>(
+                Gather {
+                    a: &a,
+                    p,
+                    idx: &idx,
+                },
+                p,
+                &rt,
+                k,
+                &mut z0,
+            );
+            if b > 0 {
+                forward(&gathered, p, &rt, k, &mut z1);
+            } else {
+                z1.clear();
+            }
+            let (mut out, mut out0, mut out1) = (init.clone(), init.clone(), init.clone());
+            backward_indexed(&a, p, &idx, &g, k, &mut out);
+            backward_body::<false>(
+                Gather {
+                    a: &a,
+                    p,
+                    idx: &idx,
+                },
+                p,
+                &g,
+                k,
+                &mut out0,
+            );
+            if b > 0 {
+                backward(&gathered, p, &g, k, &mut out1);
+            }
+            for (x, y) in z.iter().zip(&z1).chain(z0.iter().zip(&z1)) {
+                assert!((x - y).abs() < 1e-13 * (1.0 + y.abs()), "{b} {p} {k}");
+            }
+            for (x, y) in out.iter().zip(&out1).chain(out0.iter().zip(&out1)) {
+                assert!((x - y).abs() < 1e-13 * (1.0 + y.abs()), "{b} {p} {k}");
             }
         }
     }
