@@ -28,7 +28,18 @@ use bilevel_solvers::implicit::ImplicitConfig;
 use bilevel_solvers::itd::ItdConfig;
 use bilevel_solvers::pbgd::PbgdConfig;
 use bilevel_solvers::pzobo::PzoboConfig;
+use bilevel_solvers::stochastic::amigo::AmigoConfig;
+use bilevel_solvers::stochastic::bsa::BsaConfig;
+use bilevel_solvers::stochastic::f2sa_stoch::F2saStochConfig;
+use bilevel_solvers::stochastic::fsla::FslaConfig;
+use bilevel_solvers::stochastic::mrbo::MrboConfig;
+use bilevel_solvers::stochastic::saba::SabaConfig;
 use bilevel_solvers::stochastic::soba::SobaConfig;
+use bilevel_solvers::stochastic::srba::SrbaConfig;
+use bilevel_solvers::stochastic::stocbio::StocbioConfig;
+use bilevel_solvers::stochastic::sustain::SustainConfig;
+use bilevel_solvers::stochastic::ttsa::TtsaConfig;
+use bilevel_solvers::stochastic::vrbo::VrboConfig;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -66,6 +77,39 @@ pub enum SolverConfig {
     /// SOBA: stochastic single-loop (y, v, x) updates on minibatches.
     #[serde(rename = "soba")]
     Soba(SobaConfig),
+    /// SABA (stochastic).
+    #[serde(rename = "saba")]
+    Saba(SabaConfig),
+    /// SRBA (stochastic).
+    #[serde(rename = "srba")]
+    Srba(SrbaConfig),
+    /// VRBO (stochastic).
+    #[serde(rename = "vrbo")]
+    Vrbo(VrboConfig),
+    /// FSLA (stochastic).
+    #[serde(rename = "fsla")]
+    Fsla(FslaConfig),
+    /// StocBiO (stochastic).
+    #[serde(rename = "stocbio")]
+    Stocbio(StocbioConfig),
+    /// AmIGO (stochastic).
+    #[serde(rename = "amigo")]
+    Amigo(AmigoConfig),
+    /// BSA (stochastic).
+    #[serde(rename = "bsa")]
+    Bsa(BsaConfig),
+    /// TTSA (stochastic).
+    #[serde(rename = "ttsa")]
+    Ttsa(TtsaConfig),
+    /// MRBO (stochastic).
+    #[serde(rename = "mrbo")]
+    Mrbo(MrboConfig),
+    /// SUSTAIN (stochastic).
+    #[serde(rename = "sustain")]
+    Sustain(SustainConfig),
+    /// F2SA (stochastic).
+    #[serde(rename = "f2sa-stochastic")]
+    F2saStoch(F2saStochConfig),
 }
 
 impl Default for SolverConfig {
@@ -88,6 +132,17 @@ impl SolverConfig {
             SolverConfig::Pzobo(_) => "pzobo",
             SolverConfig::Implicit(_) => "implicit",
             SolverConfig::Soba(_) => "soba",
+            SolverConfig::Saba(_) => "saba",
+            SolverConfig::Srba(_) => "srba",
+            SolverConfig::Vrbo(_) => "vrbo",
+            SolverConfig::Fsla(_) => "fsla",
+            SolverConfig::Stocbio(_) => "stocbio",
+            SolverConfig::Amigo(_) => "amigo",
+            SolverConfig::Bsa(_) => "bsa",
+            SolverConfig::Ttsa(_) => "ttsa",
+            SolverConfig::Mrbo(_) => "mrbo",
+            SolverConfig::Sustain(_) => "sustain",
+            SolverConfig::F2saStoch(_) => "f2sa-stochastic",
         }
     }
     /// Validate values (errors name the field).
@@ -103,6 +158,17 @@ impl SolverConfig {
             SolverConfig::Pzobo(c) => c.validate("solver"),
             SolverConfig::Implicit(c) => c.validate("solver"),
             SolverConfig::Soba(c) => c.validate("solver"),
+            SolverConfig::Saba(c) => c.validate("solver"),
+            SolverConfig::Srba(c) => c.validate("solver"),
+            SolverConfig::Vrbo(c) => c.validate("solver"),
+            SolverConfig::Fsla(c) => c.validate("solver"),
+            SolverConfig::Stocbio(c) => c.validate("solver"),
+            SolverConfig::Amigo(c) => c.validate("solver"),
+            SolverConfig::Bsa(c) => c.validate("solver"),
+            SolverConfig::Ttsa(c) => c.validate("solver"),
+            SolverConfig::Mrbo(c) => c.validate("solver"),
+            SolverConfig::Sustain(c) => c.validate("solver"),
+            SolverConfig::F2saStoch(c) => c.validate("solver"),
         }
     }
 }

@@ -15,7 +15,18 @@ use bilevel_solvers::itd::Itd;
 use bilevel_solvers::observers::{Checkpoint, CheckpointWriter, TraceWriter};
 use bilevel_solvers::pbgd::Pbgd;
 use bilevel_solvers::pzobo::Pzobo;
+use bilevel_solvers::stochastic::amigo::Amigo;
+use bilevel_solvers::stochastic::bsa::Bsa;
+use bilevel_solvers::stochastic::f2sa_stoch::F2saStoch;
+use bilevel_solvers::stochastic::fsla::Fsla;
+use bilevel_solvers::stochastic::mrbo::Mrbo;
+use bilevel_solvers::stochastic::saba::Saba;
 use bilevel_solvers::stochastic::soba::Soba;
+use bilevel_solvers::stochastic::srba::Srba;
+use bilevel_solvers::stochastic::stocbio::Stocbio;
+use bilevel_solvers::stochastic::sustain::Sustain;
+use bilevel_solvers::stochastic::ttsa::Ttsa;
+use bilevel_solvers::stochastic::vrbo::Vrbo;
 use bilevel_solvers::stochastic::Stochastic;
 use bilevel_solvers::{BilevelSolver, State};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,6 +55,17 @@ pub const SOLVERS: &[(&str, &str)] = &[
     ("pzobo", "PZOBO: Hessian-free zeroth-order estimate through the T-step map"),
     ("implicit", "exact implicit reference: Newton-CG lower solve to tolerance, then the implicit formula"),
     ("soba", "SOBA (stochastic): one minibatch step each on y, v ≈ H⁻¹∇_y f and x per iteration"),
+    ("saba", "SABA (stochastic): SOBA with SAGA memories for all five directions (variance reduced)"),
+    ("srba", "SRBA (stochastic): SARAH recursion on SOBA's directions with periodic full refresh"),
+    ("vrbo", "VRBO (stochastic): SPIDER estimators with periodic full-batch refresh"),
+    ("fsla", "FSLA (stochastic): single loop, momentum variance-reduced hypergradient"),
+    ("stocbio", "StocBiO (stochastic): inner SGD steps, Neumann-series v, outer step"),
+    ("amigo", "AmIGO (stochastic): warm-started SGD on y and on the linear system for v"),
+    ("bsa", "BSA (stochastic): inner SGD, random-truncation Neumann (HIA) hypergradient"),
+    ("ttsa", "TTSA (stochastic): two timescales, one inner step, HIA hypergradient"),
+    ("mrbo", "MRBO (stochastic): STORM momentum-recursive estimators, Neumann hypergradient"),
+    ("sustain", "SUSTAIN (stochastic): STORM momentum with the HIA hypergradient"),
+    ("f2sa-stochastic", "F2SA (stochastic): minibatch penalty Lagrangian, fully first order"),
 ];
 
 /// Instantiate the configured solver.
@@ -59,6 +81,17 @@ pub fn make_solver(cfg: &SolverConfig, m: usize) -> Box<dyn BilevelSolver<DynPro
         SolverConfig::Pzobo(c) => Box::new(Pzobo::new(c.clone(), m)),
         SolverConfig::Implicit(c) => Box::new(Implicit::new(c.clone(), m)),
         SolverConfig::Soba(c) => Box::new(Stochastic::new(Soba::new(c.clone(), m))),
+        SolverConfig::Saba(c) => Box::new(Stochastic::new(Saba::new(c.clone(), m))),
+        SolverConfig::Srba(c) => Box::new(Stochastic::new(Srba::new(c.clone(), m))),
+        SolverConfig::Vrbo(c) => Box::new(Stochastic::new(Vrbo::new(c.clone(), m))),
+        SolverConfig::Fsla(c) => Box::new(Stochastic::new(Fsla::new(c.clone(), m))),
+        SolverConfig::Stocbio(c) => Box::new(Stochastic::new(Stocbio::new(c.clone(), m))),
+        SolverConfig::Amigo(c) => Box::new(Stochastic::new(Amigo::new(c.clone(), m))),
+        SolverConfig::Bsa(c) => Box::new(Stochastic::new(Bsa::new(c.clone(), m))),
+        SolverConfig::Ttsa(c) => Box::new(Stochastic::new(Ttsa::new(c.clone(), m))),
+        SolverConfig::Mrbo(c) => Box::new(Stochastic::new(Mrbo::new(c.clone(), m))),
+        SolverConfig::Sustain(c) => Box::new(Stochastic::new(Sustain::new(c.clone(), m))),
+        SolverConfig::F2saStoch(c) => Box::new(Stochastic::new(F2saStoch::new(c.clone(), m))),
     }
 }
 

@@ -60,7 +60,9 @@ fn regsel(n: usize, p: usize, seed: u64) -> RegselLogistic {
 }
 
 fn spambase() -> Option<RegselLogistic> {
-    let data = bilevel_data::DataSource::Named("spambase".into()).load().ok()?;
+    let data = bilevel_data::DataSource::Named("spambase".into())
+        .load()
+        .ok()?;
     let spec = SplitSpec {
         train: SplitSize::Count(2300),
         validation: SplitSize::Count(1150),
@@ -90,6 +92,17 @@ macro_rules! each_solver {
             };
         }
         one!("soba", stochastic::soba::Soba::new(Default::default(), m));
+        one!("saba", stochastic::saba::Saba::new(Default::default(), m));
+        one!("srba", stochastic::srba::Srba::new(Default::default(), m));
+        one!("vrbo", stochastic::vrbo::Vrbo::new(Default::default(), m));
+        one!("fsla", stochastic::fsla::Fsla::new(Default::default(), m));
+        one!("stocbio", stochastic::stocbio::Stocbio::new(Default::default(), m));
+        one!("amigo", stochastic::amigo::Amigo::new(Default::default(), m));
+        one!("bsa", stochastic::bsa::Bsa::new(Default::default(), m));
+        one!("ttsa", stochastic::ttsa::Ttsa::new(Default::default(), m));
+        one!("mrbo", stochastic::mrbo::Mrbo::new(Default::default(), m));
+        one!("sustain", stochastic::sustain::Sustain::new(Default::default(), m));
+        one!("f2sa-stochastic", stochastic::f2sa_stoch::F2saStoch::new(Default::default(), m));
     }};
 }
 
@@ -98,9 +111,19 @@ fn main() {
     let (iters, runs) = if quick { (2000, 3) } else { (20_000, 7) };
     println!("single thread; {}", if quick { "quick" } else { "full" });
     let q = WithDerivatives::analytic(Quadratic::new(QuadraticParams::default()).expect("valid"));
-    each_solver!(&q, iters, runs, "quadratic benchmark, n = m = 1024, d = m_x = 100");
+    each_solver!(
+        &q,
+        iters,
+        runs,
+        "quadratic benchmark, n = m = 1024, d = m_x = 100"
+    );
     let r = regsel(49_990, 22, 0);
-    each_solver!(&r, iters, runs, "regsel-logistic, synthetic 49,990 × 22 (ijcnn1 shape)");
+    each_solver!(
+        &r,
+        iters,
+        runs,
+        "regsel-logistic, synthetic 49,990 × 22 (ijcnn1 shape)"
+    );
     match spambase() {
         Some(s) => each_solver!(&s, iters, runs, "regsel-logistic, Spambase 2300 × 58"),
         None => println!("\n(spambase not in the data cache: `bilevel data fetch spambase`)"),

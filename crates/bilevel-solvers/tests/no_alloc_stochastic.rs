@@ -6,7 +6,7 @@ use bilevel_core::{Bilevel, Counted};
 use bilevel_problems::ml::data::{synthetic, MlData, SplitSize, SplitSpec, Standardize};
 use bilevel_problems::ml::RegselLogistic;
 use bilevel_problems::{Quadratic, QuadraticParams, WithDerivatives};
-use bilevel_solvers::stochastic::{self, Stochastic, StochasticStep};
+use bilevel_solvers::stochastic::{Stochastic, StochasticStep};
 use bilevel_solvers::State;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -55,7 +55,13 @@ fn check<P: Bilevel<Y = Vec<f64>>, S: StochasticStep<P>>(p: &P, solver: S, label
     s.advance(&c, &mut state, 2 * warm).expect("steps");
     let after = allocations();
     assert!(state.x.iter().all(|v| v.is_finite()), "{label}: diverged");
-    assert_eq!(after - before, 0, "{label}: {} allocations in {} iterations", after - before, 2 * warm);
+    assert_eq!(
+        after - before,
+        0,
+        "{label}: {} allocations in {} iterations",
+        after - before,
+        2 * warm
+    );
 }
 
 fn quadratic() -> WithDerivatives<Quadratic> {
@@ -84,15 +90,68 @@ fn regsel() -> RegselLogistic {
     RegselLogistic::new(MlData::prepare("syn", &d, None, &spec).expect("split")).expect("valid")
 }
 
-/// Every stochastic solver with its defaults at batch 64, chunk and uniform sampling.
+/// Every stochastic solver with its defaults at batch 64, chunk and uniform sampling (SABA's
+/// memory is per chunk: chunks only).
 fn all<P: Bilevel<Y = Vec<f64>>>(p: &P) {
+    use bilevel_solvers::stochastic::*;
     let m = p.dim_x();
+    check(p, saba::Saba::new(Default::default(), m), "saba");
     for sampling in [bilevel_core::Scheme::Chunks, bilevel_core::Scheme::Uniform] {
-        let soba = stochastic::soba::SobaConfig {
+        let c = soba::SobaConfig {
             sampling,
             ..Default::default()
         };
-        check(p, stochastic::soba::Soba::new(soba, m), "soba");
+        check(p, soba::Soba::new(c, m), "soba");
+        let c = srba::SrbaConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, srba::Srba::new(c, m), "srba");
+        let c = vrbo::VrboConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, vrbo::Vrbo::new(c, m), "vrbo");
+        let c = fsla::FslaConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, fsla::Fsla::new(c, m), "fsla");
+        let c = stocbio::StocbioConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, stocbio::Stocbio::new(c, m), "stocbio");
+        let c = amigo::AmigoConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, amigo::Amigo::new(c, m), "amigo");
+        let c = bsa::BsaConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, bsa::Bsa::new(c, m), "bsa");
+        let c = ttsa::TtsaConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, ttsa::Ttsa::new(c, m), "ttsa");
+        let c = mrbo::MrboConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, mrbo::Mrbo::new(c, m), "mrbo");
+        let c = sustain::SustainConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, sustain::Sustain::new(c, m), "sustain");
+        let c = f2sa_stoch::F2saStochConfig {
+            sampling,
+            ..Default::default()
+        };
+        check(p, f2sa_stoch::F2saStoch::new(c, m), "f2sa_stoch");
     }
 }
 
@@ -100,7 +159,10 @@ fn all<P: Bilevel<Y = Vec<f64>>>(p: &P) {
 fn stochastic_iterations_do_not_allocate() {
     let before = allocations();
     let v = std::hint::black_box(vec![1.0f64; 16]);
-    assert!(allocations() > before && v.len() == 16, "the counter counts");
+    assert!(
+        allocations() > before && v.len() == 16,
+        "the counter counts"
+    );
     all(&quadratic());
     all(&regsel());
 }
