@@ -660,6 +660,27 @@ pub fn parse(text: &str, origin: &str, base: &Path, stem: &str) -> Result<Suite,
 mod tests {
     use super::*;
 
+    /// Every suite shipped in `configs/` parses and validates (solver keys included), without
+    /// loading any data.
+    #[test]
+    fn shipped_suites_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("configs/") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
+            if !(name.starts_with("bench-") && name.ends_with(".toml")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("readable");
+            if let Err(f) = parse(&text, name, &dir, name) {
+                panic!("{name}: {}", f.message);
+            }
+            n += 1;
+        }
+        assert!(n >= 7, "found {n} suites");
+    }
+
     fn parse_ok(text: &str) -> Suite {
         match parse(text, "s.toml", Path::new(""), "stem") {
             Ok(s) => s,
