@@ -432,34 +432,6 @@ mod tests {
         assert_eq!(a.inner().d, b.inner().d);
     }
 
-    /// Iterations of `solver` from `x = 0`, `y = 0` on `p` until ‖∇φ‖² ≤ `ratio`·start (checked
-    /// every `every` iterations), with the final ratio; `None` if not reached within `max`.
-    fn iterations_to(
-        p: &testkit::Quad,
-        solver: Srba<Vec<f64>>,
-        ratio: f64,
-        every: usize,
-        max: usize,
-    ) -> (Option<usize>, f64) {
-        let (x, y) = testkit::start(p);
-        let start = testkit::grad_phi_sq(p, &x);
-        let mut state = State { x, y, iteration: 0 };
-        let c = Counted::new(p);
-        let mut s = Stochastic::new(solver);
-        let mut r = 1.0;
-        for k in (every..=max).step_by(every) {
-            s.advance(&c, &mut state, every).unwrap();
-            r = testkit::grad_phi_sq(p, &state.x) / start;
-            if r <= ratio {
-                return (Some(k), r);
-            }
-            if !r.is_finite() {
-                break;
-            }
-        }
-        (None, r)
-    }
-
     /// Default parameters on the default quadratic benchmark (n = m = 1024, d = m_x = 100) and on
     /// the test instance: iterations and passes to ‖∇φ‖² ≤ 1e-6·start (a pass: n + m
     /// sample-level gradients, HVPs or cross products; measured: 272 iterations, 84 passes, and
@@ -482,7 +454,7 @@ mod tests {
             );
             let q = c_in + c_out;
             let (b_in, b_out) = (n as f64 / c_in as f64, m as f64 / c_out as f64);
-            let (it, r) = iterations_to(&p, Srba::new(cfg, p.dim_x()), 1e-6, 8, 100_000);
+            let (it, r) = testkit::iterations_to(&p, Srba::new(cfg, p.dim_x()), 1e-6, 8, 100_000);
             let it = it.unwrap_or_else(|| panic!("{name}: ratio {r:e} after 100000 iterations"));
             // A refresh: ∇_y g, H v, J v on all n and ∇f on all m; a correction: both levels'
             // batches at two points.

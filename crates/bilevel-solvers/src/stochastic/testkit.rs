@@ -114,3 +114,31 @@ pub fn assert_converges<S: StochasticStep<Quad>>(
     );
     r
 }
+
+/// Iterations of `solver` from `x = 0`, `y = 0` on `p` until ‖∇φ‖² ≤ `ratio`·start (checked
+/// every `every` iterations), with the final ratio; `None` if not reached within `max`.
+pub fn iterations_to<S: StochasticStep<Quad>>(
+    p: &Quad,
+    solver: S,
+    ratio: f64,
+    every: usize,
+    max: usize,
+) -> (Option<usize>, f64) {
+    let (x, y) = start(p);
+    let start = grad_phi_sq(p, &x);
+    let mut state = State { x, y, iteration: 0 };
+    let c = Counted::new(p);
+    let mut s = Stochastic::new(solver);
+    let mut r = 1.0;
+    for k in (every..=max).step_by(every) {
+        s.advance(&c, &mut state, every).unwrap();
+        r = grad_phi_sq(p, &state.x) / start;
+        if r <= ratio {
+            return (Some(k), r);
+        }
+        if !r.is_finite() {
+            break;
+        }
+    }
+    (None, r)
+}
