@@ -29,7 +29,8 @@
 //! `v`, two for the hypergradient).
 
 use super::{
-    descend, load_field, nonnegative, positive, Common, Context, Schedule, StochasticStep,
+    descend, load_direction, load_field, nonnegative, positive, Common, Context, Schedule,
+    StochasticStep,
 };
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Scheme, Vector};
@@ -257,14 +258,7 @@ where
     }
 
     fn load(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
-        let d: Vec<f64> = load_field(saved, "d")?;
-        if d.len() != self.d.len() {
-            return Err(SolverError::Checkpoint(format!(
-                "fsla: d has length {} (expected {})",
-                d.len(),
-                self.d.len()
-            )));
-        }
+        let d = load_direction(saved, "fsla", self.d.len())?;
         self.aux = load_field(saved, "aux")?;
         self.d = d;
         Ok(())

@@ -125,25 +125,7 @@ impl Common {
     }
 }
 
-/// `Err` naming `prefix.field` unless `v` is positive and finite.
-pub(crate) fn positive(prefix: &str, field: &str, v: f64) -> Result<(), String> {
-    if v > 0.0 && v.is_finite() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{prefix}.{field}: must be a positive number (got {v})"
-        ))
-    }
-}
-
-/// `Err` naming `prefix.field` unless `v` is finite and ≥ 0.
-pub(crate) fn nonnegative(prefix: &str, field: &str, v: f64) -> Result<(), String> {
-    if v >= 0.0 && v.is_finite() {
-        Ok(())
-    } else {
-        Err(format!("{prefix}.{field}: must be ≥ 0 (got {v})"))
-    }
-}
+pub(crate) use crate::itd::{nonnegative, positive};
 
 /// Decreasing steps `ρ_t = ρ/(t+1)^a` (inner) and `γ_t = γ/(t+1)^b` (outer), `γ = ρ/outer_ratio`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -392,6 +374,23 @@ pub(crate) fn load_field<T: serde::de::DeserializeOwned>(
         .get(field)
         .ok_or_else(|| SolverError::Checkpoint(format!("missing '{field}'")))?;
     serde_json::from_value(v.clone()).map_err(|e| SolverError::Checkpoint(format!("{field}: {e}")))
+}
+
+/// The direction `d` saved in a checkpoint, checked to have `len` entries (`solver` names the
+/// solver in the error).
+pub(crate) fn load_direction(
+    saved: &serde_json::Value,
+    solver: &str,
+    len: usize,
+) -> Result<Vec<f64>, SolverError> {
+    let d: Vec<f64> = load_field(saved, "d")?;
+    if d.len() != len {
+        return Err(SolverError::Checkpoint(format!(
+            "{solver}: d has length {} (expected {len})",
+            d.len()
+        )));
+    }
+    Ok(d)
 }
 
 /// `x ← x − γ d` on slices.

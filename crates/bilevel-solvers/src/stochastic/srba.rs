@@ -35,7 +35,9 @@
 //! default keeps a margin below it. Per iteration: two lower batch calls (gradient, HVP and cross
 //! product each) and two upper batch gradients, or one full call of each on a refresh.
 
-use super::{descend, load_field, nonnegative, Common, Context, Schedule, StochasticStep};
+use super::{
+    descend, load_direction, load_field, nonnegative, Common, Context, Schedule, StochasticStep,
+};
 use crate::{SolverError, State};
 use bilevel_core::{Batch, Bilevel, Counted, Level, Scheme, Vector};
 use serde::de::DeserializeOwned;
@@ -278,14 +280,7 @@ where
     }
 
     fn load(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
-        let d: Vec<f64> = load_field(saved, "d")?;
-        if d.len() != self.d.len() {
-            return Err(SolverError::Checkpoint(format!(
-                "srba: d has length {} (expected {})",
-                d.len(),
-                self.d.len()
-            )));
-        }
+        let d = load_direction(saved, "srba", self.d.len())?;
         self.aux = load_field(saved, "aux")?;
         self.d = d;
         Ok(())

@@ -39,7 +39,8 @@
 //! (the SPIDER error grows between refreshes).
 
 use super::{
-    descend, load_field, nonnegative, positive, Common, Context, Schedule, StochasticStep,
+    descend, load_direction, load_field, nonnegative, positive, Common, Context, Schedule,
+    StochasticStep,
 };
 use crate::{SolverError, State};
 use bilevel_core::{Batch, Bilevel, Counted, Level, Scheme, Vector};
@@ -342,14 +343,7 @@ where
     }
 
     fn load(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
-        let d: Vec<f64> = load_field(saved, "d")?;
-        if d.len() != self.d.len() {
-            return Err(SolverError::Checkpoint(format!(
-                "vrbo: d has length {} (expected {})",
-                d.len(),
-                self.d.len()
-            )));
-        }
+        let d = load_direction(saved, "vrbo", self.d.len())?;
         self.aux = load_field(saved, "aux")?;
         self.d = d;
         Ok(())
