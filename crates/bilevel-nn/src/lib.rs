@@ -19,6 +19,8 @@
 
 pub mod derivatives;
 mod error;
+pub mod bpe;
+pub mod llama;
 pub mod lm;
 pub mod mlp;
 pub mod optim;
@@ -32,7 +34,7 @@ pub use lm::{Bigram, LanguageModel, TokenBatch};
 pub use mlp::{MlpLm, MlpLmConfig};
 pub use optim::{AdamW, AdamWConfig};
 pub use params::{ParamVec, Params};
-pub use tokenizer::ByteTokenizer;
+pub use tokenizer::{ByteTokenizer, Tokenize};
 pub use transformer::{Transformer, TransformerConfig};
 
 /// The environment variable that makes candle keep the backward graph (see the crate docs).

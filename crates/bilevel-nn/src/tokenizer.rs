@@ -1,6 +1,48 @@
-//! The byte-level tokenizer: token `b` for byte `b` (0–255) and one end-of-text token 256.
+//! Tokenizers: the [`Tokenize`] interface and the byte-level [`ByteTokenizer`] (token `b` for
+//! byte `b`, 0–255, and one end-of-text token 256).
 
 use serde::{Deserialize, Serialize};
+
+/// Text ↔ token ids, as the reweighting pipeline needs them.
+pub trait Tokenize: Send + Sync {
+    /// Vocabulary size.
+    fn vocab(&self) -> usize;
+    /// The token placed after each document.
+    fn eot(&self) -> u32;
+    /// The tokens of `text` (no end-of-text appended).
+    fn encode(&self, text: &str) -> Vec<u32>;
+    /// The text of `tokens` (lossy where tokens do not form valid UTF-8).
+    fn decode(&self, tokens: &[u32]) -> String;
+    /// A JSON description saved with a run (`tokenizer.json`).
+    fn to_json(&self) -> serde_json::Value;
+    /// The documents concatenated, each followed by [`eot`](Self::eot).
+    fn encode_documents(&self, docs: &[String]) -> Vec<u32> {
+        let mut out = Vec::new();
+        for d in docs {
+            out.extend(self.encode(d));
+            out.push(self.eot());
+        }
+        out
+    }
+}
+
+impl Tokenize for ByteTokenizer {
+    fn vocab(&self) -> usize {
+        257
+    }
+    fn eot(&self) -> u32 {
+        Self::EOT
+    }
+    fn encode(&self, text: &str) -> Vec<u32> {
+        ByteTokenizer::encode(self, text)
+    }
+    fn decode(&self, tokens: &[u32]) -> String {
+        ByteTokenizer::decode(self, tokens)
+    }
+    fn to_json(&self) -> serde_json::Value {
+        ByteTokenizer::to_json(self)
+    }
+}
 
 /// Byte-level tokenizer: vocabulary 257 (256 bytes + end-of-text). Bits per byte equal the
 /// loss in bits per token on the byte tokens.
@@ -19,16 +61,6 @@ impl ByteTokenizer {
     /// The tokens of `text` (its UTF-8 bytes).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         text.bytes().map(u32::from).collect()
-    }
-
-    /// The documents concatenated, each followed by [`EOT`](Self::EOT).
-    pub fn encode_documents<S: AsRef<str>>(&self, docs: &[S]) -> Vec<u32> {
-        let mut out = Vec::with_capacity(docs.iter().map(|d| d.as_ref().len() + 1).sum());
-        for d in docs {
-            out.extend(d.as_ref().bytes().map(u32::from));
-            out.push(Self::EOT);
-        }
-        out
     }
 
     /// Text of `tokens` (end-of-text shown as a newline; invalid UTF-8 replaced).
@@ -56,8 +88,8 @@ mod tests {
         let t = ByteTokenizer;
         let s = "Natalia sold 48 clips — ½ as many";
         assert_eq!(t.decode(&t.encode(s)), s);
-        let toks = t.encode_documents(&["ab", "c"]);
+        let toks = Tokenize::encode_documents(&t, &["ab".to_string(), "c".to_string()]);
         assert_eq!(toks, vec![97, 98, 256, 99, 256]);
-        assert_eq!(t.vocab(), 257);
+        assert_eq!(Tokenize::vocab(&t), 257);
     }
 }

@@ -1,0 +1,1 @@
+//! GPT-2-style byte-level BPE tokenizer read from GGUF metadata (being written).

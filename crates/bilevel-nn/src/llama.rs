@@ -1,0 +1,1 @@
+//! SmolLM2 / Llama models loaded from GGUF (being written).
