@@ -1,0 +1,4 @@
+//! placeholder
+pub struct ExperimentConfig;
+pub struct ExperimentResult;
+pub trait Progress {}
