@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! bilevel data list [--dir DIR]                 name, shape, classes, source, cached?, path
+//!                                               (then the text sources: documents, source, …)
 //! bilevel data fetch NAME... [--dir DIR] [--force]
-//! bilevel data fetch all                        every set that is not embedded
+//! bilevel data fetch all                        every set and text source that is not embedded
+//!                                               or committed
 //! ```
 //!
 //! The cache is `DIR`, else `$BILEVEL_DATA_DIR`, else `$XDG_CACHE_HOME/bilevel`, else
@@ -12,7 +14,10 @@
 
 use std::path::{Path, PathBuf};
 
-use bilevel_data::{cache_dir, fetch, fetchable_sets, known_set, known_sets, FetchAction};
+use bilevel_data::{
+    cache_dir, fetch, fetchable_corpora, fetchable_sets, known_corpora, known_corpus, known_sets,
+    resolve_name, FetchAction,
+};
 
 use crate::Failure;
 
@@ -51,7 +56,29 @@ pub fn list_command(dir: Option<PathBuf>) -> Result<(), Failure> {
             path
         );
     }
-    println!("\nfetch with `bilevel data fetch NAME...` (or `all`); embedded sets need no fetch");
+    println!("\ntext sources (language-model data mixtures):");
+    println!(
+        "{:<14} {:>9}  {:<6} {:<44} source",
+        "name", "documents", "cached", "path"
+    );
+    for set in known_corpora() {
+        let documents = set
+            .documents
+            .map_or("varies".to_string(), |n| n.to_string());
+        let cached = if set.is_present(&dir) { "yes" } else { "no" };
+        println!(
+            "{:<14} {:>9}  {:<6} {:<44} {}",
+            set.name,
+            documents,
+            cached,
+            set.dir_in(&dir).display().to_string(),
+            set.origin
+        );
+    }
+    println!(
+        "\nfetch with `bilevel data fetch NAME...` (or `all`); embedded sets and GSM8K (committed \
+         in data/gsm8k) need no fetch"
+    );
     Ok(())
 }
 
@@ -62,16 +89,20 @@ pub fn fetch_command(names: &[String], dir: Option<PathBuf>, force: bool) -> Res
     let mut sets = Vec::new();
     for name in names {
         if name == "all" {
-            for set in fetchable_sets() {
-                if !sets.contains(&set.name) {
-                    sets.push(set.name);
+            let all = fetchable_sets()
+                .into_iter()
+                .map(|s| s.name)
+                .chain(fetchable_corpora().into_iter().map(|c| c.name));
+            for set in all {
+                if !sets.contains(&set) {
+                    sets.push(set);
                 }
             }
             continue;
         }
-        let set = known_set(name).map_err(|e| Failure::config(e.to_string()))?;
-        if !sets.contains(&set.name) {
-            sets.push(set.name);
+        let set = resolve_name(name).map_err(|e| Failure::config(e.to_string()))?;
+        if !sets.contains(&set) {
+            sets.push(set);
         }
     }
     let mut failed = Vec::new();
@@ -92,14 +123,22 @@ pub fn fetch_command(names: &[String], dir: Option<PathBuf>, force: bool) -> Res
 }
 
 fn fetch_one(name: &str, dir: &Path, force: bool) -> Result<(), String> {
-    let set = known_set(name).map_err(|e| e.to_string())?;
-    if !set.embedded() && (force || !set.is_present(dir)) {
-        println!("{name}: fetching from {} ({}) …", set.origin, set.size);
+    if let Ok(set) = known_corpus(name) {
+        if set.fetched() && (force || !set.is_present(dir)) {
+            println!("{name}: fetching from {} ({}) …", set.origin, set.size);
+        }
+    } else {
+        let set = bilevel_data::known_set(name).map_err(|e| e.to_string())?;
+        if !set.embedded() && (force || !set.is_present(dir)) {
+            println!("{name}: fetching from {} ({}) …", set.origin, set.size);
+        }
     }
     let started = std::time::Instant::now();
     let report = fetch(name, dir, force).map_err(|e| e.to_string())?;
     let (n, test_n, p, classes) = report.shape;
-    let shape = if test_n > 0 {
+    let shape = if let Some(text) = report.text {
+        format!("{} documents, {} bytes", text.documents, text.bytes)
+    } else if test_n > 0 {
         format!("{n} train + {test_n} test rows × {p} features, {classes} classes")
     } else {
         format!("{n} rows × {p} features, {classes} classes")
@@ -110,6 +149,10 @@ fn fetch_one(name: &str, dir: &Path, force: bool) -> Result<(), String> {
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     match report.action {
+        FetchAction::Embedded if report.text.is_some() => println!(
+            "{name}: in the {}, nothing to fetch: {shape}",
+            report.package
+        ),
         FetchAction::Embedded => println!(
             "{name}: embedded ({}), nothing to fetch: {shape}",
             report.package

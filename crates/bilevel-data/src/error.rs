@@ -205,6 +205,40 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
+    /// A text source's directory does not exist (a [`CorpusSpec::Dir`](crate::CorpusSpec::Dir)
+    /// or the GSM8K folder).
+    #[error("{source_name}: no such directory {}{hint}", path.display())]
+    NoSuchDir {
+        /// The text source's name.
+        source_name: String,
+        /// The directory that was looked for.
+        path: PathBuf,
+        /// What to do about it (empty, or starting with `; `).
+        hint: String,
+    },
+    /// A document file holds no text (it is empty or white space only).
+    #[error("{}: empty document (the file holds no text)", path.display())]
+    EmptyDocument {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Text that is not valid UTF-8.
+    #[error("{source_name}: byte offset {offset}: not valid UTF-8")]
+    NotUtf8 {
+        /// The file (or source) name.
+        source_name: String,
+        /// Offset of the first byte that is not part of valid UTF-8 (in the decompressed data
+        /// for gzipped files).
+        offset: usize,
+    },
+    /// A text source that holds no document.
+    #[error("{source_name}: no documents ({detail})")]
+    NoDocuments {
+        /// The text source (or file) name.
+        source_name: String,
+        /// Where no document was found.
+        detail: String,
+    },
 }
 
 impl DataError {

