@@ -7,6 +7,7 @@
 //!                                      hypergradient at x0 with reference and diagnostics
 //! bilevel compare CONFIG [--out DIR]   several solvers, one budget, several seeds: table + plot
 //! bilevel bench SUITE [--out DIR]      problems × solver grids × seeds: records, summary, plots
+//! bilevel reweight CONFIG [--out DIR]  data-mixture reweighting for a language model (GSM8K target)
 //! bilevel list                         problems and solvers
 //! bilevel data list|fetch NAME...      named data sets: catalogue, fetch into the cache
 //! ```
@@ -21,6 +22,7 @@ mod demo;
 mod hypergrad;
 mod npy;
 mod plot;
+mod reweight;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -88,6 +90,19 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Learn training-data mixture weights for a language model with GSM8K as the target:
+    /// uniform, size-proportional, DoReMi, ScaleBiO, BOME, HG-MS and a simplex grid under one
+    /// token budget, then retrain from scratch on each mixture (several seeds) and evaluate.
+    Reweight {
+        /// TOML configuration (see configs/reweight.toml).
+        config: PathBuf,
+        /// Output directory (default: out/<config name>); rerunning resumes from its checkpoint.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Threads for candle's matrix products (default: RAYON_NUM_THREADS, else 1).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// List problems and solvers.
     List,
     /// Named data sets: list the catalogue, fetch sets into the cache.
@@ -149,6 +164,9 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Exact Hessian-vector products by double backward need candle to keep the backward graph;
+    // candle reads this once per thread at its first backward, so set it before anything else.
+    bilevel_nn::enable_double_backward();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { out } => demo::demo(&out),
@@ -169,6 +187,11 @@ fn main() -> ExitCode {
             DataAction::List { dir } => data::list_command(dir),
             DataAction::Fetch { names, dir, force } => data::fetch_command(&names, dir, force),
         },
+        Command::Reweight {
+            config,
+            out,
+            threads,
+        } => reweight::reweight_command(&config, out, threads),
         Command::List => {
             list();
             Ok(())

@@ -17,9 +17,9 @@
 //! binary does) before any backward on any thread; [`derivatives::hvp`] refuses to run when
 //! it is not set instead of silently returning zeros.
 
+pub mod bpe;
 pub mod derivatives;
 mod error;
-pub mod bpe;
 pub mod llama;
 pub mod lm;
 pub mod mlp;
