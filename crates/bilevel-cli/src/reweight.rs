@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use bilevel_data::corpus::{load_corpus, CorpusSpec, Gsm8kSplit};
 use bilevel_mixture::data::SourceDocuments;
 use bilevel_mixture::experiment::{run, ExperimentConfig, Progress, RunOptions};
+use bilevel_mixture::ModelSpec;
 use bilevel_mixture::{MixtureData, MixtureError};
-use bilevel_nn::ByteTokenizer;
+use bilevel_nn::bpe::BpeTokenizer;
+use bilevel_nn::{ByteTokenizer, Tokenize};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plot::{write_svg, Panel, Series};
@@ -87,8 +89,28 @@ fn cap(docs: Vec<String>, max_bytes: usize) -> Vec<String> {
     out
 }
 
+/// The tokenizer of a run: byte-level, or the pretrained model's BPE from its GGUF.
+fn tokenizer(cfg: &ExperimentConfig) -> Result<Box<dyn Tokenize>, Failure> {
+    match &cfg.model {
+        ModelSpec::Pretrained { gguf, .. } => {
+            let path = cfg
+                .model
+                .gguf_path(gguf)
+                .map_err(|e| Failure::run(format!("model.gguf: {e}")))?;
+            let t = BpeTokenizer::from_gguf_file(&path)
+                .map_err(|e| Failure::run(format!("model.gguf: {e}")))?;
+            Ok(Box::new(t))
+        }
+        _ => Ok(Box::new(ByteTokenizer)),
+    }
+}
+
 /// Loads the sources and the GSM8K validation and test portions; errors name the source.
-pub fn load_data(cfg: &ExperimentConfig, base: &Path) -> Result<MixtureData, Failure> {
+pub fn load_data(
+    cfg: &ExperimentConfig,
+    base: &Path,
+    tok: &dyn Tokenize,
+) -> Result<MixtureData, Failure> {
     let d = &cfg.data;
     let train = bilevel_data::corpus::gsm8k(Gsm8kSplit::Train)
         .map_err(|e| Failure::run(format!("GSM8K: {e}")))?;
@@ -148,7 +170,7 @@ pub fn load_data(cfg: &ExperimentConfig, base: &Path) -> Result<MixtureData, Fai
         });
     }
     MixtureData::build(
-        &ByteTokenizer,
+        tok,
         &sources,
         &val,
         &test,
@@ -185,7 +207,8 @@ pub fn reweight_command(
     let out = out.unwrap_or_else(|| PathBuf::from("out").join(stem));
     std::fs::create_dir_all(&out).map_err(|e| Failure::run(format!("{}: {e}", out.display())))?;
     let base = config.parent().unwrap_or(Path::new("."));
-    let data = load_data(&cfg, base)?;
+    let tok = tokenizer(&cfg)?;
+    let data = load_data(&cfg, base, tok.as_ref())?;
     eprintln!(
         "sources (training tokens): {}; GSM8K validation {} tokens, test {} tokens",
         data.sources
@@ -200,10 +223,7 @@ pub fn reweight_command(
         let p = out.join(name);
         std::fs::write(&p, text).map_err(|e| Failure::run(format!("{}: {e}", p.display())))
     };
-    write(
-        "tokenizer.json",
-        bilevel_nn::Tokenize::to_json(&ByteTokenizer).to_string(),
-    )?;
+    write("tokenizer.json", tok.to_json().to_string())?;
     write(
         "config.toml",
         std::fs::read_to_string(config)

@@ -118,6 +118,9 @@ pub struct ExperimentConfig {
     /// `"f32"` or `"f64"`.
     #[serde(default = "f32_name")]
     pub dtype: String,
+    /// `"cpu"` (default), `"cuda"` or `"cuda:N"` (needs the `cuda` feature).
+    #[serde(default = "cpu_name")]
+    pub device: String,
     /// Data.
     pub data: DataConfig,
     /// Architecture.
@@ -143,6 +146,9 @@ pub struct ExperimentConfig {
 
 fn f32_name() -> String {
     "f32".into()
+}
+fn cpu_name() -> String {
+    "cpu".into()
 }
 fn ten() -> u64 {
     10
@@ -224,6 +230,35 @@ impl ExperimentConfig {
             return Err(config_err("budget_token_passes", 0, "must be positive"));
         }
         Ok(())
+    }
+
+    /// The candle device; errors name the field (and say when CUDA support is not built in).
+    pub fn device(&self) -> Result<Device> {
+        let d = self.device.as_str();
+        let ordinal = match d {
+            "cpu" => return Ok(Device::Cpu),
+            "cuda" => 0,
+            _ => match d
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) => n,
+                None => {
+                    return Err(config_err(
+                        "device",
+                        d,
+                        "must be \"cpu\", \"cuda\" or \"cuda:N\"",
+                    ))
+                }
+            },
+        };
+        Device::new_cuda(ordinal).map_err(|e| {
+            config_err(
+                "device",
+                d,
+                &format!("{e} (build with `--features cuda` on a machine with the CUDA toolkit)"),
+            )
+        })
     }
 
     /// The candle dtype.
@@ -356,7 +391,7 @@ pub fn run(
 ) -> Result<ExperimentResult> {
     cfg.validate()?;
     let dtype = cfg.dtype()?;
-    let dev = Device::Cpu;
+    let dev = cfg.device()?;
     let ck = opts.out_dir.join("checkpoint");
     std::fs::create_dir_all(&ck).map_err(|e| io_err(&ck, e))?;
     std::fs::create_dir_all(opts.out_dir.join("models")).map_err(|e| io_err(opts.out_dir, e))?;
@@ -547,7 +582,7 @@ fn run_after_start(
     let dtype = cfg.dtype()?;
     for (method, w, seed) in todo {
         let clock = Instant::now();
-        let model = cfg.model.build(data.vocab, seed, dtype, &Device::Cpu)?;
+        let model = cfg.model.build(data.vocab, seed, dtype, &cfg.device()?)?;
         let mut tr = Trainee::new(model, fc.opt)?;
         let mut rng = Rng::substream(seed, 7);
         progress.begin(&format!("final training: {method}, seed {seed}"), fc.steps);

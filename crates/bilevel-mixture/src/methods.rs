@@ -318,9 +318,14 @@ impl Hgms {
     ) -> Result<Self> {
         let core = Core::new(start, spec, data.vocab, cfg, seed, data.n())?;
         let p = core.y.model.params();
-        let sel = match spec.subset_prefixes(cfg.hgms.subset_blocks) {
-            Some(pre) => p.select_prefixes(&pre),
-            None => p.all(),
+        let trainable = core.y.model.trainable();
+        let sel: Vec<usize> = match spec.subset_prefixes(cfg.hgms.subset_blocks) {
+            Some(pre) => p
+                .select_prefixes(&pre)
+                .into_iter()
+                .filter(|i| trainable.contains(i))
+                .collect(),
+            None => trainable,
         };
         Ok(Self {
             core,
@@ -435,7 +440,7 @@ impl Reweighter for Bome {
         let p = softmax(&c.x);
         let (tb, vb) = c.batches(data)?;
         // ŷ_T: T AdamW steps on g(x, ·) from y (fresh moments), treated as a constant.
-        let all = c.y.model.params().all();
+        let all = c.y.model.trainable();
         self.inner
             .model
             .params()

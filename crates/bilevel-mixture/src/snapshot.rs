@@ -47,7 +47,7 @@ impl Snapshot {
                     path: "<snapshot>".into(),
                     reason: format!("no tensor `{key}`"),
                 })?;
-            v.set(&t.to_dtype(v.dtype())?)?;
+            v.set(&t.to_dtype(v.dtype())?.to_device(v.device())?)?;
         }
         Ok(())
     }
@@ -76,8 +76,15 @@ impl Snapshot {
         let v: Vec<Tensor> = (0..n)
             .map(|k| get(format!("{prefix}.v.{k}")))
             .collect::<Result<_>>()?;
-        opt.m = ParamVec(m);
-        opt.v = ParamVec(v);
+        let dev = opt.m.0.first().map(|t| t.device().clone());
+        let to = |x: Vec<Tensor>| -> Result<Vec<Tensor>> {
+            match &dev {
+                Some(d) => x.iter().map(|t| Ok(t.to_device(d)?)).collect(),
+                None => Ok(x),
+            }
+        };
+        opt.m = ParamVec(to(m)?);
+        opt.v = ParamVec(to(v)?);
         opt.t = self.get_json(&format!("{prefix}.t"))?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use bilevel_core::rng::Rng;
 use bilevel_nn::derivatives::{gradient, scalar};
+use bilevel_nn::llama::Llama;
 use bilevel_nn::lm::{mean_loss, row_losses, token_nll};
 use bilevel_nn::{
     AdamW, AdamWConfig, LanguageModel, MlpLm, MlpLmConfig, ParamVec, TokenBatch, Transformer,
@@ -31,6 +32,18 @@ pub enum ModelSpec {
         #[serde(default = "four")]
         mlp_ratio: usize,
     },
+    /// A pretrained Llama-architecture model from a GGUF file (`gguf = "smollm2"`: SmolLM2-135M
+    /// from the data cache), its tokenizer from the GGUF metadata; only the last
+    /// `train_blocks` blocks (and the final norm) are trained. "From scratch" in the final
+    /// training means from the pretrained weights (seeds change the data order only).
+    Pretrained {
+        /// A GGUF path, or `"smollm2"`.
+        gguf: String,
+        /// Blocks fine-tuned (from the top).
+        train_blocks: usize,
+        /// Window length T.
+        context: usize,
+    },
     /// An n-gram MLP.
     Mlp {
         /// Tokens of context.
@@ -52,7 +65,9 @@ impl ModelSpec {
     /// The training window length T.
     pub fn context(&self) -> usize {
         match self {
-            Self::Transformer { context, .. } | Self::Mlp { context, .. } => *context,
+            Self::Transformer { context, .. }
+            | Self::Mlp { context, .. }
+            | Self::Pretrained { context, .. } => *context,
         }
     }
 
@@ -84,6 +99,26 @@ impl ModelSpec {
                 dtype,
                 dev,
             )?),
+            Self::Pretrained {
+                gguf, train_blocks, ..
+            } => {
+                let m = Llama::from_gguf(&self.gguf_path(gguf)?, dtype, dev)?;
+                if m.config().vocab != vocab {
+                    return Err(config_err(
+                        "model.gguf",
+                        gguf,
+                        &format!(
+                            "the model's vocabulary ({}) differs from the tokenizer's ({vocab})",
+                            m.config().vocab
+                        ),
+                    ));
+                }
+                let sel = m
+                    .params()
+                    .select_prefixes(&m.last_blocks_prefixes(*train_blocks));
+                m.train_only(&sel);
+                Box::new(m)
+            }
             Self::Mlp {
                 order,
                 width,
@@ -104,6 +139,18 @@ impl ModelSpec {
         })
     }
 
+    /// The GGUF file of a pretrained model: `"smollm2"` is SmolLM2-135M in the data cache
+    /// (fetched on first use), anything else a path.
+    pub fn gguf_path(&self, gguf: &str) -> Result<std::path::PathBuf> {
+        if gguf == "smollm2" {
+            Ok(bilevel_nn::llama::fetch_smollm2(
+                &bilevel_nn::llama::data_cache_dir(),
+            )?)
+        } else {
+            Ok(std::path::PathBuf::from(gguf))
+        }
+    }
+
     /// Parameter-name prefixes of the Krylov subset: the last `k` blocks (transformer) or
     /// the output layer (MLP); `k = 0` means every parameter.
     pub fn subset_prefixes(&self, k: usize) -> Option<Vec<String>> {
@@ -119,6 +166,8 @@ impl ModelSpec {
                 Some(v)
             }
             Self::Mlp { .. } => Some(vec!["out.".into(), "hidden.".into()]),
+            // Only the fine-tuned blocks are trainable; the Krylov solve covers them.
+            Self::Pretrained { .. } => None,
         }
     }
 }
@@ -178,7 +227,7 @@ pub struct Trainee {
 impl Trainee {
     /// Wraps `model` with a fresh AdamW.
     pub fn new(model: Box<dyn LanguageModel>, cfg: AdamWConfig) -> Result<Self> {
-        let all = model.params().all();
+        let all = model.trainable();
         let opt = AdamW::new(cfg, model.params(), &all)?;
         Ok(Self { model, opt })
     }
@@ -198,7 +247,7 @@ impl Trainee {
 
     /// The gradient of `loss` with respect to every parameter.
     pub fn grad(&self, loss: &Tensor) -> Result<ParamVec> {
-        let all = self.model.params().all();
+        let all = self.opt.selection().to_vec();
         Ok(gradient(loss, self.model.params(), &all)?)
     }
 }

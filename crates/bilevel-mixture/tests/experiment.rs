@@ -184,3 +184,85 @@ fn protocol_runs_every_method_and_resumes_to_the_same_weights() {
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+/// The pretrained path on CPU with a few steps: a tiny random Llama GGUF (vocabulary 257, so
+/// the byte tokenizer fits), last block fine-tuned, HG-MS and BOME reweighting, one final
+/// fine-tuning run; frozen parameters stay exactly as loaded.
+#[test]
+fn pretrained_gguf_model_reweights_with_a_trainable_subset() {
+    use bilevel_nn::llama::{write_random_gguf, LlamaConfig};
+    enable_double_backward();
+    let d = dir("gguf");
+    let gguf = d.join("tiny.gguf");
+    let lc = LlamaConfig {
+        vocab: 257,
+        layers: 2,
+        width: 16,
+        heads: 2,
+        kv_heads: 1,
+        head_dim: 8,
+        ffn: 32,
+        rope_theta: 10000.0,
+        rms_eps: 1e-5,
+        context: 16,
+        tied: true,
+    };
+    write_random_gguf(&gguf, &lc, 5).unwrap();
+    let mut cfg = config();
+    cfg.model = serde_json::from_value(serde_json::json!({
+        "kind": "pretrained", "gguf": gguf.display().to_string(), "train_blocks": 1, "context": 8
+    }))
+    .unwrap();
+    cfg.methods = vec!["uniform".into(), "hgms".into(), "bome".into()];
+    cfg.warmup.steps = 2;
+    cfg.budget_token_passes = 3000;
+    cfg.final_training.steps = 2;
+    cfg.final_training.seeds = vec![1];
+    let data = data();
+    let r = run(
+        &cfg,
+        &data,
+        RunOptions {
+            out_dir: &d,
+            halt_after_steps: None,
+            progress: &mut NoProgress,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.methods.len(), 3);
+    assert_eq!(r.finals.len(), 3);
+    assert!(r.finals.iter().all(|f| f.test.nats_per_token.is_finite()));
+    // The embedding is frozen: the saved final model still holds the loaded table.
+    let loaded = cfg
+        .model
+        .build(257, 0, candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    let trained = cfg
+        .model
+        .build(257, 0, candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    trained
+        .params()
+        .load_safetensors(&d.join(&r.finals[1].model_file))
+        .unwrap();
+    let sel = loaded.trainable();
+    assert!(!sel.is_empty() && sel.len() < loaded.params().len());
+    let (mut same, mut moved) = (0, 0);
+    for i in 0..loaded.params().len() {
+        let a = loaded.params().values(&[i]).unwrap().to_f64_vec().unwrap();
+        let b = trained.params().values(&[i]).unwrap().to_f64_vec().unwrap();
+        if sel.contains(&i) {
+            moved += usize::from(a != b);
+        } else {
+            assert_eq!(
+                a,
+                b,
+                "frozen parameter {} changed",
+                loaded.params().names()[i]
+            );
+            same += 1;
+        }
+    }
+    assert!(same > 0 && moved > 0, "same {same}, moved {moved}");
+    let _ = std::fs::remove_dir_all(&d);
+}

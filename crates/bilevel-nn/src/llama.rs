@@ -589,6 +589,12 @@ impl LanguageModel for Llama {
     fn context(&self) -> usize {
         self.cfg.context
     }
+    fn trainable(&self) -> Vec<usize> {
+        match self.trainable_mask() {
+            Some(mask) => (0..mask.len()).filter(|&i| mask[i]).collect(),
+            None => self.params.all(),
+        }
+    }
     fn logits(&self, inputs: &Tensor) -> Result<Tensor> {
         let h = self.hidden(inputs, 0, None, true)?;
         self.project(&h, true)

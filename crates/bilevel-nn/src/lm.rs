@@ -22,6 +22,11 @@ pub trait LanguageModel {
     }
     /// The model's architecture as JSON (saved with a run).
     fn describe(&self) -> serde_json::Value;
+    /// Indices of the parameters that are trained (and differentiated); all by default,
+    /// a subset for partial fine-tuning of a pretrained model.
+    fn trainable(&self) -> Vec<usize> {
+        self.params().all()
+    }
 }
 
 /// Token windows: `inputs[b, t]` predicts `targets[b, t]` (= the next token).
