@@ -287,3 +287,26 @@ fn plot_weights(r: &bilevel_mixture::ExperimentResult, path: &Path) -> Result<()
     }
     write_svg(path, "Mixture weights during reweighting", &panels, 2).map_err(Failure::run)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped reweighting config parses and validates (CPU, GPU and SmolLM2 ones).
+    #[test]
+    fn shipped_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("reweight") && name.ends_with(".toml") {
+                if let Err(f) = load_config(&p) {
+                    panic!("{name}: {}", f.message);
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "found {n} reweight configs");
+    }
+}

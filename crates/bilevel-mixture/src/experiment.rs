@@ -305,6 +305,19 @@ pub struct TracePoint {
     pub lower_loss: Option<f64>,
 }
 
+impl TracePoint {
+    /// The starting point of a trajectory: step 0, nothing spent.
+    pub fn initial(weights: Vec<f64>) -> Self {
+        Self {
+            step: 0,
+            budget_used: 0,
+            weights,
+            val_loss: None,
+            lower_loss: None,
+        }
+    }
+}
+
 /// What a reweighting method produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MethodOutcome {
@@ -628,13 +641,7 @@ fn run_after_start(
 fn fixed(name: &str, w: Vec<f64>) -> MethodOutcome {
     MethodOutcome {
         method: name.to_string(),
-        trajectory: vec![TracePoint {
-            step: 0,
-            budget_used: 0,
-            weights: w.clone(),
-            val_loss: None,
-            lower_loss: None,
-        }],
+        trajectory: vec![TracePoint::initial(w.clone())],
         weights: w,
         budget: Budget::default(),
         steps: 0,
@@ -655,13 +662,7 @@ fn iterate(
     let name = m.name();
     let file = ck.join(format!("method-{name}"));
     let mut budget = Budget::new(cfg.budget_token_passes);
-    let mut trajectory = vec![TracePoint {
-        step: 0,
-        budget_used: 0,
-        weights: m.weights(),
-        val_loss: None,
-        lower_loss: None,
-    }];
+    let mut trajectory = vec![TracePoint::initial(m.weights())];
     let mut wall = 0.0;
     if let Some(s) = Snapshot::load(&file)? {
         m.load(&s)?;

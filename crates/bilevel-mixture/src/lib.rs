@@ -43,10 +43,8 @@ pub fn softmax_jacobian_apply(p: &[f64], u: &[f64]) -> Vec<f64> {
 
 /// Shannon entropy `−Σ p_i ln p_i` in nats (0 ln 0 = 0).
 pub fn entropy(p: &[f64]) -> f64 {
-    -p.iter()
-        .filter(|&&v| v > 0.0)
-        .map(|v| v * v.ln())
-        .sum::<f64>()
+    let h: f64 = p.iter().filter(|&&v| v > 0.0).map(|v| -v * v.ln()).sum();
+    h.max(0.0)
 }
 
 #[cfg(test)]

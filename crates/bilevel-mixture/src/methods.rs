@@ -300,6 +300,22 @@ pub fn copy_model(
     Ok(m)
 }
 
+/// `weights`, `save` and `load` of a method whose whole state is its [`Core`] (model, its
+/// optimiser, the logits and their optimiser, the RNG).
+macro_rules! logits_state {
+    () => {
+        fn weights(&self) -> Vec<f64> {
+            softmax(&self.core.x)
+        }
+        fn save(&self, snap: &mut Snapshot) {
+            self.core.save(snap);
+        }
+        fn load(&mut self, snap: &Snapshot) -> Result<()> {
+            self.core.load(snap)
+        }
+    };
+}
+
 /// HG-MS practical (ALGORITHMS.md §2): select, then differentiate.
 pub struct Hgms {
     core: Core,
@@ -395,15 +411,7 @@ impl Reweighter for Hgms {
         })
     }
 
-    fn weights(&self) -> Vec<f64> {
-        softmax(&self.core.x)
-    }
-    fn save(&self, snap: &mut Snapshot) {
-        self.core.save(snap);
-    }
-    fn load(&mut self, snap: &Snapshot) -> Result<()> {
-        self.core.load(snap)
-    }
+    logits_state!();
 }
 
 /// BOME with the logits as the upper variable.
@@ -485,15 +493,7 @@ impl Reweighter for Bome {
         })
     }
 
-    fn weights(&self) -> Vec<f64> {
-        softmax(&self.core.x)
-    }
-    fn save(&self, snap: &mut Snapshot) {
-        self.core.save(snap);
-    }
-    fn load(&mut self, snap: &Snapshot) -> Result<()> {
-        self.core.load(snap)
-    }
+    logits_state!();
 }
 
 /// ScaleBiO's min–max penalty method.

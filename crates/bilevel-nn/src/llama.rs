@@ -668,21 +668,10 @@ fn rope(x: &Tensor, heads: usize, hd: usize, cos: &Tensor, sin: &Tensor) -> Resu
         .contiguous()?)
 }
 
-/// The data cache directory, resolved exactly as `bilevel_data::cache_dir()` does (this crate
-/// does not depend on bilevel-data): `$BILEVEL_DATA_DIR`, else `$XDG_CACHE_HOME/bilevel`, else
-/// `$HOME/.cache/bilevel`, else `<temp>/bilevel-cache` (empty variables count as unset).
+/// The data cache directory: [`bilevel_data::cache_dir`] (`$BILEVEL_DATA_DIR`, else
+/// `$XDG_CACHE_HOME/bilevel`, else `~/.cache/bilevel`).
 pub fn data_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(d) = var("BILEVEL_DATA_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = var("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("bilevel");
-    }
-    if let Some(h) = var("HOME") {
-        return PathBuf::from(h).join(".cache").join("bilevel");
-    }
-    std::env::temp_dir().join("bilevel-cache")
+    bilevel_data::cache_dir()
 }
 
 /// The PyPI package carrying the SmolLM2 GGUF, and the file inside its wheel.

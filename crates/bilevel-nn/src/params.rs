@@ -226,6 +226,21 @@ impl ParamVec {
         Ok(Self(out))
     }
 
+    /// A standard normal vector shaped like `self`, drawn from `seed`.
+    pub fn randn_like(&self, seed: u64) -> Self {
+        let mut rng = bilevel_core::rng::Rng::new(seed);
+        let mut v = self.zeros_like();
+        v.fill_with(&mut || rng.normal());
+        v
+    }
+
+    /// `‖self − reference‖ / ‖reference‖`.
+    pub fn relative_error(&self, reference: &Self) -> f64 {
+        let mut d = self.clone();
+        d.axpy(-1.0, reference);
+        d.norm() / reference.norm()
+    }
+
     /// The tensors converted to `dtype`.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         self.0

@@ -24,16 +24,11 @@ fn batch(vocab: u32, rows: usize, len: usize, seed: u64) -> TokenBatch {
 }
 
 fn random_direction(like: &ParamVec, seed: u64) -> ParamVec {
-    let mut rng = Rng::new(seed);
-    let mut v = like.zeros_like();
-    v.fill_with(&mut || rng.normal());
-    v
+    like.randn_like(seed)
 }
 
 fn rel(a: &ParamVec, b: &ParamVec) -> f64 {
-    let mut d = a.clone();
-    d.axpy(-1.0, b);
-    d.norm() / b.norm()
+    a.relative_error(b)
 }
 
 fn tiny_transformer() -> Transformer {

@@ -8,7 +8,6 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use bilevel_core::rng::Rng;
 use bilevel_core::Vector;
 use bilevel_nn::bpe::BpeTokenizer;
 use bilevel_nn::derivatives::value_and_gradient;
@@ -48,16 +47,11 @@ fn load(dtype: DType) -> Option<(Llama, BpeTokenizer)> {
 }
 
 fn random_direction(like: &ParamVec, seed: u64) -> ParamVec {
-    let mut rng = Rng::new(seed);
-    let mut v = like.zeros_like();
-    v.fill_with(&mut || rng.normal());
-    v
+    like.randn_like(seed)
 }
 
 fn rel(a: &ParamVec, b: &ParamVec) -> f64 {
-    let mut d = a.clone();
-    d.axpy(-1.0, b);
-    d.norm() / b.norm()
+    a.relative_error(b)
 }
 
 /// One window of the first `len + 1` tokens of an English paragraph.
