@@ -446,8 +446,11 @@ pub fn run(
     // 1. The starting model: trained on the uniform mixture.
     let start = cfg.model.build(data.vocab, cfg.seed, dtype, &dev)?;
     let start_file = ck.join("start");
-    match Snapshot::load(&start_file)? {
-        Some(s) => s.get_params("start", start.params())?,
+    let start = match Snapshot::load(&start_file)? {
+        Some(s) => {
+            s.get_params("start", start.params())?;
+            start
+        }
         None => {
             let mut tr = Trainee::new(start, cfg.warmup.opt)?;
             let mut rng = Rng::substream(cfg.seed, 1);
@@ -467,19 +470,9 @@ pub fn run(
             let mut s = Snapshot::default();
             s.put_params("start", tr.model.params());
             s.save(&start_file)?;
-            return run_after_start(
-                cfg,
-                data,
-                tr.model,
-                result,
-                save_state,
-                progress,
-                &ck,
-                opts.out_dir,
-                opts.halt_after_steps,
-            );
+            tr.model
         }
-    }
+    };
     run_after_start(
         cfg,
         data,
