@@ -270,7 +270,6 @@ mod tests {
     use super::*;
     use crate::stochastic::testkit::{self, Full};
     use crate::stochastic::Stochastic;
-    use crate::BilevelSolver;
 
     /// `∇_x f − J v` on the full data.
     fn h(p: &testkit::Quad, x: &[f64], y: &[f64], v: &[f64]) -> Vec<f64> {
@@ -365,22 +364,8 @@ mod tests {
     /// bit-for-bit the uninterrupted run.
     #[test]
     fn checkpoint_round_trip_resumes_exactly() {
-        let p = testkit::quadratic();
-        let c = Counted::new(&p);
-        let cfg = FslaConfig::default();
-        let (x, y) = testkit::start(&p);
-        let mut a_state = State { x, y, iteration: 0 };
-        let mut a = Stochastic::new(Fsla::new(cfg.clone(), p.dim_x()));
-        a.advance(&c, &mut a_state, 5).unwrap();
-        let text = serde_json::to_string(&BilevelSolver::<testkit::Quad>::checkpoint(&a)).unwrap();
-        let mut b = Stochastic::new(Fsla::new(cfg, p.dim_x()));
-        BilevelSolver::<testkit::Quad>::restore(&mut b, &serde_json::from_str(&text).unwrap())
-            .unwrap();
-        let mut b_state = a_state.clone();
-        a.advance(&c, &mut a_state, 9).unwrap();
-        b.advance(&c, &mut b_state, 9).unwrap();
-        assert_eq!(a_state.x, b_state.x);
-        assert_eq!(a_state.y, b_state.y);
+        let (a, b, _) =
+            testkit::checkpoint_round_trip(|m| Fsla::new(FslaConfig::default(), m), 5, 9);
         assert_eq!(a.inner().aux, b.inner().aux);
         assert_eq!(a.inner().d, b.inner().d);
     }

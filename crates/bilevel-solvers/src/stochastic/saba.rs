@@ -403,7 +403,6 @@ mod tests {
     use super::*;
     use crate::stochastic::testkit::{self, Full};
     use crate::stochastic::Stochastic;
-    use crate::BilevelSolver;
 
     /// With one batch holding all the data (one chunk, weight 1) the SAGA estimate is the full
     /// oracle from the first iteration on (zero memory: `E − 0 + 0`; then `E − M + M̄` with
@@ -525,27 +524,12 @@ mod tests {
     /// JSON text, continue: bit-for-bit the uninterrupted run.
     #[test]
     fn checkpoint_round_trip_resumes_exactly() {
-        let p = testkit::quadratic();
-        let c = Counted::new(&p);
         for init in [MemoryInit::Zero, MemoryInit::Full] {
             let cfg = SabaConfig {
                 init_memory: init,
                 ..SabaConfig::default()
             };
-            let (x, y) = testkit::start(&p);
-            let mut a_state = State { x, y, iteration: 0 };
-            let mut a = Stochastic::new(Saba::new(cfg.clone(), p.dim_x()));
-            a.advance(&c, &mut a_state, 7).unwrap();
-            let text =
-                serde_json::to_string(&BilevelSolver::<testkit::Quad>::checkpoint(&a)).unwrap();
-            let mut b = Stochastic::new(Saba::new(cfg, p.dim_x()));
-            BilevelSolver::<testkit::Quad>::restore(&mut b, &serde_json::from_str(&text).unwrap())
-                .unwrap();
-            let mut b_state = a_state.clone();
-            a.advance(&c, &mut a_state, 13).unwrap();
-            b.advance(&c, &mut b_state, 13).unwrap();
-            assert_eq!(a_state.x, b_state.x);
-            assert_eq!(a_state.y, b_state.y);
+            let (a, b, _) = testkit::checkpoint_round_trip(|m| Saba::new(cfg.clone(), m), 7, 13);
             assert_eq!(a.inner().v, b.inner().v);
         }
     }

@@ -292,7 +292,6 @@ mod tests {
     use super::*;
     use crate::stochastic::testkit::{self, Full};
     use crate::stochastic::Stochastic;
-    use crate::BilevelSolver;
 
     /// Full-batch SOBA directions at `(x, y, v)`: `(D_y, D_v, D_x)`.
     fn directions(p: &testkit::Quad, x: &[f64], y: &[f64], v: &[f64]) -> [Vec<f64>; 3] {
@@ -407,22 +406,8 @@ mod tests {
     /// text, continue past the next refresh: bit-for-bit the uninterrupted run.
     #[test]
     fn checkpoint_round_trip_resumes_exactly() {
-        let p = testkit::quadratic();
-        let c = Counted::new(&p);
-        let cfg = SrbaConfig::default();
-        let (x, y) = testkit::start(&p);
-        let mut a_state = State { x, y, iteration: 0 };
-        let mut a = Stochastic::new(Srba::new(cfg.clone(), p.dim_x()));
-        a.advance(&c, &mut a_state, 9).unwrap();
-        let text = serde_json::to_string(&BilevelSolver::<testkit::Quad>::checkpoint(&a)).unwrap();
-        let mut b = Stochastic::new(Srba::new(cfg, p.dim_x()));
-        BilevelSolver::<testkit::Quad>::restore(&mut b, &serde_json::from_str(&text).unwrap())
-            .unwrap();
-        let mut b_state = a_state.clone();
-        a.advance(&c, &mut a_state, 11).unwrap();
-        b.advance(&c, &mut b_state, 11).unwrap();
-        assert_eq!(a_state.x, b_state.x);
-        assert_eq!(a_state.y, b_state.y);
+        let (a, b, _) =
+            testkit::checkpoint_round_trip(|m| Srba::new(SrbaConfig::default(), m), 9, 11);
         assert_eq!(a.inner().aux, b.inner().aux);
         assert_eq!(a.inner().d, b.inner().d);
     }

@@ -434,7 +434,7 @@ where
 pub(crate) mod checks {
     use crate::stochastic::testkit::{self, Full, Quad};
     use crate::stochastic::{Stochastic, StochasticStep};
-    use crate::{BilevelSolver, State};
+    use crate::State;
     use bilevel_core::{Bilevel, Counted};
 
     /// `H v` at `(x, y)`.
@@ -492,24 +492,11 @@ pub(crate) mod checks {
     /// uninterrupted iterations.
     pub fn checkpoint_round_trip<S: StochasticStep<Quad>>(make: impl Fn(usize) -> S) {
         let p = testkit::quadratic();
-        let c = Counted::new(&p);
-        let (x, y) = testkit::start(&p);
-        let start = State { x, y, iteration: 0 };
-        let mut whole = Stochastic::new(make(p.dim_x()));
-        let mut s_whole = start.clone();
-        whole.advance(&c, &mut s_whole, 16).unwrap();
-
-        let mut first = Stochastic::new(make(p.dim_x()));
-        let mut s = start;
-        first.advance(&c, &mut s, 7).unwrap();
-        let saved = BilevelSolver::<Quad>::checkpoint(&first);
-        let text = serde_json::to_string(&saved).unwrap();
-        let mut second = Stochastic::new(make(p.dim_x()));
-        BilevelSolver::<Quad>::restore(&mut second, &serde_json::from_str(&text).unwrap()).unwrap();
-        second.advance(&c, &mut s, 9).unwrap();
-        assert_eq!(s.x, s_whole.x);
-        assert_eq!(s.y, s_whole.y);
-        assert_eq!(second.iterations(), 16);
+        let whole = testkit::run_steps(&p, make(p.dim_x()), 16);
+        let (_, resumed, s) = testkit::checkpoint_round_trip(make, 7, 9);
+        assert_eq!(s.x, whole.x);
+        assert_eq!(s.y, whole.y);
+        assert_eq!(resumed.iterations(), 16);
     }
 
     /// Ratio `‖∇φ(x_T)‖²/‖∇φ(x_0)‖²` after `iterations` on the default quadratic benchmark.

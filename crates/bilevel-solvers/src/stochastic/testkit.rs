@@ -79,6 +79,34 @@ pub fn run_steps<S: StochasticStep<Quad>>(p: &Quad, solver: S, k: usize) -> Stat
     state
 }
 
+/// Advances a fresh solver `before` iterations, checkpoints it through JSON text and restores
+/// the checkpoint into a second fresh solver, advances both `after` more iterations and asserts
+/// bit-identical x and y; returns both solvers (for checks of their internal state) and the
+/// final state.
+pub fn checkpoint_round_trip<S: StochasticStep<Quad>>(
+    make: impl Fn(usize) -> S,
+    before: usize,
+    after: usize,
+) -> (Stochastic<S>, Stochastic<S>, State<Vec<f64>>) {
+    use crate::BilevelSolver;
+    let p = quadratic();
+    let c = Counted::new(&p);
+    let (x, y) = start(&p);
+    let mut a_state = State { x, y, iteration: 0 };
+    let mut a = Stochastic::new(make(p.dim_x()));
+    a.advance(&c, &mut a_state, before).expect("steps succeed");
+    let text = serde_json::to_string(&BilevelSolver::<Quad>::checkpoint(&a)).expect("serialises");
+    let mut b = Stochastic::new(make(p.dim_x()));
+    BilevelSolver::<Quad>::restore(&mut b, &serde_json::from_str(&text).expect("parses"))
+        .expect("restores");
+    let mut b_state = a_state.clone();
+    a.advance(&c, &mut a_state, after).expect("steps succeed");
+    b.advance(&c, &mut b_state, after).expect("steps succeed");
+    assert_eq!(a_state.x, b_state.x);
+    assert_eq!(a_state.y, b_state.y);
+    (a, b, b_state)
+}
+
 /// `‖a − b‖ ≤ 1e-12 (1 + ‖b‖)`: the same arithmetic up to summation order.
 pub fn assert_close(a: &[f64], b: &[f64], what: &str) {
     let diff = crate::testutil::diff_norm(a, b);

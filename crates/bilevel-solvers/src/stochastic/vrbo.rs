@@ -354,8 +354,6 @@ where
 mod tests {
     use super::*;
     use crate::stochastic::testkit::{self, Full};
-    use crate::stochastic::Stochastic;
-    use crate::BilevelSolver;
 
     /// Full-data Neumann hypergradient `∇_x f − J η Σ_{k≤Q} (I − ηH)^k ∇_y f` by hand.
     fn hyper(p: &testkit::Quad, x: &[f64], y: &[f64], q: usize, eta: f64) -> Vec<f64> {
@@ -448,26 +446,12 @@ mod tests {
     /// through JSON text, continue: bit-for-bit the uninterrupted run.
     #[test]
     fn checkpoint_round_trip_resumes_exactly() {
-        let p = testkit::quadratic();
-        let c = Counted::new(&p);
         let cfg = VrboConfig {
             period: Some(2),
             neumann_steps: 20,
             ..VrboConfig::default()
         };
-        let (x, y) = testkit::start(&p);
-        let mut a_state = State { x, y, iteration: 0 };
-        let mut a = Stochastic::new(Vrbo::new(cfg.clone(), p.dim_x()));
-        a.advance(&c, &mut a_state, 3).unwrap();
-        let text = serde_json::to_string(&BilevelSolver::<testkit::Quad>::checkpoint(&a)).unwrap();
-        let mut b = Stochastic::new(Vrbo::new(cfg, p.dim_x()));
-        BilevelSolver::<testkit::Quad>::restore(&mut b, &serde_json::from_str(&text).unwrap())
-            .unwrap();
-        let mut b_state = a_state.clone();
-        a.advance(&c, &mut a_state, 4).unwrap();
-        b.advance(&c, &mut b_state, 4).unwrap();
-        assert_eq!(a_state.x, b_state.x);
-        assert_eq!(a_state.y, b_state.y);
+        let (a, b, _) = testkit::checkpoint_round_trip(|m| Vrbo::new(cfg.clone(), m), 3, 4);
         assert_eq!(a.inner().aux, b.inner().aux);
         assert_eq!(a.inner().d, b.inner().d);
     }
