@@ -86,17 +86,7 @@ pub fn mixture_hypergradient(
     let val_loss = scalar(&lv)?;
     let b = gradient(&lv, params, sel)?;
     let failure: RefCell<Option<NnError>> = RefCell::new(None);
-    let loss = || -> bilevel_nn::Result<candle_core::Tensor> {
-        mixture_loss(model, train, p)
-            .map(|(t, _)| t)
-            .map_err(|e| match e {
-                crate::MixtureError::Nn(n) => n,
-                other => NnError::Format {
-                    path: "<mixture loss>".into(),
-                    reason: other.to_string(),
-                },
-            })
-    };
+    let loss = || mixture_loss(model, train, p).map(|(t, _)| t);
     let mut op = |x: &ParamVec, out: &mut ParamVec| {
         if failure.borrow().is_some() {
             out.set_zero();
@@ -189,11 +179,7 @@ mod tests {
             if g.norm() < 1e-13 {
                 break;
             }
-            let loss = || {
-                mixture_loss(model, train, p)
-                    .map(|x| x.0)
-                    .map_err(|_| NnError::DoubleBackwardDisabled)
-            };
+            let loss = || mixture_loss(model, train, p).map(|x| x.0);
             let mut op = |x: &ParamVec, out: &mut ParamVec| {
                 *out = bilevel_nn::hvp(&loss, params, &all, x).unwrap();
             };

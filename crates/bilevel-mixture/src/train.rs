@@ -173,12 +173,13 @@ impl ModelSpec {
 }
 
 /// `Σ_i p_i mean_loss(batch_i)` (+ regulariser): the lower-level objective on one batch per
-/// source. Also returns the per-source losses.
+/// source. Also returns the per-source losses. Errors are the model layer's, so the function can
+/// serve directly as the loss of [`bilevel_nn::hvp`].
 pub fn mixture_loss(
     model: &dyn LanguageModel,
     batches: &[TokenBatch],
     p: &[f64],
-) -> Result<(Tensor, Vec<f64>)> {
+) -> bilevel_nn::Result<(Tensor, Vec<f64>)> {
     let mut total: Option<Tensor> = None;
     let mut each = Vec::with_capacity(p.len());
     for (b, &pi) in batches.iter().zip(p) {
@@ -190,7 +191,11 @@ pub fn mixture_loss(
             Some(a) => (a + t)?,
         });
     }
-    let mut total = total.ok_or_else(|| config_err("sources", 0, "no sources"))?;
+    let mut total = total.ok_or_else(|| bilevel_nn::NnError::Config {
+        field: "sources".into(),
+        value: "0".into(),
+        reason: "no sources".into(),
+    })?;
     if let Some(r) = model.regulariser()? {
         total = (total + r)?;
     }
