@@ -8,8 +8,11 @@
 //! * `J v = d/dε ∇_x g(x, y + ε v)|₀` (since `(J v)_i = Σ_j ∂²g/∂x_i∂y_j v_j`)
 //!
 //! Evaluating the gradient on `Dual64` numbers `y_j + v_j ε` gives both exactly (to rounding).
+//! One order higher, hyper-dual numbers `y_j + w_j ε₁ + v_j ε₂` give the third derivative of g
+//! contracted with two directions, `D_w[H] v = ∂²/∂ε₁∂ε₂ ∇_y g(x, y + ε₁ w + ε₂ v)`, exactly
+//! ([`hyperdual_hvp_derivative`]; used by the second-order check of the selection).
 
-use num_dual::{Dual64, DualNum};
+use num_dual::{Dual64, DualNum, HyperDual64};
 use std::cell::RefCell;
 
 /// A real scalar that gradients can be written over: `f64` or a dual number over `f64`.
@@ -75,6 +78,41 @@ pub fn dual_cross<P: GenericLowerGradient + ?Sized>(
     with_dual_buffers(x, y, v, out.len(), |xd, yd, od| {
         p.grad_g_x_generic(xd, yd, od);
         out.iter_mut().zip(od.iter()).for_each(|(o, d)| *o = d.eps);
+    })
+}
+
+thread_local! {
+    static HYPER_SCRATCH: RefCell<[Vec<HyperDual64>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+}
+
+/// Exact `D_w[H] v = d/dε [∇²_yy g(x, y + ε w) v]|₀` by hyper-dual numbers over `∇_y g`: the
+/// gradient is evaluated at `y + w ε₁ + v ε₂` and the `ε₁ε₂` part is read off. Buffers are
+/// thread-local and reused (no allocation after the first call).
+pub fn hyperdual_hvp_derivative<P: GenericLowerGradient + ?Sized>(
+    p: &P,
+    x: &[f64],
+    y: &[f64],
+    w: &[f64],
+    v: &[f64],
+    out: &mut [f64],
+) {
+    HYPER_SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let [xd, yd, od] = &mut *s;
+        xd.clear();
+        xd.extend(x.iter().map(|&xi| HyperDual64::new(xi, 0.0, 0.0, 0.0)));
+        yd.clear();
+        yd.extend(
+            y.iter()
+                .zip(w.iter().zip(v))
+                .map(|(&yi, (&wi, &vi))| HyperDual64::new(yi, wi, vi, 0.0)),
+        );
+        od.clear();
+        od.resize(out.len(), HyperDual64::new(0.0, 0.0, 0.0, 0.0));
+        p.grad_g_y_generic(xd, yd, od);
+        out.iter_mut()
+            .zip(od.iter())
+            .for_each(|(o, d)| *o = d.eps1eps2);
     })
 }
 
@@ -201,6 +239,28 @@ mod tests {
             &mut out,
         );
         assert!(relative_error(&out, &hv, 1e-12) < 1e-8);
+    }
+
+    /// `D_w[H] v` by hyper-dual numbers against the hand-written third derivatives of G:
+    /// ∂H₀₀/∂y₀ = x₀³e, ∂H₀₁/∂y₁ = 2x₁, ∂H₁₁/∂y₀ = 2x₁, ∂H₁₁/∂y₁ = −cos y₁ (others 0).
+    #[test]
+    fn hyperdual_third_derivative_matches_hand_derivatives() {
+        let (x, y, w, v) = ([0.3, -1.2], [0.7, 0.4], [0.2, 1.1], [1.5, -0.5]);
+        let e = (x[0] * y[0]).exp();
+        // dH/dε along w: [[x0³ e w0, 2 x1 w1], [2 x1 w1, 2 x1 w0 − cos(y1) w1]]
+        let dh = [
+            [x[0].powi(3) * e * w[0], 2.0 * x[1] * w[1]],
+            [2.0 * x[1] * w[1], 2.0 * x[1] * w[0] - y[1].cos() * w[1]],
+        ];
+        let mut out = [0.0; 2];
+        hyperdual_hvp_derivative(&G, &x, &y, &w, &v, &mut out);
+        for i in 0..2 {
+            let want = dh[i][0] * v[0] + dh[i][1] * v[1];
+            assert!(
+                (out[i] - want).abs() < 1e-14 * (1.0 + want.abs()),
+                "{out:?}"
+            );
+        }
     }
 
     #[test]

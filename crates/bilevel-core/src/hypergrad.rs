@@ -142,6 +142,9 @@ pub struct HypergradDiagnostics {
     pub kernel_component_relative: Option<f64>,
     /// Estimated intrinsic dimension `k` (`None` when the sketch hit its column limit).
     pub intrinsic_dimension: Option<usize>,
+    /// The sketch ran and reached its column limit before resolving the rank of H.
+    #[serde(default)]
+    pub sketch_unresolved: bool,
     /// Largest eigenvalue estimate of H.
     pub lambda_max: Option<f64>,
     /// Smallest nonzero eigenvalue estimate of H (μ).
@@ -152,10 +155,35 @@ pub struct HypergradDiagnostics {
     pub exact: bool,
 }
 
+/// Most vector entries a sketch may hold (`2 · columns · d`, the test vectors and their images):
+/// 5·10⁷ (400 MB of f64). Beyond it the column limit is lowered and the sketch reports itself
+/// unresolved instead of exhausting memory.
+pub const SKETCH_MAX_ENTRIES: usize = 50_000_000;
+
+/// A randomised Nyström sketch of a symmetric H with, where asked for, an orthonormal basis of its
+/// numerical range (see [`range_sketch`]).
+#[derive(Clone, Debug)]
+pub struct RangeSketch<V> {
+    /// Summary (rank, λ_max, μ, columns, resolved).
+    pub summary: SpectralSketch,
+    /// Orthonormal eigenvectors of the sketch with eigenvalue above `null_rtol · λ_max`
+    /// (`summary.rank` of them; empty unless the basis was asked for).
+    pub basis: Vec<V>,
+    /// Their eigenvalues (ascending, as `basis`).
+    pub eigenvalues: Vec<f64>,
+    /// The smallest Rayleigh quotient seen on the test space, `λ_min(ΩᵀHΩ)`: a significantly
+    /// negative value proves that H is indefinite (y is not a local minimiser of g).
+    pub min_rayleigh: f64,
+    /// A unit vector of the test space attaining `min_rayleigh`, when it is negative relative to
+    /// λ_max (a direction of negative curvature of g).
+    pub negative_direction: Option<V>,
+}
+
 /// Estimate `rank H`, `λ_max` and μ with a randomised Nyström sketch `Ĥ = Y (ΩᵀY)^† Yᵀ`,
 /// `Y = H Ω`, Ω with orthonormal Gaussian columns; the column count doubles (16, 32, …) until at
 /// least 4 sketch directions are numerically null or `s = d`. With `s > rank H` the sketch is exact
-/// in exact arithmetic (Halko, Martinsson & Tropp 2011; Tropp et al. 2017).
+/// in exact arithmetic (Halko, Martinsson & Tropp 2011; Tropp et al. 2017). Every threshold is
+/// relative to the sketch's own λ_max, so the decisions do not depend on the scale of H.
 pub fn spectral_sketch<V: Vector, A: LinearOperator<V> + ?Sized>(
     op: &mut A,
     like: &V,
@@ -163,8 +191,25 @@ pub fn spectral_sketch<V: Vector, A: LinearOperator<V> + ?Sized>(
     max_columns: usize,
     seed: u64,
 ) -> Result<SpectralSketch, DenseError> {
+    Ok(range_sketch(op, like, null_rtol, max_columns, seed, false)?.summary)
+}
+
+/// [`spectral_sketch`], also returning (with `want_basis`) the orthonormal eigenvectors
+/// `z_i = Y U Λ^{-1/2} w_i / √σ_i` of `Ĥ = B Bᵀ`, `B = Y U Λ^{-1/2}` (`ΩᵀY = U Λ Uᵀ`,
+/// `BᵀB = W Σ Wᵀ`), whose eigenvalues exceed `null_rtol · λ_max`: a basis of the normal space
+/// `range H` of the solution manifold, so that `P_T u = u − Σ ⟨z_i, u⟩ z_i` projects on the
+/// tangent space `ker H`. A negative eigenvalue of `ΩᵀHΩ` is reported as indefiniteness.
+pub fn range_sketch<V: Vector, A: LinearOperator<V> + ?Sized>(
+    op: &mut A,
+    like: &V,
+    null_rtol: f64,
+    max_columns: usize,
+    seed: u64,
+    want_basis: bool,
+) -> Result<RangeSketch<V>, DenseError> {
     let d = like.dim();
-    let max_s = max_columns.min(d).max(1);
+    let memory_cap = (SKETCH_MAX_ENTRIES / (2 * d.max(1))).max(1);
+    let max_s = max_columns.min(d).min(memory_cap).max(1);
     let mut rng = Rng::new(seed);
     let mut omegas: Vec<V> = Vec::new();
     let mut ys: Vec<V> = Vec::new();
@@ -199,6 +244,7 @@ pub fn spectral_sketch<V: Vector, A: LinearOperator<V> + ?Sized>(
             }
         }
         let ce = sym_eig(&c, s)?;
+        let cabs = ce.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let cmax = ce.values.last().copied().unwrap_or(0.0).max(0.0);
         let keep: Vec<usize> = (0..s).filter(|&i| ce.values[i] > 1e-11 * cmax).collect();
         let r = keep.len();
@@ -232,13 +278,63 @@ pub fn spectral_sketch<V: Vector, A: LinearOperator<V> + ?Sized>(
         let mu = me.values.iter().copied().find(|&l| l > tau);
         let resolved = rank + 4 <= s || s == d;
         if resolved || s >= max_s {
-            return Ok(SpectralSketch {
-                rank,
-                intrinsic_dimension: d - rank,
-                lambda_max,
-                mu,
-                columns: s,
-                resolved: resolved || rank < s,
+            let min_rayleigh = ce.values.first().copied().unwrap_or(0.0);
+            let negative_direction =
+                (min_rayleigh < -null_rtol * cabs.max(lambda_max)).then(|| {
+                    let u = ce.vector(0);
+                    let mut z = like.zeros_like();
+                    for (t, om) in omegas.iter().enumerate() {
+                        z.axpy(u[t], om);
+                    }
+                    let n = z.norm();
+                    z.scale(1.0 / n);
+                    z
+                });
+            let mut basis: Vec<V> = Vec::new();
+            let mut eigenvalues = Vec::new();
+            if want_basis {
+                for i in (0..r).filter(|&i| me.values[i] > tau) {
+                    let sigma = me.values[i];
+                    let wv = me.vector(i);
+                    let mut z = like.zeros_like();
+                    for (t, yt) in ys.iter().enumerate() {
+                        // coefficient of Y_t: Σ_a U_{t,a} λ_a^{-1/2} W_{a,i} / √σ_i
+                        let coef: f64 = keep
+                            .iter()
+                            .enumerate()
+                            .map(|(a, &ka)| ce.vector(ka)[t] * wv[a] / ce.values[ka].sqrt())
+                            .sum::<f64>()
+                            / sigma.sqrt();
+                        z.axpy(coef, yt);
+                    }
+                    // Re-orthonormalise against the previous basis vectors (two passes).
+                    for _ in 0..2 {
+                        for q in &basis {
+                            let c = q.dot(&z);
+                            z.axpy(-c, q);
+                        }
+                    }
+                    let n = z.norm();
+                    if n > 0.0 && n.is_finite() {
+                        z.scale(1.0 / n);
+                        basis.push(z);
+                        eigenvalues.push(sigma);
+                    }
+                }
+            }
+            return Ok(RangeSketch {
+                summary: SpectralSketch {
+                    rank,
+                    intrinsic_dimension: d - rank,
+                    lambda_max,
+                    mu,
+                    columns: s,
+                    resolved: resolved || rank < s,
+                },
+                basis,
+                eigenvalues,
+                min_rayleigh,
+                negative_direction,
             });
         }
         s = (2 * s).min(max_s);
@@ -349,6 +445,7 @@ impl<Y: Vector> HypergradientSolver<Y> {
             kernel_component: None,
             kernel_component_relative: None,
             intrinsic_dimension: None,
+            sketch_unresolved: false,
             lambda_max: None,
             mu: None,
             derivatives: p.derivatives(),
@@ -373,17 +470,35 @@ impl<Y: Vector> HypergradientSolver<Y> {
         opts: &DiagnosticsOptions,
         diag: &mut HypergradDiagnostics,
     ) -> Result<(), DenseError> {
+        self.diagnose_with_sketch(p, x, y, opts, None, diag)
+    }
+
+    /// [`HypergradientSolver::diagnose`], reusing a sketch of H already taken at `(x, y)` with
+    /// the same `null_rtol` (HG-MS's second-order check computes one) instead of a new one.
+    pub fn diagnose_with_sketch<P: Bilevel<Y = Y> + ?Sized>(
+        &mut self,
+        p: &Counted<P>,
+        x: &[f64],
+        y: &Y,
+        opts: &DiagnosticsOptions,
+        known: Option<&SpectralSketch>,
+        diag: &mut HypergradDiagnostics,
+    ) -> Result<(), DenseError> {
         p.diagnostic(|| -> Result<(), DenseError> {
             let mut op = |u: &Y, out: &mut Y| p.hvp(x, y, u, out);
             let mut lambda_max = None;
             if opts.intrinsic_dimension {
-                let sk = spectral_sketch(
-                    &mut op,
-                    &self.b,
-                    opts.null_rtol,
-                    opts.sketch_max_columns,
-                    opts.sketch_seed,
-                )?;
+                let sk = match known {
+                    Some(k) => *k,
+                    None => spectral_sketch(
+                        &mut op,
+                        &self.b,
+                        opts.null_rtol,
+                        opts.sketch_max_columns,
+                        opts.sketch_seed,
+                    )?,
+                };
+                diag.sketch_unresolved = !sk.resolved;
                 // An unresolved sketch only bounds k from above: report nothing rather than a
                 // wrong number (hyper-cleaning, d = 7850, used to report k = 7328 for a strongly
                 // convex lower level).
@@ -399,6 +514,7 @@ impl<Y: Vector> HypergradientSolver<Y> {
                     &LanczosOptions {
                         max_iter: opts.lanczos_max_iter.min(self.b.dim()),
                         tol: 1e-10,
+                        resolve_start: true,
                     },
                     &mut self.lanczos,
                 )?;

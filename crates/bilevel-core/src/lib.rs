@@ -8,6 +8,8 @@
 //!   truncated Neumann series and Lanczos, all generic over [`Vector`];
 //! * [`hypergrad`]: the pseudoinverse hypergradient `∇_x f − J H^† ∇_y f` with diagnostics
 //!   (Krylov residual, kernel component of `∇_y f`, intrinsic dimension of the solution manifold);
+//! * [`manifold`]: second-order conditions of the selection on the solution manifold (the
+//!   Riemannian Hessian of f on `S(x)`, its smallest eigenvalue by Lanczos on the tangent space);
 //! * [`derivatives`]: exact products from dual numbers and a labelled finite-difference fallback;
 //! * [`dense`]: small dense helpers on faer (symmetric eigendecomposition, pseudoinverse);
 //! * [`rng`]: the deterministic random generator all seeds flow through;
@@ -20,6 +22,7 @@ pub mod dense;
 pub mod derivatives;
 pub mod hypergrad;
 pub mod krylov;
+pub mod manifold;
 pub mod oracle;
 pub mod rng;
 pub mod sampling;

@@ -104,6 +104,26 @@ pub trait Bilevel {
     /// How `hvp` and `cross` are computed.
     fn derivatives(&self) -> DerivativeKind;
 
+    /// Exact `∇²_yy f(x, y) · v` into `out`, where the problem provides it; returns `false` (and
+    /// leaves `out` unspecified) where it does not, and callers fall back to central differences
+    /// of `∇_y f`. Used by the second-order check of the optimistic selection.
+    fn hvp_upper(&self, _x: &[f64], _y: &Self::Y, _v: &Self::Y, _out: &mut Self::Y) -> bool {
+        false
+    }
+    /// Exact `D_w[H] v = d/dε ∇²_yy g(x, y + ε w) v |_{ε=0}` (the third derivative of g contracted
+    /// with `w` and `v`) into `out`, where the problem provides it; `false` where it does not
+    /// (callers then difference two HVPs). Used by the second-order check of the selection.
+    fn hvp_lower_derivative(
+        &self,
+        _x: &[f64],
+        _y: &Self::Y,
+        _w: &Self::Y,
+        _v: &Self::Y,
+        _out: &mut Self::Y,
+    ) -> bool {
+        false
+    }
+
     /// Project `y` on the lower-level feasible set (a box, for example); the identity for
     /// unconstrained lower levels. Solvers call it after every lower-level step.
     fn project_y(&self, _y: &mut Self::Y) {}
@@ -381,6 +401,27 @@ impl<P: Bilevel + ?Sized> Bilevel for Counted<'_, P> {
     }
     fn derivatives(&self) -> DerivativeKind {
         self.problem.derivatives()
+    }
+    fn hvp_upper(&self, x: &[f64], y: &P::Y, v: &P::Y, out: &mut P::Y) -> bool {
+        let done = self.problem.hvp_upper(x, y, v, out);
+        if done {
+            self.bump(|c| c.hvp += 1);
+        }
+        done
+    }
+    fn hvp_lower_derivative(
+        &self,
+        x: &[f64],
+        y: &P::Y,
+        w: &P::Y,
+        v: &P::Y,
+        out: &mut P::Y,
+    ) -> bool {
+        let done = self.problem.hvp_lower_derivative(x, y, w, v, out);
+        if done {
+            self.bump(|c| c.hvp += 1);
+        }
+        done
     }
     fn project_y(&self, y: &mut P::Y) {
         self.problem.project_y(y)

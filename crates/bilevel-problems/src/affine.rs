@@ -6,6 +6,7 @@ use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::rng::Rng;
 use bilevel_core::vector::dot;
+use bilevel_core::NamedArray;
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::{PartialPivLu, Solve};
 use faer::{Accum, ColMut, ColRef, Mat, MatRef, Par, Side};
@@ -425,6 +426,27 @@ impl ProblemDef for Affine {
     }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
         gemv(rm(&self.bta, self.m, self.d), v, -1.0, false, out);
+    }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        gemv(rm(&self.q, self.d, self.d), v, 1.0, false, out);
+        true
+    }
+    /// `A` (r×d), `B` (r×m), `C` (d×m), `c0` (d), `Q` (d×d), row-major, as used by the oracles
+    /// (B and C already scaled).
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        let (d, r, m) = (self.d, self.r, self.m);
+        let arr = |name: &str, shape: Vec<usize>, data: &[f64]| NamedArray {
+            name: name.into(),
+            shape,
+            data: data.to_vec(),
+        };
+        vec![
+            arr("A", vec![r, d], &self.a),
+            arr("B", vec![r, m], &self.b),
+            arr("C", vec![d, m], &self.c),
+            arr("c0", vec![d], &self.c0),
+            arr("Q", vec![d, d], &self.q),
+        ]
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         let (y, _) = self.kkt_solve(x)?;

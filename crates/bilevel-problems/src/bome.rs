@@ -4,6 +4,7 @@
 use crate::error::{check_positive, check_vector, ProblemError};
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
+use bilevel_core::NamedArray;
 
 /// `coreset`: choose convex weights (softmax of logits) of fixed points so that their weighted
 /// mean, which the lower level reproduces exactly, is as close as possible to a target.
@@ -215,6 +216,26 @@ impl ProblemDef for Coreset {
             *o *= -2.0 * (v[0] * (c[0] - z[0]) + v[1] * (c[1] - z[1]));
         }
     }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        out[0] = 0.2 * v[0];
+        out[1] = 0.2 * v[1];
+        true
+    }
+    /// `points` (k×2) and `target` (2).
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        vec![
+            NamedArray {
+                name: "points".into(),
+                shape: vec![self.points.len(), 2],
+                data: self.points.iter().flatten().copied().collect(),
+            },
+            NamedArray {
+                name: "target".into(),
+                shape: vec![2],
+                data: self.target.to_vec(),
+            },
+        ]
+    }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         let (_, z) = softmax_parts(&self.points, x, None);
         Some(self.f(x, &z))
@@ -289,6 +310,10 @@ impl ProblemDef for NonSingleton {
     }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
         out[0] = -v[0];
+    }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        out.copy_from_slice(v);
+        true
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         Some(0.5 * (x[0] - 1.0).powi(2))

@@ -6,6 +6,7 @@ use crate::shell::{shell_grad, shell_hvp, shell_residual, shell_value};
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::vector::{dot, norm};
+use bilevel_core::NamedArray;
 
 /// `circle-center`: the solution set is a circle of radius R centred at the upper variable.
 ///
@@ -94,6 +95,24 @@ impl ProblemDef for CircleCenter {
     }
     fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
         shell_hvp(y, Some(x), self.radius * self.radius, v, out);
+    }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        out.copy_from_slice(v);
+        true
+    }
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        vec![
+            NamedArray {
+                name: "radius".into(),
+                shape: vec![1],
+                data: vec![self.radius],
+            },
+            NamedArray {
+                name: "b".into(),
+                shape: vec![2],
+                data: self.b.to_vec(),
+            },
+        ]
     }
     fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
         shell_hvp(y, Some(x), self.radius * self.radius, v, out);
@@ -201,6 +220,17 @@ impl ProblemDef for CircleRadius {
     }
     fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
         shell_hvp(y, None, (2.0 * x[0]).exp(), v, out);
+    }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) -> bool {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        true
+    }
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        vec![NamedArray {
+            name: "a".into(),
+            shape: vec![2],
+            data: self.a.to_vec(),
+        }]
     }
     fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
         out[0] = -2.0 * (2.0 * x[0]).exp() * dot(y, v);

@@ -99,6 +99,12 @@ impl ProblemDef for Holder {
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
         out[0] = 0.0;
     }
+    fn hvp_upper_analytic(&self, _x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        let p = self.p as i32;
+        out[0] = (2 * p - 1) as f64 * y[0].powi(2 * p - 2) * v[0];
+        out[1] = 0.0;
+        true
+    }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         let t = self.y1_star(x[0]);
         Some(self.h(t) - x[0] * t)

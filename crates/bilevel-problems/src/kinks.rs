@@ -72,6 +72,11 @@ impl ProblemDef for CircleTie {
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
         out[0] = 0.0;
     }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        out[0] = -2.0 * v[0];
+        out[1] = 0.0;
+        true
+    }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         Some(-1.0 - x[0].abs())
     }
@@ -125,6 +130,11 @@ impl ProblemDef for CircleSine {
     }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
         out[0] = 0.0;
+    }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) -> bool {
+        out[0] = 0.0;
+        out[1] = 0.0;
+        true
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         Some(-x[0].sin().abs())

@@ -6,7 +6,7 @@ use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::rng::Rng;
 use bilevel_core::vector::{axpy, dot};
-use bilevel_core::Batch;
+use bilevel_core::{Batch, NamedArray};
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Mat, Side};
 
@@ -741,6 +741,35 @@ impl ProblemDef for Quadratic {
     }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
         gemv(rm(&self.g_avg.c, self.mx, self.d), v, 1.0, false, out);
+    }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
+        gemv(rm(&self.f_avg.a, self.d, self.d), v, 1.0, false, out);
+        true
+    }
+    /// The averaged matrices of both levels, row-major: `g_A` (d×d), `g_B` (m×m), `g_C` (m×d),
+    /// `g_a` (d), `g_b` (m), the same for f (`f_*`, without the ridge) and `ridge`, so that
+    /// `g = ½yᵀAy + ½xᵀBx + xᵀCy + aᵀy + bᵀx` (and f plus `½ρ‖x‖²`).
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        let (d, mx) = (self.d, self.mx);
+        let mut out = Vec::new();
+        for (prefix, a) in [("g", &self.g_avg), ("f", &self.f_avg)] {
+            let arr = |name: &str, shape: Vec<usize>, data: &[f64]| NamedArray {
+                name: format!("{prefix}_{name}"),
+                shape,
+                data: data.to_vec(),
+            };
+            out.push(arr("A", vec![d, d], &a.a));
+            out.push(arr("B", vec![mx, mx], &a.b));
+            out.push(arr("C", vec![mx, d], &a.c));
+            out.push(arr("a", vec![d], &a.av));
+            out.push(arr("b", vec![mx], &a.bv));
+        }
+        out.push(NamedArray {
+            name: "ridge".into(),
+            shape: vec![1],
+            data: vec![self.ridge],
+        });
+        out
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         Some(self.phi(x))

@@ -87,6 +87,10 @@ impl ProblemDef for Sphere {
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
         out.iter_mut().for_each(|o| *o = 0.0);
     }
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) -> bool {
+        out.iter_mut().for_each(|o| *o = 0.0);
+        true
+    }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         Some(-norm(x))
     }

@@ -8,8 +8,10 @@
 //! in every problem.
 
 use crate::error::{check_positive, ProblemError};
-use bilevel_core::derivatives::{dual_cross, dual_hvp, fd_directional, GenericLowerGradient};
-use bilevel_core::{Batch, Bilevel, DerivativeKind, Level};
+use bilevel_core::derivatives::{
+    dual_cross, dual_hvp, fd_directional, hyperdual_hvp_derivative, GenericLowerGradient,
+};
+use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use std::cell::RefCell;
 
 /// Where `H v` and `J v` come from.
@@ -68,6 +70,15 @@ pub trait ProblemDef: GenericLowerGradient {
     fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]);
     /// Exact `J v = ∇²_xy g · v` (length m), written by hand; must not allocate.
     fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]);
+    /// Exact `∇²_yy f · v` written by hand, returning `true`; the default `false` makes the
+    /// second-order selection check difference `∇_y f` instead. Must not allocate.
+    fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
+    /// The problem's data as named arrays (for `bilevel hypergrad --export`); default: none.
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        Vec::new()
+    }
     /// Closed-form `φ(x)`.
     fn reference_phi(&self, x: &[f64]) -> Option<f64>;
     /// Closed-form `∇φ(x)`; `None` where φ is not differentiable.
@@ -283,6 +294,33 @@ impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
     }
     fn derivatives(&self) -> DerivativeKind {
         self.derivatives.kind()
+    }
+    fn hvp_upper(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) -> bool {
+        match self.derivatives {
+            Derivatives::FiniteDifference { .. } => false,
+            _ => self.def.hvp_upper_analytic(x, y, v, out),
+        }
+    }
+    /// Exact by hyper-dual numbers over the generic gradient (analytic and dual sources); the
+    /// finite-difference source leaves it to the caller's differences of HVPs.
+    fn hvp_lower_derivative(
+        &self,
+        x: &[f64],
+        y: &Vec<f64>,
+        w: &Vec<f64>,
+        v: &Vec<f64>,
+        out: &mut Vec<f64>,
+    ) -> bool {
+        match self.derivatives {
+            Derivatives::FiniteDifference { .. } => false,
+            _ => {
+                hyperdual_hvp_derivative(&self.def, x, y, w, v, out);
+                true
+            }
+        }
+    }
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        self.def.export_arrays()
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
         self.def.reference_phi(x)

@@ -130,6 +130,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y> {
             diagnostics: Some(diag),
             selection: None,
             extra: Vec::new(),
+            ..StepReport::default()
         })
     }
 

@@ -203,6 +203,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
                 ("q".into(), q),
                 ("grad_q_norm".into(), gq2.sqrt()),
             ],
+            ..StepReport::default()
         })
     }
 

@@ -217,6 +217,7 @@ where
             diagnostics: None,
             selection: None,
             extra: vec![("lambda".into(), lambda)],
+            ..StepReport::default()
         })
     }
 

@@ -161,6 +161,7 @@ where
             diagnostics: None,
             selection: None,
             extra: vec![("w_residual".into(), residual)],
+            ..StepReport::default()
         })
     }
 

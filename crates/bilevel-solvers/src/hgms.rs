@@ -1,14 +1,15 @@
-//! HG-MS: select, then differentiate (ALGORITHMS.md §2).
+//! HG-MS: select, then differentiate (docs/algorithms.md §HG-MS).
 //!
 //! Per outer iteration, warm-started from the previous one:
 //!
-//! 1. **Reach the manifold**: up to `lower_steps` steps `y ← y − β ∇_y g(x, y)` (linear convergence
-//!    to `S(x)` under a local PL condition), stopping at `‖∇_y g‖ ≤ lower_tol`.
+//! 1. **Reach the manifold**: gradient descent on `g(x, ·)` with steps from the problem at the
+//!    point (`lower_lr = "auto"`: Barzilai–Borwein trial steps, Armijo backtracking on g), until
+//!    `‖∇_y g‖ ≤ lower_tol` or converged to the rounding floor ([`crate::lower::LowerSolver`]).
 //! 2. **Select** `y ≈ argmin_{y ∈ S(x)} f(x, y)`:
 //!    * `tangent`: `y ← R(y − η P_T ∇_y f)` with `P_T` the projection on the near-null space of
 //!      `H` (eigenvalues below `null_rtol · λ_max`; the tangent space of `S(x)`), computed by
-//!      Lanczos from `∇_y f`, `R` the retraction by gradient descent on `g`, and η backtracked
-//!      (Armijo) so that `f` decreases;
+//!      Lanczos from `∇_y f`, `R` the retraction by descent on `g`, and η backtracked (Armijo)
+//!      so that `f` decreases, then adapted by Barzilai–Borwein;
 //!    * `penalty`: minimise `f + (1/σ) g` for σ = σ₀, σ₀ρ, … (Armijo gradient descent), then a
 //!      tangent polish;
 //!    * `multistart`: `starts` random perturbations of `y` (scale `start_radius`, from `seed` and the
@@ -16,18 +17,36 @@
 //!      manifold is then refined fully — robust when `f` restricted to `S(x)` is nonconvex;
 //!    * `none`: no selection (HG-MS degenerates to AID with a pseudoinverse solve).
 //!
-//!    Stops when `‖P_T ∇_y f‖ ≤ selection.tol` and `‖∇_y g‖ ≤ lower_tol`.
+//!    Stops when `‖P_T ∇_y f‖ ≤ max(tol, rtol · ‖∇_y f‖)` or when no step decreases f beyond
+//!    rounding, with the lower level converged.
 //! 3. **Differentiate**: `v = (H + γI)^† ∇_y f` by MINRES (or CG) from 0; `h = ∇_x f − J v`.
-//! 4. **Upper step** (plain, Adam, box projection).
+//! 4. **Check** (`checks = "second-order"`, the default): a Nyström sketch of H gives an
+//!    orthonormal basis of `range H`; a negative Rayleigh quotient means y is not a minimiser of g
+//!    (escape along it and return to 1); otherwise Lanczos on the Riemannian Hessian
+//!    `Q u = P_T(∇²_yy f u − D_v[H] u)` ([`bilevel_core::manifold`]) finds the smallest tangent
+//!    curvature; a negative one (a maximiser or saddle of f on S) is escaped along its direction
+//!    and the selection resumes. At the first evaluation, probes along the normal line through y
+//!    (both sides, at the manifold's curvature length) look for a lower f elsewhere on S(x).
+//!    Every failed check becomes a [`Warning`]; global optimality is never certified.
+//! 5. **Upper step** (plain, Adam, box projection).
 //!
 //! The paper (Masiha, Shen, Kiyavash, He 2026) was available to us only as an abstract; the
-//! selection strategies are our construction from its structure and the mathematics.
+//! selection strategies and checks are our construction from its structure and the mathematics.
 
-use crate::lower::descend;
+use crate::lower::{LowerOutcome, LowerSolver, LowerStatus, StepSize};
 use crate::upper::{UpperConfig, UpperOptimizer};
-use crate::{BilevelSolver, SelectionReport, SolverError, State, StepReport};
-use bilevel_core::hypergrad::{HypergradOptions, HypergradientSolver, LinearSolverKind};
+use crate::warnings as codes;
+use crate::{
+    BilevelSolver, ChecksReport, SelectionReport, SolverError, State, StepReport, Warning,
+};
+use bilevel_core::hypergrad::{
+    range_sketch, HypergradOptions, HypergradientSolver, LinearSolverKind, RangeSketch,
+    SpectralSketch,
+};
 use bilevel_core::krylov::{lanczos, project_start_below, LanczosOptions, LanczosWorkspace};
+use bilevel_core::manifold::{
+    tangent_curvature, CurvatureOptions, CurvatureWorkspace, TangentCurvature,
+};
 use bilevel_core::rng::Rng;
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::{Deserialize, Serialize};
@@ -50,10 +69,24 @@ pub enum SelectionStrategy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepRule {
-    /// η = `lr`, halved on Armijo failure and grown back by 1.5× after a success.
+    /// η = `lr`, reduced on Armijo failure and grown back by 1.5× after a success.
     Fixed,
     /// Barzilai–Borwein steps from successive tangent gradients, Armijo-safeguarded.
     BarzilaiBorwein,
+}
+
+/// Which correctness checks HG-MS runs on its selection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Checks {
+    /// First-order stationarity, the lower-level minimum (H ⪰ 0) and the second-order condition
+    /// on S(x), with escapes from maximisers and saddles, and global probes at the first
+    /// evaluation.
+    #[default]
+    SecondOrder,
+    /// First-order stationarity only (cheaper; a maximiser or saddle of f on S(x) goes
+    /// unnoticed: the kernel component is zero at every critical point).
+    FirstOrder,
 }
 
 /// Selection-phase configuration.
@@ -64,18 +97,32 @@ pub struct SelectionConfig {
     pub strategy: SelectionStrategy,
     /// Maximum tangent steps per outer iteration.
     pub max_steps: usize,
-    /// Initial tangent step η (backtracked by Armijo).
-    pub lr: f64,
+    /// First tangent step η: `"auto"` (from the curvature of f along the tangent direction and
+    /// the size of y, then remembered) or a number; backtracked by Armijo either way.
+    pub lr: StepSize,
     /// Step rule after the first step.
     pub step_rule: StepRule,
-    /// Stop when `‖P_T ∇_y f‖ ≤ tol`.
+    /// Absolute tolerance: stop when `‖P_T ∇_y f‖ ≤ tol` (0: only the relative test).
     pub tol: f64,
-    /// Gradient steps on g per retraction (stops earlier at `lower_tol`).
+    /// Relative tolerance: stop when `‖P_T ∇_y f‖ ≤ rtol · ‖∇_y f‖`.
+    pub rtol: f64,
+    /// Lower-level steps per retraction (stops earlier when converged).
     pub retraction_steps: usize,
     /// Lanczos dimension limit of the tangent projection.
     pub projection_max_iter: usize,
     /// Eigenvalues of H below `null_rtol · λ_max` count as zero (tangent directions).
     pub null_rtol: f64,
+    /// Second-order check: a tangent curvature below `−curvature_rtol ×` its scale is negative.
+    pub curvature_rtol: f64,
+    /// Second-order check: Lanczos dimension limit on the tangent space.
+    pub curvature_max_iter: usize,
+    /// Escapes (along negative curvature of f on S, or of g) per evaluation.
+    pub max_escapes: usize,
+    /// Run the second-order check at the first evaluation, at every evaluation with diagnostics,
+    /// and every `check_every` iterations (0: only those).
+    pub check_every: usize,
+    /// Global probes along the normal line at the first evaluation (0 disables).
+    pub probes: usize,
     /// Penalty: initial σ₀.
     pub penalty_sigma0: f64,
     /// Penalty: factor ρ ∈ (0, 1) between stages.
@@ -99,12 +146,18 @@ impl Default for SelectionConfig {
         SelectionConfig {
             strategy: SelectionStrategy::Tangent,
             max_steps: 500,
-            lr: 0.5,
+            lr: StepSize::Auto,
             step_rule: StepRule::BarzilaiBorwein,
-            tol: 1e-10,
-            retraction_steps: 200,
+            tol: 0.0,
+            rtol: 1e-12,
+            retraction_steps: 500,
             projection_max_iter: 200,
             null_rtol: 1e-6,
+            curvature_rtol: 1e-6,
+            curvature_max_iter: 50,
+            max_escapes: 4,
+            check_every: 10,
+            probes: 4,
             penalty_sigma0: 1.0,
             penalty_decay: 0.1,
             penalty_stages: 6,
@@ -121,12 +174,16 @@ impl Default for SelectionConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HgmsConfig {
-    /// Lower-level gradient steps per outer iteration (K_ll).
+    /// Lower-level gradient steps per outer iteration (K_ll), a cap: the solve stops earlier at
+    /// `lower_tol` or at the rounding floor.
     pub lower_steps: usize,
-    /// Lower-level step β (≤ 1/L_g).
-    pub lower_lr: f64,
-    /// Lower-level tolerance on `‖∇_y g‖`.
+    /// Lower-level step: `"auto"` (Barzilai–Borwein with Armijo backtracking; the default) or a
+    /// fixed β (≤ 1/L_g; divergence is reported).
+    pub lower_lr: StepSize,
+    /// Absolute lower-level tolerance on `‖∇_y g‖` (0: converge to the rounding floor).
     pub lower_tol: f64,
+    /// Checks on the selection (`"second-order"` or `"first-order"`).
+    pub checks: Checks,
     /// Selection phase.
     pub selection: SelectionConfig,
     /// Pseudoinverse solve and diagnostics.
@@ -138,9 +195,10 @@ pub struct HgmsConfig {
 impl Default for HgmsConfig {
     fn default() -> Self {
         HgmsConfig {
-            lower_steps: 200,
-            lower_lr: 0.1,
-            lower_tol: 1e-11,
+            lower_steps: 1000,
+            lower_lr: StepSize::Auto,
+            lower_tol: 0.0,
+            checks: Checks::SecondOrder,
             selection: SelectionConfig::default(),
             hypergradient: HypergradOptions {
                 solver: LinearSolverKind::Minres,
@@ -150,6 +208,12 @@ impl Default for HgmsConfig {
         }
     }
 }
+
+/// Largest accepted iteration-count knob (steps, Krylov and Lanczos limits, starts): beyond it a
+/// configuration error, not an allocation failure or a run that never ends.
+pub const MAX_COUNT: usize = 10_000_000;
+/// Largest accepted Krylov/Lanczos dimension limit (their bases hold that many vectors of dim y).
+pub const MAX_KRYLOV_DIM: usize = 100_000;
 
 impl HgmsConfig {
     /// Check every value; errors name the field (prefixed by `prefix`, e.g. `solver`).
@@ -163,15 +227,21 @@ impl HgmsConfig {
                 ))
             }
         };
-        pos("lower_lr", self.lower_lr)?;
-        pos("selection.lr", self.selection.lr)?;
+        self.lower_lr.validate(&format!("{prefix}.lower_lr"))?;
+        self.selection
+            .lr
+            .validate(&format!("{prefix}.selection.lr"))?;
         pos("selection.penalty_sigma0", self.selection.penalty_sigma0)?;
         pos("selection.start_radius", self.selection.start_radius)?;
-        if [self.lower_tol, self.selection.tol]
-            .iter()
-            .any(|v| v.is_nan() || *v < 0.0)
-        {
-            return Err(format!("{prefix}.lower_tol/selection.tol: must be ≥ 0"));
+        for (name, v) in [
+            ("lower_tol", self.lower_tol),
+            ("selection.tol", self.selection.tol),
+            ("selection.rtol", self.selection.rtol),
+            ("selection.curvature_rtol", self.selection.curvature_rtol),
+        ] {
+            if v.is_nan() || v < 0.0 || v.is_infinite() {
+                return Err(format!("{prefix}.{name}: must be ≥ 0 (got {v})"));
+            }
         }
         let rho = self.selection.penalty_decay;
         if !(rho > 0.0 && rho < 1.0) {
@@ -179,9 +249,62 @@ impl HgmsConfig {
                 "{prefix}.selection.penalty_decay: must lie in (0, 1) (got {rho})"
             ));
         }
+        let n = self.selection.null_rtol;
+        if !(n > 0.0 && n < 1.0) {
+            return Err(format!(
+                "{prefix}.selection.null_rtol: must lie in (0, 1) (got {n})"
+            ));
+        }
+        for (name, v, cap) in [
+            ("lower_steps", self.lower_steps, MAX_COUNT),
+            ("selection.max_steps", self.selection.max_steps, MAX_COUNT),
+            (
+                "selection.retraction_steps",
+                self.selection.retraction_steps,
+                MAX_COUNT,
+            ),
+            (
+                "selection.projection_max_iter",
+                self.selection.projection_max_iter,
+                MAX_KRYLOV_DIM,
+            ),
+            (
+                "selection.curvature_max_iter",
+                self.selection.curvature_max_iter,
+                MAX_KRYLOV_DIM,
+            ),
+            ("selection.max_escapes", self.selection.max_escapes, 1000),
+            ("selection.probes", self.selection.probes, 64),
+            (
+                "selection.penalty_stages",
+                self.selection.penalty_stages,
+                1000,
+            ),
+            (
+                "selection.penalty_steps",
+                self.selection.penalty_steps,
+                MAX_COUNT,
+            ),
+            ("selection.starts", self.selection.starts, 10_000),
+            (
+                "selection.refine_steps",
+                self.selection.refine_steps,
+                MAX_COUNT,
+            ),
+        ] {
+            check_count(prefix, name, v, cap)?;
+        }
         validate_hypergrad(&self.hypergradient, &format!("{prefix}.hypergradient"))?;
         self.upper.validate(&format!("{prefix}.upper"))
     }
+}
+
+/// `v ≤ cap`, else an error naming the field and the cap.
+pub fn check_count(prefix: &str, name: &str, v: usize, cap: usize) -> Result<(), String> {
+    if v > cap {
+        return Err(format!("{prefix}.{name}: must be at most {cap} (got {v})"));
+    }
+    Ok(())
 }
 
 /// Validate linear-solve options; errors name the field.
@@ -204,6 +327,19 @@ pub fn validate_hypergrad(h: &HypergradOptions, prefix: &str) -> Result<(), Stri
             h.diagnostics.null_rtol
         ));
     }
+    check_count(prefix, "max_iter", h.max_iter, MAX_COUNT)?;
+    check_count(
+        prefix,
+        "diagnostics.lanczos_max_iter",
+        h.diagnostics.lanczos_max_iter,
+        MAX_KRYLOV_DIM,
+    )?;
+    check_count(
+        prefix,
+        "diagnostics.sketch_max_columns",
+        h.diagnostics.sketch_max_columns,
+        MAX_KRYLOV_DIM,
+    )?;
     Ok(())
 }
 
@@ -216,9 +352,15 @@ struct Work<Y: Vector> {
     best: Y,
     prev_y: Y,
     prev_t: Y,
+    probe: Y,
+    hb: Y,
+    b_trial: Y,
+    t_trial: Y,
     gx: Vec<f64>,
     hyper: HypergradientSolver<Y>,
     lanczos: LanczosWorkspace<Y>,
+    lower: LowerSolver<Y>,
+    curvature: CurvatureWorkspace<Y>,
 }
 
 /// The HG-MS solver.
@@ -226,6 +368,13 @@ pub struct Hgms<Y: Vector> {
     config: HgmsConfig,
     upper: UpperOptimizer,
     work: Option<Work<Y>>,
+    /// Remembered tangent step η (auto rule).
+    eta: Option<f64>,
+    /// Remembered lower-level step (auto rule), for checkpoints before the workspace exists.
+    lower_beta: Option<f64>,
+    /// A second-order check found k = 0 (H nonsingular): the selection is locally unique and
+    /// the check is not repeated (the intrinsic dimension is constant in x under local PL).
+    full_rank: bool,
 }
 
 impl<Y: Vector> Hgms<Y> {
@@ -236,42 +385,223 @@ impl<Y: Vector> Hgms<Y> {
             config,
             upper,
             work: None,
+            eta: None,
+            lower_beta: None,
+            full_rank: false,
         }
     }
 }
 
-/// `t ← P_T b`: the projection of `b = ∇_y f` on the near-null space of `H` (the tangent space of
-/// `S(x)`), from Lanczos started at `b`: `P_T b = Σ_{θ_i ≤ τ} ⟨b, z_i⟩ z_i`, τ = `null_rtol · θ_max`.
-/// Eigenvalues below τ count as zero, so at an inexact point of the manifold (where the tangent
-/// eigenvalue of H is tiny but nonzero) the tangent component is not solved away.
+/// What a selection phase achieved.
+#[derive(Clone, Copy, Debug)]
+struct Selected {
+    /// Tangent steps taken.
+    steps: usize,
+    /// `‖P_T ∇_y f‖` at the end.
+    tangent_norm: f64,
+    /// The lower-level solve at the final point.
+    lower: LowerOutcome,
+    /// f at the final point.
+    f: f64,
+    /// First-order stationary (tolerance or rounding floor) with the lower level converged.
+    first_order: bool,
+}
+
+/// `out ← P_T b`: the projection of `b = ∇_y f` on the near-null space of `H` (the tangent space
+/// of `S(x)`), from Lanczos started at `b`: `P_T b = Σ_{|θ_i| ≤ τ} ⟨b, z_i⟩ z_i`,
+/// τ = `null_rtol · max|θ|`. Eigenvalues below τ count as zero, so at an inexact point of the
+/// manifold (where the tangent eigenvalue of H is tiny but nonzero) the tangent component is not
+/// solved away.
+#[allow(clippy::too_many_arguments)]
 fn tangent_projection<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &P::Y,
+    sel: &SelectionConfig,
+    b: &P::Y,
+    out: &mut P::Y,
+    ws: &mut LanczosWorkspace<P::Y>,
+) -> Result<(), SolverError> {
+    if !b.is_finite() || !y.is_finite() {
+        return Err(SolverError::NonFinite(format!(
+            "selection: {} is not finite (NaN or Inf)",
+            if y.is_finite() { "∇_y f" } else { "y" }
+        )));
+    }
+    let mut op = |u: &P::Y, o: &mut P::Y| p.hvp(x, y, u, o);
+    let opts = LanczosOptions {
+        max_iter: sel.projection_max_iter.min(b.dim()).max(1),
+        // A looser invariance test would hide tangent components below ≈ tol·‖∇_y f‖ (when
+        // ∇_y f is nearly an eigenvector of H, Lanczos stops after one step).
+        tol: 1e-10,
+        resolve_start: true,
+    };
+    let res = lanczos(&mut op, b, &opts, ws)?;
+    let tau = sel.null_rtol * res.lambda_max().abs().max(res.lambda_min().abs());
+    project_start_below(&res, ws, tau, out);
+    Ok(())
+}
+
+/// `wk.b ← ∇_y f(x, y)`, `wk.t ← P_T wk.b`.
+fn tangent_gradient<P: Bilevel + ?Sized>(
     p: &Counted<P>,
     x: &[f64],
     y: &P::Y,
     sel: &SelectionConfig,
     wk: &mut Work<P::Y>,
 ) -> Result<(), SolverError> {
-    if !wk.b.is_finite() || !y.is_finite() {
-        return Err(SolverError::NonFinite(
-            "selection: y or ∇_y f is not finite (NaN or Inf); reduce lower_lr or selection.lr"
-                .into(),
-        ));
-    }
-    let mut op = |u: &P::Y, out: &mut P::Y| p.hvp(x, y, u, out);
-    let opts = LanczosOptions {
-        max_iter: sel.projection_max_iter.min(wk.b.dim()),
-        // A looser invariance test would hide tangent components below ≈ tol·‖∇_y f‖ (when
-        // ∇_y f is nearly an eigenvector of H, Lanczos stops after one step).
-        tol: 1e-10,
-    };
-    let res = lanczos(&mut op, &wk.b, &opts, &mut wk.lanczos)?;
-    let tau = sel.null_rtol * res.lambda_max().abs();
-    project_start_below(&res, &wk.lanczos, tau, &mut wk.t);
-    Ok(())
+    p.grad_f(x, y, &mut wk.gx, &mut wk.b);
+    tangent_projection(p, x, y, sel, &wk.b, &mut wk.t, &mut wk.lanczos)
 }
 
-/// Tangent descent with retraction and Armijo backtracking, from `y`, for at most `steps` steps.
-/// Returns (steps, final ‖P_T ∇_y f‖, final ‖∇_y g‖, final f).
+/// Lower-level solve from `y` with the configured rule; `steps` caps it.
+fn lower_solve<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &mut P::Y,
+    cfg: &HgmsConfig,
+    steps: usize,
+    wk: &mut Work<P::Y>,
+) -> Result<LowerOutcome, SolverError> {
+    wk.lower.solve(p, x, y, &mut wk.grad, steps, cfg.lower_tol)
+}
+
+/// First tangent step η of the `auto` rule: the Cauchy step `‖t‖²/⟨t, ∇²f t⟩` where f curves
+/// upward along t, capped so that the step moves y by at most a tenth of `‖y‖` (by `1/‖t‖` at
+/// `y = 0`). Too short a first step is lengthened by the expansion in [`tangent_descent`].
+fn initial_eta<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &P::Y,
+    wk: &mut Work<P::Y>,
+) -> f64 {
+    let tn = wk.t.norm();
+    let yn = y.norm();
+    let mut eta = if yn > 0.0 { 0.1 * yn / tn } else { 1.0 / tn };
+    if p.hvp_upper(x, y, &wk.t, &mut wk.hb) {
+        let c = wk.t.dot(&wk.hb) / (tn * tn);
+        if c > 0.0 && c.is_finite() {
+            eta = eta.min(1.0 / c);
+        }
+    }
+    if eta.is_finite() && eta > 0.0 {
+        eta
+    } else {
+        1.0
+    }
+}
+
+/// How a trial tangent step was judged.
+enum Trial {
+    /// Accepted; `wk.b_trial`, `wk.t_trial` hold ∇_y f and its tangent part there when the
+    /// gradient test computed them.
+    Accept {
+        lower: LowerOutcome,
+        f: f64,
+        gradients: bool,
+    },
+    /// Rejected; the next η.
+    Reject(f64),
+    /// The step no longer changes y, or f and the tangent gradient are flat to rounding.
+    Floor,
+}
+
+/// Judge the step `y − η t` (retracted): Armijo on f where its values resolve the demanded
+/// decrease; where they do not (f flat to its rounding), the approximate Armijo condition of
+/// Hager & Zhang (2005) on the tangent gradients, `⟨P_T∇f(y⁺), s⟩ ≤ −0.8 ⟨P_T∇f(y), s⟩`.
+#[allow(clippy::too_many_arguments)]
+fn try_tangent_step<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &P::Y,
+    eta: f64,
+    tn: f64,
+    f_cur: f64,
+    cfg: &HgmsConfig,
+    wk: &mut Work<P::Y>,
+) -> Result<Trial, SolverError> {
+    let s = &cfg.selection;
+    wk.trial.assign(y);
+    wk.trial.axpy(-eta, &wk.t);
+    wk.probe.assign(&wk.trial);
+    wk.probe.axpy(-1.0, y);
+    if wk.probe.norm() <= 4.0 * f64::EPSILON * y.norm() {
+        return Ok(Trial::Floor);
+    }
+    // A retraction that fails (a long step can leave the region where g is defined or PL)
+    // rejects the trial like an Armijo failure.
+    let retraction = wk.lower.solve(
+        p,
+        x,
+        &mut wk.trial,
+        &mut wk.grad,
+        s.retraction_steps,
+        cfg.lower_tol,
+    );
+    let lower = match retraction {
+        Ok(o) if o.status.converged() && wk.trial.is_finite() => o,
+        _ => return Ok(Trial::Reject(0.1 * eta)),
+    };
+    let f_trial = p.f(x, &wk.trial);
+    if !f_trial.is_finite() {
+        return Ok(Trial::Reject(0.1 * eta));
+    }
+    let decrease = f_cur - f_trial;
+    let noise = 1e-10 * f_cur.abs().max(f_trial.abs());
+    let armijo = 1e-4 * eta * tn * tn;
+    if decrease >= armijo && decrease > noise {
+        return Ok(Trial::Accept {
+            lower,
+            f: f_trial,
+            gradients: false,
+        });
+    }
+    if armijo <= noise && decrease >= -noise {
+        // f cannot resolve the step: judge it by the tangent gradients.
+        p.grad_f(x, &wk.trial, &mut wk.gx, &mut wk.b_trial);
+        tangent_projection(
+            p,
+            x,
+            &wk.trial,
+            s,
+            &wk.b_trial,
+            &mut wk.t_trial,
+            &mut wk.lanczos,
+        )?;
+        wk.probe.assign(&wk.trial);
+        wk.probe.axpy(-1.0, y);
+        let d0 = wk.t.dot(&wk.probe);
+        let d1 = wk.t_trial.dot(&wk.probe);
+        if d0 < 0.0 && d1 <= -0.8 * d0 {
+            return Ok(Trial::Accept {
+                lower,
+                f: f_trial,
+                gradients: true,
+            });
+        }
+        if d0 >= 0.0 {
+            // The retraction turned the step away from descent: the tangent gradient is at its
+            // rounding floor.
+            return Ok(Trial::Floor);
+        }
+        // Secant curvature along the step: the largest acceptable fraction is ≈ 1.8 d0/(d0 − d1).
+        let c = d1 - d0;
+        let frac = if c > 0.0 { 0.9 * 1.8 * (-d0) / c } else { 0.5 };
+        return Ok(Trial::Reject(eta * frac.clamp(1e-3, 0.5)));
+    }
+    // Reliable values, insufficient decrease: the minimiser of the quadratic through f(0),
+    // f'(0) = −‖t‖² and f(η), within [0.1, 0.5]·η.
+    let denom = 2.0 * (f_trial - f_cur + eta * tn * tn);
+    let q = if denom > 0.0 {
+        tn * tn * eta * eta / denom
+    } else {
+        0.5 * eta
+    };
+    Ok(Trial::Reject(q.clamp(0.1 * eta, 0.5 * eta)))
+}
+
+/// Tangent descent with retraction and a (gradient-safeguarded) Armijo line search, from `y`, for
+/// at most `steps` steps.
 fn tangent_descent<P: Bilevel + ?Sized>(
     p: &Counted<P>,
     x: &[f64],
@@ -279,86 +609,94 @@ fn tangent_descent<P: Bilevel + ?Sized>(
     cfg: &HgmsConfig,
     steps: usize,
     wk: &mut Work<P::Y>,
-) -> Result<(usize, f64, f64, f64), SolverError> {
+    eta_memory: &mut Option<f64>,
+) -> Result<Selected, SolverError> {
     let s = &cfg.selection;
-    let (mut gnorm, _) = descend(
-        p,
-        x,
-        y,
-        s.retraction_steps,
-        cfg.lower_lr,
-        cfg.lower_tol,
-        &mut wk.grad,
-    );
+    let mut lower = lower_solve(p, x, y, cfg, s.retraction_steps.max(cfg.lower_steps), wk)?;
     let mut f_cur = p.f(x, y);
-    p.grad_f(x, y, &mut wk.gx, &mut wk.b);
-    tangent_projection(p, x, y, s, wk)?;
+    tangent_gradient(p, x, y, s, wk)?;
+    let mut scale = wk.b.norm();
     let mut tn = wk.t.norm();
-    let mut eta = s.lr;
+    let tol = |scale: f64| s.tol.max(s.rtol * scale);
+    let mut first = eta_memory.is_none();
+    let mut eta = match (s.lr, *eta_memory) {
+        (StepSize::Fixed(v), _) => v,
+        (StepSize::Auto, Some(e)) => e,
+        (StepSize::Auto, None) if tn > 0.0 => initial_eta(p, x, y, wk),
+        (StepSize::Auto, None) => 1.0,
+    };
+    let max_eta = match s.lr {
+        StepSize::Fixed(v) => v,
+        StepSize::Auto => f64::INFINITY,
+    };
     let mut taken = 0;
-    while taken < steps && !(tn <= s.tol && gnorm <= cfg.lower_tol.max(s.tol)) {
-        if tn <= s.tol {
-            // Already optimistic (for instance k = 0: a strongly convex lower level, where
-            // P_T ∇_y f = 0): only the lower-level accuracy is left, which is plain descent on g;
-            // zero-length tangent steps, each with its retraction, would cost far more.
-            let (gn, _) = descend(
-                p,
-                x,
-                y,
-                cfg.lower_steps,
-                cfg.lower_lr,
-                cfg.lower_tol,
-                &mut wk.grad,
-            );
-            gnorm = gn;
-            f_cur = p.f(x, y);
-            break;
-        }
+    let mut at_floor = false;
+    while taken < steps && tn > tol(scale) {
         wk.prev_y.assign(y);
         wk.prev_t.assign(&wk.t);
-        let mut accepted = false;
-        for _ in 0..40 {
-            wk.trial.assign(y);
-            wk.trial.axpy(-eta, &wk.t);
-            let (gn, _) = descend(
-                p,
-                x,
-                &mut wk.trial,
-                s.retraction_steps,
-                cfg.lower_lr,
-                cfg.lower_tol,
-                &mut wk.grad,
-            );
-            let f_trial = p.f(x, &wk.trial);
-            let decrease = f_cur - f_trial;
-            // A trial counts only if the retraction reached the manifold (a long step can leave
-            // the PL region, where descent on g may diverge and f is meaningless).
-            let retracted = f_trial.is_finite()
-                && gn.is_finite()
-                && gn <= (10.0 * gnorm).max(1e3 * cfg.lower_tol);
-            if retracted
-                && (decrease >= 1e-4 * eta * tn * tn || decrease >= -1e-14 * f_cur.abs().max(1.0))
-            {
-                y.assign(&wk.trial);
-                f_cur = f_trial;
-                gnorm = gn;
-                accepted = true;
-                break;
+        let mut accepted = None;
+        for _ in 0..60 {
+            match try_tangent_step(p, x, y, eta, tn, f_cur, cfg, wk)? {
+                Trial::Accept {
+                    lower,
+                    f,
+                    gradients,
+                } => {
+                    accepted = Some((lower, f, gradients));
+                    break;
+                }
+                Trial::Reject(next) => {
+                    eta = next;
+                    // A rejected first step ends the expansion below.
+                    first = false;
+                }
+                Trial::Floor => {
+                    at_floor = true;
+                    break;
+                }
             }
-            eta *= 0.5;
         }
-        taken += 1;
-        if !accepted {
+        let Some((lo, f_new, mut have_gradients)) = accepted else {
             break;
+        };
+        // The first step of a fresh selection (its η is a guess): lengthen it tenfold while f
+        // keeps decreasing by more than the accepted step did.
+        if first && s.lr == StepSize::Auto {
+            first = false;
+            let mut best = (f_new, eta);
+            wk.best.assign(&wk.trial);
+            for _ in 0..20 {
+                let longer = 10.0 * best.1;
+                match try_tangent_step(p, x, y, longer, tn, f_cur, cfg, wk)? {
+                    Trial::Accept { f, .. } if f < best.0 => {
+                        best = (f, longer);
+                        wk.best.assign(&wk.trial);
+                    }
+                    _ => break,
+                }
+            }
+            eta = best.1;
+            wk.trial.assign(&wk.best);
+            have_gradients = false;
         }
-        p.grad_f(x, y, &mut wk.gx, &mut wk.b);
-        tangent_projection(p, x, y, s, wk)?;
+        y.assign(&wk.trial);
+        f_cur = p.f(x, y);
+        let _ = f_new;
+        lower = lo;
+        taken += 1;
+        if have_gradients {
+            std::mem::swap(&mut wk.b, &mut wk.b_trial);
+            std::mem::swap(&mut wk.t, &mut wk.t_trial);
+        } else {
+            tangent_gradient(p, x, y, s, wk)?;
+        }
+        scale = wk.b.norm();
         tn = wk.t.norm();
         eta = match s.step_rule {
-            StepRule::Fixed => (eta * 1.5).min(s.lr),
+            StepRule::Fixed => (eta * 1.5).min(max_eta),
             StepRule::BarzilaiBorwein => {
                 // η = ⟨s, s⟩/⟨s, z⟩ with s = y⁺ − y, z = P_T∇f⁺ − P_T∇f (Barzilai & Borwein
-                // 1988), kept within [10⁻³, 10³]·lr; the Armijo test above still guards it.
+                // 1988), kept within 10⁴ of the accepted step; the line search still guards it.
                 wk.prev_y.scale(-1.0);
                 wk.prev_y.axpy(1.0, y);
                 wk.prev_t.scale(-1.0);
@@ -366,14 +704,296 @@ fn tangent_descent<P: Bilevel + ?Sized>(
                 let ss = wk.prev_y.dot(&wk.prev_y);
                 let sz = wk.prev_y.dot(&wk.prev_t);
                 if sz > 0.0 && ss > 0.0 {
-                    (ss / sz).clamp(1e-3 * s.lr, 1e3 * s.lr)
+                    (ss / sz).clamp(1e-4 * eta, 1e4 * eta).min(1e3 * max_eta)
                 } else {
-                    s.lr
+                    (2.0 * eta).min(1e3 * max_eta)
                 }
             }
         };
     }
-    Ok((taken, tn, gnorm, f_cur))
+    if s.lr == StepSize::Auto && eta.is_finite() && eta > 0.0 {
+        *eta_memory = Some(eta);
+    }
+    let first_order = (tn <= tol(scale) || at_floor) && lower.status.converged();
+    Ok(Selected {
+        steps: taken,
+        tangent_norm: tn,
+        lower,
+        f: f_cur,
+        first_order,
+    })
+}
+
+/// What the second-order stage found at the current point.
+enum SecondOrder<Y> {
+    /// H has a negative Rayleigh quotient (y is not a local minimiser of g).
+    LowerIndefinite { direction: Y, curvature: f64 },
+    /// T = {0}: the lower-level solution is locally unique.
+    NotApplicable(SpectralSketch),
+    /// The rank of H was not resolved within the sketch's column limit.
+    Unchecked(SpectralSketch),
+    /// The smallest tangent curvature (negative or not).
+    Curvature(SpectralSketch, TangentCurvature<Y>),
+}
+
+/// Sketch H at y; if it is positive semidefinite, find the smallest tangent curvature of f.
+fn second_order<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &P::Y,
+    cfg: &HgmsConfig,
+    wk: &mut Work<P::Y>,
+) -> Result<SecondOrder<P::Y>, SolverError> {
+    let diag = &cfg.hypergradient.diagnostics;
+    let sketch: RangeSketch<P::Y> = {
+        let mut op = |u: &P::Y, out: &mut P::Y| p.hvp(x, y, u, out);
+        range_sketch(
+            &mut op,
+            y,
+            cfg.selection.null_rtol,
+            diag.sketch_max_columns,
+            diag.sketch_seed,
+            true,
+        )?
+    };
+    if let Some(direction) = sketch.negative_direction {
+        return Ok(SecondOrder::LowerIndefinite {
+            direction,
+            curvature: sketch.min_rayleigh,
+        });
+    }
+    let summary = sketch.summary;
+    if !summary.resolved {
+        return Ok(SecondOrder::Unchecked(summary));
+    }
+    if summary.rank >= y.dim() {
+        return Ok(SecondOrder::NotApplicable(summary));
+    }
+    let opts = CurvatureOptions {
+        max_iter: cfg.selection.curvature_max_iter,
+        ..CurvatureOptions::default()
+    };
+    let v = wk.hyper.v().clone();
+    match tangent_curvature(p, x, y, &v, &sketch.basis, &opts, &mut wk.curvature)? {
+        Some(c) => Ok(SecondOrder::Curvature(summary, c)),
+        None => Ok(SecondOrder::NotApplicable(summary)),
+    }
+}
+
+/// Which objective an escape decreases.
+#[derive(Clone, Copy, PartialEq)]
+enum EscapeOn {
+    /// f on S(x): trial points are retracted to S before f is compared.
+    Upper,
+    /// g: trial points are compared on g, then the lower level is solved.
+    Lower,
+}
+
+/// Move y along ±`dir` (unit) where the objective has curvature `curv < 0`, by a step
+/// backtracked from `t0` until the objective decreases by at least `¼|curv| t²`; keeps the better
+/// sign. Returns whether y moved.
+#[allow(clippy::too_many_arguments)]
+fn escape<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &mut P::Y,
+    dir: &P::Y,
+    curv: f64,
+    t0: f64,
+    on: EscapeOn,
+    cfg: &HgmsConfig,
+    wk: &mut Work<P::Y>,
+) -> bool {
+    let value = |p: &Counted<P>, y: &P::Y| match on {
+        EscapeOn::Upper => p.f(x, y),
+        EscapeOn::Lower => p.g(x, y),
+    };
+    let v0 = value(p, y);
+    let mut t = t0;
+    for _ in 0..40 {
+        let mut best = f64::INFINITY;
+        for sign in [1.0, -1.0] {
+            wk.trial.assign(y);
+            wk.trial.axpy(sign * t, dir);
+            if on == EscapeOn::Upper {
+                let ok = wk.lower.solve(
+                    p,
+                    x,
+                    &mut wk.trial,
+                    &mut wk.grad,
+                    cfg.selection.retraction_steps.max(cfg.lower_steps),
+                    cfg.lower_tol,
+                );
+                if !matches!(ok, Ok(o) if o.status.converged()) {
+                    continue;
+                }
+            }
+            let vt = value(p, &wk.trial);
+            if vt.is_finite() && vt <= v0 - 0.25 * curv.abs() * t * t && vt < best {
+                best = vt;
+                wk.best.assign(&wk.trial);
+            }
+        }
+        if best.is_finite() {
+            y.assign(&wk.best);
+            return true;
+        }
+        t *= 0.5;
+    }
+    false
+}
+
+/// Length scale of S(x) along the unit normal n: `ℓ = ⟨n, H n⟩ / ‖D_n[H] n‖` (on a sphere of
+/// radius R, ℓ = R/3). `None` where H does not change along n (flat manifolds).
+fn curvature_length<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &P::Y,
+    n: &P::Y,
+    wk: &mut Work<P::Y>,
+) -> Option<f64> {
+    p.hvp(x, y, n, &mut wk.hb);
+    let lam = n.dot(&wk.hb);
+    if !p.hvp_lower_derivative(x, y, n, n, &mut wk.probe) {
+        let h = 1e-5 * (1.0 + y.norm());
+        wk.trial.assign(y);
+        wk.trial.axpy(h, n);
+        p.hvp(x, &wk.trial, n, &mut wk.probe);
+        wk.trial.assign(y);
+        wk.trial.axpy(-h, n);
+        p.hvp(x, &wk.trial, n, &mut wk.best);
+        wk.probe.axpy(-1.0, &wk.best);
+        wk.probe.scale(0.5 / h);
+    }
+    let k3 = wk.probe.norm();
+    (lam > 0.0 && k3 > 0.0 && (lam / k3).is_finite()).then(|| lam / k3)
+}
+
+/// Global probes: from y, move along ±n (n ∝ ∇_y f, a normal direction at a first-order point)
+/// by multiples of the curvature length, solve the lower level, and keep the point of S(x) with
+/// the lowest f if it beats y. Returns whether y moved.
+fn probe<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &mut P::Y,
+    cfg: &HgmsConfig,
+    wk: &mut Work<P::Y>,
+) -> Result<bool, SolverError> {
+    p.grad_f(x, y, &mut wk.gx, &mut wk.b);
+    let bn = wk.b.norm();
+    if bn == 0.0 || !bn.is_finite() {
+        return Ok(false);
+    }
+    let mut n = wk.b.clone();
+    n.scale(1.0 / bn);
+    let Some(ell) = curvature_length(p, x, y, &n, wk) else {
+        return Ok(false);
+    };
+    p.hvp(x, y, &n, &mut wk.hb);
+    let lam = n.dot(&wk.hb);
+    let f0 = p.f(x, y);
+    let g0 = p.g(x, y);
+    // g agrees on S(x) up to the accuracy of the lower solves; a probe landing on a stationary
+    // point of g that is not a minimiser (a centre) has g larger by about λ ℓ².
+    let g_tol = 1e-8 * lam * ell * ell + 16.0 * f64::EPSILON * g0.abs();
+    let mut best_f = f0 - 1e-12 * f0.abs().max(f64::MIN_POSITIVE) - 16.0 * f64::EPSILON * f0.abs();
+    let mut improved = false;
+    let mut cand = y.clone();
+    let count = cfg.selection.probes;
+    for i in 0..count {
+        let sign = if i % 2 == 0 { -1.0 } else { 1.0 };
+        let mult = 3.0 * (1 + i / 2) as f64;
+        cand.assign(y);
+        cand.axpy(sign * mult * ell, &n);
+        let out = wk.lower.solve(
+            p,
+            x,
+            &mut cand,
+            &mut wk.grad,
+            cfg.lower_steps,
+            cfg.lower_tol,
+        );
+        if !matches!(out, Ok(o) if o.status.converged()) {
+            continue;
+        }
+        let (fc, gc) = (p.f(x, &cand), p.g(x, &cand));
+        if fc.is_finite() && fc < best_f && gc <= g0 + g_tol {
+            best_f = fc;
+            wk.best.assign(&cand);
+            improved = true;
+        }
+    }
+    if improved {
+        y.assign(&wk.best);
+    }
+    Ok(improved)
+}
+
+/// The configured selection strategy from the current y.
+fn select<P: Bilevel + ?Sized>(
+    p: &Counted<P>,
+    x: &[f64],
+    y: &mut P::Y,
+    cfg: &HgmsConfig,
+    iteration: usize,
+    wk: &mut Work<P::Y>,
+    eta: &mut Option<f64>,
+) -> Result<Selected, SolverError> {
+    let sel = &cfg.selection;
+    match sel.strategy {
+        SelectionStrategy::None => {
+            let lower = lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?;
+            Ok(Selected {
+                steps: 0,
+                tangent_norm: f64::NAN,
+                lower,
+                f: p.f(x, y),
+                first_order: lower.status.converged(),
+            })
+        }
+        SelectionStrategy::Tangent => tangent_descent(p, x, y, cfg, sel.max_steps, wk, eta),
+        SelectionStrategy::Penalty => {
+            let mut sigma = sel.penalty_sigma0;
+            let mut total = 0;
+            for _ in 0..sel.penalty_stages {
+                total += penalty_stage(p, x, y, sigma, sel.penalty_steps, wk);
+                sigma *= sel.penalty_decay;
+            }
+            let mut out = tangent_descent(p, x, y, cfg, sel.max_steps, wk, eta)?;
+            out.steps += total;
+            Ok(out)
+        }
+        SelectionStrategy::Multistart => {
+            let mut rng = Rng::substream(sel.seed, iteration as u64);
+            let first = tangent_descent(p, x, y, cfg, sel.refine_steps, wk, eta)?;
+            let mut s_total = first.steps;
+            let mut best_f = if first.lower.status.converged() {
+                first.f
+            } else {
+                f64::INFINITY
+            };
+            let mut cand = y.clone();
+            let mut best = y.clone();
+            for _ in 0..sel.starts {
+                cand.assign(y);
+                wk.trial.fill_with(&mut || rng.normal());
+                cand.axpy(sel.start_radius, &wk.trial);
+                if lower_solve(p, x, &mut cand, cfg, cfg.lower_steps, wk).is_err() {
+                    continue;
+                }
+                let c = tangent_descent(p, x, &mut cand, cfg, sel.refine_steps, wk, eta)?;
+                s_total += c.steps;
+                if c.lower.status.converged() && c.f < best_f {
+                    best_f = c.f;
+                    best.assign(&cand);
+                }
+            }
+            y.assign(&best);
+            let mut out = tangent_descent(p, x, y, cfg, sel.max_steps, wk, eta)?;
+            out.steps += s_total;
+            Ok(out)
+        }
+    }
 }
 
 impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
@@ -388,8 +1008,11 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
         with_diagnostics: bool,
     ) -> Result<StepReport, SolverError> {
         let cfg = &self.config;
+        let lower_beta = self.lower_beta;
         let wk = self.work.get_or_insert_with(|| {
             let z = p.zeros_y();
+            let mut lower = LowerSolver::new(cfg.lower_lr, &z);
+            lower.set_remembered_step(lower_beta);
             Work {
                 grad: z.clone(),
                 b: z.clone(),
@@ -398,97 +1021,147 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 best: z.clone(),
                 prev_y: z.clone(),
                 prev_t: z.clone(),
+                probe: z.clone(),
+                hb: z.clone(),
+                b_trial: z.clone(),
+                t_trial: z.clone(),
                 gx: vec![0.0; p.dim_x()],
                 hyper: HypergradientSolver::new(p),
                 lanczos: LanczosWorkspace::new(&z),
+                curvature: CurvatureWorkspace::new(&z, p.dim_x()),
+                lower,
             }
         });
         let x = &state.x;
         let y = &mut state.y;
-        // 1. Reach the manifold.
-        descend(
-            p,
-            x,
-            y,
-            cfg.lower_steps,
-            cfg.lower_lr,
-            cfg.lower_tol,
-            &mut wk.grad,
-        );
-        // 2. Select.
         let sel = &cfg.selection;
-        let (steps, tn, _gn, _f) = match sel.strategy {
-            SelectionStrategy::None => (0, f64::NAN, 0.0, 0.0),
-            SelectionStrategy::Tangent => tangent_descent(p, x, y, cfg, sel.max_steps, wk)?,
-            SelectionStrategy::Penalty => {
-                let mut sigma = sel.penalty_sigma0;
-                let mut total = 0;
-                for _ in 0..sel.penalty_stages {
-                    total += penalty_stage(p, x, y, sigma, sel.penalty_steps, sel.tol, wk);
-                    sigma *= sel.penalty_decay;
+        let selecting = sel.strategy != SelectionStrategy::None;
+        let check_now = cfg.checks == Checks::SecondOrder
+            && selecting
+            && !self.full_rank
+            && (state.iteration == 0
+                || with_diagnostics
+                || (sel.check_every > 0 && state.iteration % sel.check_every == 0));
+        let probe_now = check_now && state.iteration == 0 && sel.probes > 0;
+        // 1. Reach the manifold.
+        lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?;
+        let mut h = vec![0.0; p.dim_x()];
+        let mut escapes = 0;
+        let mut probes_improved = 0;
+        let mut probed = false;
+        let mut steps_total = 0;
+        loop {
+            // 2. Select.
+            let selected = select(p, x, y, cfg, state.iteration, wk, &mut self.eta)?;
+            steps_total += selected.steps;
+            let lower = selected.lower;
+            // 3. Differentiate at the selected point.
+            let mut diag = wk
+                .hyper
+                .compute(p, x, y, &cfg.hypergradient, false, &mut h)?;
+            // 4. Check.
+            let mut outcome = None;
+            if check_now {
+                let so = second_order(p, x, y, cfg, wk)?;
+                match &so {
+                    SecondOrder::LowerIndefinite {
+                        direction,
+                        curvature,
+                    } if escapes < sel.max_escapes => {
+                        let g = p.g(x, y).abs();
+                        let t0 = if g > 0.0 {
+                            (g / curvature.abs()).sqrt()
+                        } else {
+                            1e-3 * (1.0 + y.norm())
+                        };
+                        let dir = direction.clone();
+                        escapes += 1;
+                        if escape(p, x, y, &dir, *curvature, t0, EscapeOn::Lower, cfg, wk) {
+                            lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?;
+                            continue;
+                        }
+                    }
+                    SecondOrder::Curvature(_, c)
+                        if c.min < -sel.curvature_rtol * c.scale && escapes < sel.max_escapes =>
+                    {
+                        let bn = wk.hyper.rhs().norm();
+                        let t0 = if bn > 0.0 {
+                            bn / c.min.abs()
+                        } else {
+                            1e-3 * (1.0 + y.norm())
+                        };
+                        let dir = c.direction.clone();
+                        escapes += 1;
+                        if escape(p, x, y, &dir, c.min, t0, EscapeOn::Upper, cfg, wk) {
+                            continue;
+                        }
+                    }
+                    _ => {}
                 }
-                let (s, tn, gn, f) = tangent_descent(p, x, y, cfg, sel.max_steps, wk)?;
-                (total + s, tn, gn, f)
-            }
-            SelectionStrategy::Multistart => {
-                let mut rng = Rng::substream(sel.seed, state.iteration as u64);
-                let (mut s_total, _, gn0, f0) =
-                    tangent_descent(p, x, y, cfg, sel.refine_steps, wk)?;
-                let mut best_f = if gn0 <= 1e3 * cfg.lower_tol.max(sel.tol) {
-                    f0
-                } else {
-                    f64::INFINITY
-                };
-                wk.best.assign(y);
-                let mut cand = y.clone();
-                for _ in 0..sel.starts {
-                    cand.assign(y);
-                    wk.trial.fill_with(&mut || rng.normal());
-                    cand.axpy(sel.start_radius, &wk.trial);
-                    descend(
-                        p,
-                        x,
-                        &mut cand,
-                        cfg.lower_steps,
-                        cfg.lower_lr,
-                        cfg.lower_tol,
-                        &mut wk.grad,
-                    );
-                    let (s, _, gn, f) =
-                        tangent_descent(p, x, &mut cand, cfg, sel.refine_steps, wk)?;
-                    s_total += s;
-                    if gn <= 1e3 * cfg.lower_tol.max(sel.tol) && f < best_f {
-                        best_f = f;
-                        wk.best.assign(&cand);
+                if probe_now && !probed {
+                    probed = true;
+                    if probe(p, x, y, cfg, wk)? {
+                        probes_improved += 1;
+                        continue;
                     }
                 }
-                y.assign(&wk.best);
-                let (s, tn, gn, f) = tangent_descent(p, x, y, cfg, sel.max_steps, wk)?;
-                (s_total + s, tn, gn, f)
+                outcome = Some(so);
             }
-        };
-        // 3. Differentiate at the selected point.
-        let mut h = vec![0.0; p.dim_x()];
-        let diag = wk
-            .hyper
-            .compute(p, x, y, &cfg.hypergradient, with_diagnostics, &mut h)?;
-        p.grad_g_y(x, y, &mut wk.grad);
-        let lower_grad_norm = wk.grad.norm();
-        let f = p.f(x, y);
-        let selection = (sel.strategy != SelectionStrategy::None).then(|| SelectionReport {
-            strategy: format!("{:?}", sel.strategy).to_lowercase(),
-            steps,
-            tangent_grad_norm: tn,
-            converged: tn <= sel.tol && lower_grad_norm <= cfg.lower_tol.max(sel.tol),
-        });
-        Ok(StepReport {
-            f,
-            lower_grad_norm,
-            hypergradient: h,
-            diagnostics: Some(diag),
-            selection,
-            extra: Vec::new(),
-        })
+            // 5. Diagnostics (reusing the check's sketch) and the report.
+            let sketch = match &outcome {
+                Some(SecondOrder::NotApplicable(s))
+                | Some(SecondOrder::Unchecked(s))
+                | Some(SecondOrder::Curvature(s, _)) => Some(*s),
+                _ => None,
+            };
+            if with_diagnostics {
+                wk.hyper.diagnose_with_sketch(
+                    p,
+                    x,
+                    y,
+                    &cfg.hypergradient.diagnostics,
+                    sketch.as_ref(),
+                    &mut diag,
+                )?;
+                if let Some(kc) = diag.kernel_component {
+                    let scale = diag.rhs_norm.max(bilevel_core::vector::norm(&h));
+                    diag.kernel_component_relative =
+                        Some(if scale > 0.0 { kc / scale } else { 0.0 });
+                }
+            }
+            if matches!(outcome, Some(SecondOrder::NotApplicable(_))) {
+                self.full_rank = true;
+            }
+            let mut rep = StepReport {
+                f: selected.f,
+                lower_grad_norm: lower.grad_norm,
+                hypergradient: h,
+                diagnostics: Some(diag),
+                selection: selecting.then(|| SelectionReport {
+                    strategy: format!("{:?}", sel.strategy).to_lowercase(),
+                    steps: steps_total,
+                    tangent_grad_norm: selected.tangent_norm,
+                    converged: selected.first_order,
+                }),
+                ..StepReport::default()
+            };
+            // Recompute f and ‖∇_y g‖ at the final point (an escape or probe may have moved y
+            // after the selection's own values).
+            p.grad_g_y(x, y, &mut wk.grad);
+            rep.lower_grad_norm = wk.grad.norm();
+            rep.f = p.f(x, y);
+            self.lower_beta = wk.lower.remembered_step();
+            rep.checks = Some(checks_report(
+                cfg,
+                self.full_rank,
+                &selected,
+                &outcome,
+                escapes,
+                probes_improved,
+            ));
+            add_warnings(cfg, &mut rep, &selected, &outcome);
+            return Ok(rep);
+        }
     }
 
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
@@ -496,13 +1169,136 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
     }
 
     fn checkpoint(&self) -> serde_json::Value {
-        serde_json::json!({ "upper": self.upper })
+        serde_json::json!({
+            "upper": self.upper,
+            "lower_step": self.lower_beta,
+            "selection_step": self.eta,
+            "full_rank": self.full_rank,
+        })
     }
 
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
-        restore_upper(&mut self.upper, saved)
+        restore_upper(&mut self.upper, saved)?;
+        let num = |k: &str| saved.get(k).and_then(|v| v.as_f64());
+        self.lower_beta = num("lower_step");
+        self.eta = num("selection_step");
+        self.full_rank = saved
+            .get("full_rank")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if let Some(wk) = self.work.as_mut() {
+            wk.lower.set_remembered_step(self.lower_beta);
+        }
+        Ok(())
     }
 }
+
+/// What the checks found, for the report.
+fn checks_report<Y>(
+    cfg: &HgmsConfig,
+    full_rank: bool,
+    selected: &Selected,
+    outcome: &Option<SecondOrder<Y>>,
+    escapes: usize,
+    probes_improved: usize,
+) -> ChecksReport {
+    let (second_order, curv, lower_indefinite) = match outcome {
+        None if full_rank => ("not-applicable".to_string(), None, false),
+        None => ("skipped".to_string(), None, false),
+        Some(SecondOrder::LowerIndefinite { .. }) => ("failed".to_string(), None, true),
+        Some(SecondOrder::NotApplicable(_)) => ("not-applicable".to_string(), None, false),
+        Some(SecondOrder::Unchecked(_)) => ("unchecked".to_string(), None, false),
+        Some(SecondOrder::Curvature(_, c)) => {
+            let passed = c.min >= -cfg.selection.curvature_rtol * c.scale;
+            (
+                if passed { "passed" } else { "failed" }.to_string(),
+                Some((c.min, c.relative())),
+                false,
+            )
+        }
+    };
+    ChecksReport {
+        level: match cfg.checks {
+            Checks::SecondOrder => "second-order",
+            Checks::FirstOrder => "first-order",
+        }
+        .to_string(),
+        lower: selected.lower.status,
+        first_order: selected.first_order,
+        second_order,
+        lower_indefinite,
+        min_tangent_curvature: curv.map(|c| c.0),
+        min_tangent_curvature_relative: curv.map(|c| c.1),
+        escapes,
+        probes_improved,
+        global: "not certified: the checks are local (a minimiser of f on its component of \
+                     S(x)); probes along the normal line ran at the first evaluation; use \
+                     selection.strategy = \"multistart\" where f on S(x) may have several local \
+                     minima"
+            .to_string(),
+    }
+}
+
+/// One warning per failed check.
+fn add_warnings<Y>(
+    cfg: &HgmsConfig,
+    rep: &mut StepReport,
+    selected: &Selected,
+    outcome: &Option<SecondOrder<Y>>,
+) {
+    let lower = selected.lower;
+    if lower.status == LowerStatus::MaxSteps {
+        rep.warn(Warning::new(
+                codes::LOWER_NOT_CONVERGED,
+                format!(
+                    "the lower level stopped at its step limit with ‖∇_y g‖ = {:.3e} (from {:.3e}); the hypergradient is taken off the solution set",
+                    lower.grad_norm, lower.start_grad_norm
+                ),
+            ));
+    }
+    if cfg.selection.strategy != SelectionStrategy::None && !selected.first_order {
+        rep.warn(Warning::new(
+                codes::SELECTION_NOT_FIRST_ORDER,
+                format!(
+                    "the selection stopped with ‖P_T ∇_y f‖ = {:.3e} after {} tangent steps: y is not a stationary point of f on S(x)",
+                    selected.tangent_norm, selected.steps
+                ),
+            ));
+    }
+    match outcome {
+            Some(SecondOrder::LowerIndefinite { curvature, .. }) => rep.warn(Warning::new(
+                codes::LOWER_NOT_MINIMUM,
+                format!(
+                    "H = ∇²_yy g has negative curvature {curvature:.3e} at y after {} escapes: y is a saddle or maximum of g, not a lower-level solution",
+                    cfg.selection.max_escapes
+                ),
+            )),
+            Some(SecondOrder::Unchecked(s)) => rep.warn(Warning::new(
+                codes::SECOND_ORDER_UNCHECKED,
+                format!(
+                    "the rank of H was not resolved with {} sketch columns (dim y = {}): the second-order condition of the selection is unchecked",
+                    s.columns,
+                    s.rank + s.intrinsic_dimension
+                ),
+            )),
+            Some(SecondOrder::Curvature(_, c)) if c.min < -cfg.selection.curvature_rtol * c.scale => {
+                rep.warn(Warning::new(
+                    codes::SELECTION_NOT_SECOND_ORDER,
+                    format!(
+                        "f has negative curvature {:.3e} ({:.1e} relative) along S(x) at the selection after {} escapes: y is a maximiser or saddle of f on S(x), not the optimistic selection",
+                        c.min,
+                        c.relative(),
+                        cfg.selection.max_escapes
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    rep.add_diagnostic_warnings(KERNEL_RTOL);
+}
+
+/// Relative kernel component above which a hypergradient is flagged (`kernel-component`).
+pub const KERNEL_RTOL: f64 = 1e-6;
 
 /// Restore an [`UpperOptimizer`] saved under key `upper`, keeping the configured step rule.
 pub(crate) fn restore_upper(
@@ -531,7 +1327,6 @@ fn penalty_stage<P: Bilevel + ?Sized>(
     y: &mut P::Y,
     sigma: f64,
     steps: usize,
-    tol: f64,
     wk: &mut Work<P::Y>,
 ) -> usize {
     let value = |y: &P::Y| p.f(x, y) + p.g(x, y) / sigma;
@@ -543,15 +1338,15 @@ fn penalty_stage<P: Bilevel + ?Sized>(
         wk.t.assign(&wk.b);
         wk.t.axpy(1.0 / sigma, &wk.grad);
         let gn2 = wk.t.dot(&wk.t);
-        if gn2.sqrt() <= tol {
+        if gn2 == 0.0 || !gn2.is_finite() {
             return k;
         }
         let mut accepted = false;
-        for _ in 0..40 {
+        for _ in 0..60 {
             wk.trial.assign(y);
             wk.trial.axpy(-lr, &wk.t);
             let ft = value(&wk.trial);
-            if ft <= fv - 1e-4 * lr * gn2 {
+            if ft <= fv - 1e-4 * lr * gn2 && ft < fv {
                 y.assign(&wk.trial);
                 fv = ft;
                 accepted = true;

@@ -283,6 +283,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Implicit<P::Y> {
                 ("newton_steps".into(), out.newton_steps as f64),
                 ("fallback_steps".into(), out.fallback_steps as f64),
             ],
+            ..StepReport::default()
         })
     }
 

@@ -165,6 +165,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Itd<P::Y> {
             diagnostics: None,
             selection: None,
             extra: Vec::new(),
+            ..StepReport::default()
         })
     }
 

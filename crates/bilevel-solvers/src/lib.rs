@@ -80,7 +80,7 @@ pub struct State<Y> {
 }
 
 /// What one hypergradient evaluation found (at `state.x`, after the lower/selection phase).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepReport {
     /// `f(x, y)` at the point the hypergradient was taken.
     pub f: f64,
@@ -96,12 +96,235 @@ pub struct StepReport {
     /// empty for solvers without any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<(String, f64)>,
+    /// Which correctness checks ran and what they found (HG-MS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ChecksReport>,
+    /// One entry per failed check ([`warnings`] lists every code): empty when the estimate
+    /// passed every check that ran.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+    /// The stationarity measure `hypergradient_tol` is compared with, where it is not `‖h‖`
+    /// (joint methods such as BOME, whose x-direction alone is not a hypergradient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stationarity: Option<f64>,
 }
 
 impl StepReport {
     /// The value of the solver-specific scalar `name` in [`StepReport::extra`], if present.
     pub fn extra_value(&self, name: &str) -> Option<f64> {
         self.extra.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// Add `w` unless a warning with its code is already there.
+    pub fn warn(&mut self, w: Warning) {
+        if !self.warnings.iter().any(|v| v.code == w.code) {
+            self.warnings.push(w);
+        }
+    }
+
+    /// Add the warnings that follow from [`StepReport::diagnostics`] (kernel component above
+    /// `kernel_rtol`, Krylov solve not converged or least-squares, unresolved sketch,
+    /// finite-difference products); the executor and `bilevel hypergrad` call it for every solver.
+    pub fn add_diagnostic_warnings(&mut self, kernel_rtol: f64) {
+        let Some(d) = self.diagnostics.clone() else {
+            return;
+        };
+        for w in warnings::from_diagnostics(&d, kernel_rtol) {
+            self.warn(w);
+        }
+    }
+}
+
+/// A failed check: a stable `code` (listed in [`warnings`] and the README) and a message that
+/// says what was measured and what to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    /// Stable kebab-case code, e.g. `lower-not-converged`.
+    pub code: String,
+    /// What was measured and what to do about it.
+    pub message: String,
+}
+
+impl Warning {
+    /// A warning with `code` (one of [`warnings::CODES`]) and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        debug_assert!(warnings::CODES.iter().any(|(c, _)| *c == code), "{code}");
+        Warning {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Which correctness checks ran on an HG-MS hypergradient and their outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChecksReport {
+    /// The checks requested: `"second-order"` or `"first-order"`.
+    pub level: String,
+    /// How the lower-level solve ended (`tolerance`, `precision` or `max-steps`).
+    pub lower: lower::LowerStatus,
+    /// Whether the selection is first-order stationary on S(x) (`‖P_T ∇_y f‖` at tolerance or at
+    /// the rounding floor, with the lower level converged).
+    pub first_order: bool,
+    /// Outcome of the second-order check: `passed`, `failed`, `not-applicable` (k = 0: the
+    /// lower-level solution is locally unique), `unchecked` (the rank of H was not resolved) or
+    /// `skipped` (not run at this iteration, or `checks = "first-order"`).
+    pub second_order: String,
+    /// Whether H was found indefinite at the final point (y is not a local minimiser of g).
+    pub lower_indefinite: bool,
+    /// Smallest eigenvalue of the Riemannian Hessian of f on S(x) found at the final point.
+    pub min_tangent_curvature: Option<f64>,
+    /// The same relative to the scale of its two terms (`‖∇²f u‖ + ‖D_w[H] u‖`).
+    pub min_tangent_curvature_relative: Option<f64>,
+    /// Escapes taken (from a maximiser or saddle of f on S, or a non-minimum of g).
+    pub escapes: usize,
+    /// Global probes that found a lower f on S(x) (and were adopted).
+    pub probes_improved: usize,
+    /// Global optimality is never certified: a statement of what was and was not checked.
+    pub global: String,
+}
+
+pub mod warnings {
+    //! Warning codes: one per check that can fail. The README lists each with what to do.
+
+    use super::Warning;
+    use bilevel_core::hypergrad::HypergradDiagnostics;
+    use bilevel_core::krylov::KrylovStatus;
+
+    /// The lower-level solve hit its step limit before its tolerance or the rounding floor.
+    pub const LOWER_NOT_CONVERGED: &str = "lower-not-converged";
+    /// H = ∇²_yy g has a negative eigenvalue at the final point: y is a saddle or maximum of g.
+    pub const LOWER_NOT_MINIMUM: &str = "lower-not-minimum";
+    /// The selection is not first-order stationary on S(x) (`‖P_T ∇_y f‖` above tolerance).
+    pub const SELECTION_NOT_FIRST_ORDER: &str = "selection-not-first-order";
+    /// f has negative curvature along S(x) at the selection (a maximiser or saddle) after the
+    /// configured escapes.
+    pub const SELECTION_NOT_SECOND_ORDER: &str = "selection-not-second-order";
+    /// The second-order check could not run: the rank of H was not resolved.
+    pub const SECOND_ORDER_UNCHECKED: &str = "second-order-unchecked";
+    /// `‖P_ker H ∇_y f‖` above tolerance: y is not the optimistic selection.
+    pub const KERNEL_COMPONENT: &str = "kernel-component";
+    /// The Krylov solve stopped before its tolerance.
+    pub const KRYLOV_NOT_CONVERGED: &str = "krylov-not-converged";
+    /// The Krylov solve fell back to a least-squares solution (inconsistent system).
+    pub const KRYLOV_LEAST_SQUARES: &str = "krylov-least-squares";
+    /// The spectral sketch reached its column limit: the intrinsic dimension is unresolved.
+    pub const SKETCH_COLUMN_LIMIT: &str = "sketch-column-limit";
+    /// Second-order products come from finite differences: the hypergradient is approximate.
+    pub const APPROXIMATE_DERIVATIVES: &str = "approximate-derivatives";
+
+    /// Every code with what to do about it (the README's table is checked against this list).
+    pub const CODES: &[(&str, &str)] = &[
+        (
+            LOWER_NOT_CONVERGED,
+            "raise lower_steps (or selection.retraction_steps), or leave lower_lr = \"auto\"",
+        ),
+        (
+            LOWER_NOT_MINIMUM,
+            "start the lower level elsewhere (y0); the escape along negative curvature of g failed",
+        ),
+        (
+            SELECTION_NOT_FIRST_ORDER,
+            "raise selection.max_steps, or try selection.strategy = \"penalty\"",
+        ),
+        (
+            SELECTION_NOT_SECOND_ORDER,
+            "raise selection.max_escapes or use selection.strategy = \"multistart\"",
+        ),
+        (
+            SECOND_ORDER_UNCHECKED,
+            "raise hypergradient.diagnostics.sketch_max_columns, or set checks = \"first-order\" to accept the risk",
+        ),
+        (
+            KERNEL_COMPONENT,
+            "use HG-MS with a selection strategy; AID/ITD differentiate a different hyper-objective here",
+        ),
+        (
+            KRYLOV_NOT_CONVERGED,
+            "raise hypergradient.max_iter, or add a small hypergradient.shift",
+        ),
+        (
+            KRYLOV_LEAST_SQUARES,
+            "the right-hand side has a kernel component: select first (HG-MS) or converge the lower level",
+        ),
+        (
+            SKETCH_COLUMN_LIMIT,
+            "raise hypergradient.diagnostics.sketch_max_columns (memory grows with columns × dim y)",
+        ),
+        (
+            APPROXIMATE_DERIVATIVES,
+            "use derivatives = \"analytic\" or \"dual\" where the problem offers them",
+        ),
+    ];
+
+    /// The warnings implied by a hypergradient's diagnostics.
+    pub fn from_diagnostics(d: &HypergradDiagnostics, kernel_rtol: f64) -> Vec<Warning> {
+        let mut out = Vec::new();
+        if let Some(kc) = d.kernel_component_relative {
+            if kc > kernel_rtol {
+                out.push(Warning::new(
+                    KERNEL_COMPONENT,
+                    format!(
+                        "the kernel component of ∇_y f is {kc:.3e} relative (tolerance {kernel_rtol:.0e}): y is not the optimistic selection, so this is not ∇φ"
+                    ),
+                ));
+            }
+        }
+        // Error amplification of a residual: ‖H^†r‖/‖v‖ ≤ κ ‖r‖/‖b‖, κ = λ_max/μ where known.
+        let kappa = match (d.lambda_max, d.mu) {
+            (Some(l), Some(m)) if m > 0.0 && l >= m => l / m,
+            _ => 1.0,
+        };
+        // A least-squares residual is benign when it is small, or when it is explained by the
+        // measured kernel component of ∇_y f (which the kernel-component check then judges,
+        // relative to max(‖∇_y f‖, ‖h‖): robust where ∇_y f is itself at rounding level).
+        let explained = d
+            .kernel_component
+            .filter(|_| d.rhs_norm > 0.0)
+            .is_some_and(|kc| d.relative_residual <= 1.01 * kc / d.rhs_norm + kernel_rtol);
+        match d.status {
+            KrylovStatus::Converged => {}
+            KrylovStatus::LeastSquares if d.relative_residual <= kernel_rtol || explained => {}
+            KrylovStatus::MaxIterations | KrylovStatus::Stagnated
+                if d.relative_residual * kappa <= kernel_rtol => {}
+            KrylovStatus::LeastSquares => out.push(Warning::new(
+                KRYLOV_LEAST_SQUARES,
+                format!(
+                    "the linear solve H v = ∇_y f is inconsistent; {:?} returned the least-squares solution (relative residual {:.3e})",
+                    d.solver, d.relative_residual
+                ),
+            )),
+            other => out.push(Warning::new(
+                KRYLOV_NOT_CONVERGED,
+                format!(
+                    "the linear solve stopped ({}) after {} iterations at relative residual {:.3e}",
+                    match other {
+                        KrylovStatus::Stagnated => "stagnated",
+                        KrylovStatus::IndefiniteDetected => "indefinite matrix",
+                        KrylovStatus::Diverged => "diverged",
+                        _ => "iteration limit",
+                    },
+                    d.krylov_iterations,
+                    d.relative_residual
+                ),
+            )),
+        }
+        if d.sketch_unresolved {
+            out.push(Warning::new(
+                SKETCH_COLUMN_LIMIT,
+                "the spectral sketch reached its column limit before resolving the rank of H: the intrinsic dimension is unknown",
+            ));
+        }
+        if !d.exact {
+            out.push(Warning::new(
+                APPROXIMATE_DERIVATIVES,
+                format!(
+                    "second-order products are {}: the hypergradient carries their truncation error",
+                    d.derivatives.label()
+                ),
+            ));
+        }
+        out
     }
 }
 
@@ -127,6 +350,10 @@ pub enum SolverError {
     /// A quantity became NaN or Inf inside the solver.
     #[error("{0}")]
     NonFinite(String),
+    /// An inner iteration diverged (the message names the quantity, the step and the likely
+    /// cause).
+    #[error("{0}")]
+    Diverged(String),
     /// A configuration value is invalid.
     #[error("{0}")]
     Config(String),

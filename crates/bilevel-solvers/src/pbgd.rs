@@ -219,6 +219,7 @@ where
             diagnostics: None,
             selection: None,
             extra,
+            ..StepReport::default()
         })
     }
 

@@ -225,6 +225,7 @@ where
             diagnostics: None,
             selection: None,
             extra: Vec::new(),
+            ..StepReport::default()
         })
     }
 

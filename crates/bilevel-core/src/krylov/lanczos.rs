@@ -20,6 +20,12 @@ pub struct LanczosOptions {
     /// Stop when `β_j ≤ tol · ‖T‖` (invariant subspace found; Ritz values are then accurate to
     /// `β_j`). Rounding leaves `β ≈ 1e-12 ‖T‖` at exhaustion, so do not set it much below 1e-10.
     pub tol: f64,
+    /// At the first `β_j ≤ tol · ‖T‖` that is still above rounding (`10³ε‖T‖`), take one more
+    /// step before stopping. That step resolves a part of the start vector below the tolerance
+    /// (an eigen-direction holding a fraction `< tol` of it), which projections of the start
+    /// vector need: without it, a tangent component of `∇_y f` smaller than `1e-10 ‖∇_y f‖` is
+    /// invisible.
+    pub resolve_start: bool,
 }
 
 impl Default for LanczosOptions {
@@ -27,6 +33,7 @@ impl Default for LanczosOptions {
         LanczosOptions {
             max_iter: 100,
             tol: 1e-10,
+            resolve_start: false,
         }
     }
 }
@@ -121,12 +128,43 @@ pub fn project_start_below<V: Vector>(
     }
 }
 
+/// `out ← V s_i`: the Ritz vector of Ritz value `i` (ascending order) in the original space, unit
+/// norm. `ws` must be the workspace of the [`lanczos`] call that produced `res`.
+pub fn ritz_vector<V: Vector>(
+    res: &LanczosResult,
+    ws: &LanczosWorkspace<V>,
+    i: usize,
+    out: &mut V,
+) {
+    out.set_zero();
+    let n = res.ritz.n;
+    let s = res.ritz.vector(i);
+    for (j, q) in ws.basis.iter().take(n).enumerate() {
+        out.axpy(s[j], q);
+    }
+}
+
 /// Run Lanczos with full reorthogonalisation (two Gram–Schmidt passes) from `start`.
 pub fn lanczos<V: Vector, A: LinearOperator<V> + ?Sized>(
     op: &mut A,
     start: &V,
     opts: &LanczosOptions,
     ws: &mut LanczosWorkspace<V>,
+) -> Result<LanczosResult, DenseError> {
+    lanczos_in_subspace(op, start, opts, ws, &mut |_: &mut V| {})
+}
+
+/// Lanczos for an operator on a subspace given by its orthogonal projector `project`: every new
+/// Lanczos vector is projected back after reorthogonalisation. Without it, rounding outside the
+/// subspace (reintroduced by each Gram–Schmidt subtraction and divided by shrinking β's) grows
+/// geometrically and the Ritz values leave the operator's range on the subspace. `start` must lie
+/// in the subspace.
+pub fn lanczos_in_subspace<V: Vector, A: LinearOperator<V> + ?Sized>(
+    op: &mut A,
+    start: &V,
+    opts: &LanczosOptions,
+    ws: &mut LanczosWorkspace<V>,
+    project: &mut dyn FnMut(&mut V),
 ) -> Result<LanczosResult, DenseError> {
     let start_norm = start.norm();
     let mut alpha = Vec::with_capacity(opts.max_iter);
@@ -152,6 +190,7 @@ pub fn lanczos<V: Vector, A: LinearOperator<V> + ?Sized>(
     basis[0].scale(1.0 / start_norm);
     let mut tnorm = 0.0f64;
     let mut last_beta = 0.0;
+    let mut stop_next = false;
     for j in 0..opts.max_iter {
         op.apply(&basis[j], w);
         let a = basis[j].dot(w);
@@ -163,12 +202,22 @@ pub fn lanczos<V: Vector, A: LinearOperator<V> + ?Sized>(
                 w.axpy(-c, q);
             }
         }
+        project(w);
         let bnext = w.norm();
         tnorm = tnorm.max(a.abs() + bnext + beta.last().copied().unwrap_or(0.0));
         last_beta = bnext;
-        if bnext <= opts.tol * tnorm.max(f64::MIN_POSITIVE) {
-            invariant = true;
+        let small = bnext <= opts.tol * tnorm.max(f64::MIN_POSITIVE);
+        if stop_next {
+            invariant = small;
             break;
+        }
+        if small {
+            if opts.resolve_start && bnext > 1e3 * f64::EPSILON * tnorm && j + 1 < opts.max_iter {
+                stop_next = true;
+            } else {
+                invariant = true;
+                break;
+            }
         }
         if j + 1 == opts.max_iter {
             break;
@@ -221,6 +270,7 @@ mod tests {
             &LanczosOptions {
                 max_iter: d,
                 tol: 1e-10,
+                resolve_start: false,
             },
             &mut LanczosWorkspace::new(&b),
         )
@@ -248,6 +298,7 @@ mod tests {
             &LanczosOptions {
                 max_iter: d,
                 tol: 1e-10,
+                resolve_start: false,
             },
             &mut ws2,
         )

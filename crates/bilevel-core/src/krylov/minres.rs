@@ -180,7 +180,10 @@ fn minres_pass<V: Vector, A: LinearOperator<V> + ?Sized>(
         r2.assign(y);
         oldb = beta;
         beta = r2.norm();
-        tnorm2 += alfa * alfa + oldb * oldb + beta * beta;
+        // ‖T_k‖_F²: α_k, the previous off-diagonal β_k and the new β_{k+1}. At k = 1 the
+        // previous β is ‖b‖, which is not an entry of T (counting it would make ‖A‖ scale with
+        // ‖b‖ and fire the least-squares test on well-posed systems with a large right-hand side).
+        tnorm2 += alfa * alfa + beta * beta + if itn >= 2 { oldb * oldb } else { 0.0 };
         // Apply the previous rotation.
         let oldeps = epsln;
         let delta = cs * dbar + sn * alfa;

@@ -42,7 +42,10 @@ mod neumann;
 mod proptests;
 
 pub use cg::{cg, CgWorkspace};
-pub use lanczos::{lanczos, project_start_below, LanczosOptions, LanczosResult, LanczosWorkspace};
+pub use lanczos::{
+    lanczos, lanczos_in_subspace, project_start_below, ritz_vector, LanczosOptions, LanczosResult,
+    LanczosWorkspace,
+};
 pub use minres::{minres, MinresWorkspace};
 pub use neumann::{neumann, NeumannWorkspace};
 

@@ -67,7 +67,7 @@ proptest! {
         let err = relative_error(&v, &reference, 1e-300);
         prop_assert!(err < 1e-8, "MINRES error {} ({:?})", err, info);
         // Lanczos from b sees no kernel component.
-        let lz = lanczos(&mut op, &b, &LanczosOptions { max_iter: d, tol: 1e-10 }, &mut LanczosWorkspace::new(&b)).unwrap();
+        let lz = lanczos(&mut op, &b, &LanczosOptions { max_iter: d, tol: 1e-10, resolve_start: false }, &mut LanczosWorkspace::new(&b)).unwrap();
         prop_assert!(lz.start_component_below(1e-6 * lz.lambda_max()) < 1e-8 * b.norm());
     }
 
@@ -102,7 +102,7 @@ proptest! {
             let err = relative_error(&v, &reference, 1e-300);
             prop_assert!(err < 1e-4, "MINRES min-norm error {} {:?}", err, info);
         }
-        let lz = lanczos(&mut op, &b, &LanczosOptions { max_iter: d, tol: 1e-10 }, &mut LanczosWorkspace::new(&b)).unwrap();
+        let lz = lanczos(&mut op, &b, &LanczosOptions { max_iter: d, tol: 1e-10, resolve_start: false }, &mut LanczosWorkspace::new(&b)).unwrap();
         let kc = lz.start_component_below(1e-6 * lz.lambda_max());
         prop_assert!((kc - kernel).abs() < 1e-6 * b.norm(), "Lanczos {} vs {}", kc, kernel);
     }

@@ -336,6 +336,7 @@ impl<P: Bilevel + ?Sized, S: StochasticStep<P>> BilevelSolver<P> for Stochastic<
             diagnostics: None,
             selection: None,
             extra,
+            ..StepReport::default()
         })
     }
 
