@@ -106,7 +106,9 @@ pub mod summary;
 use crate::run::{make_solver, DynProblem};
 use crate::Failure;
 use bilevel_problems::BuiltProblem;
-use bilevel_solvers::executor::{self, InitialCounts, Observer, Record, RunOptions, StopReason};
+use bilevel_solvers::executor::{
+    self, InitialCounts, Observer, Record, RunOptions, StopReason, WarningSummary,
+};
 use bilevel_solvers::State;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -143,6 +145,8 @@ pub struct RunData {
     pub time_s: f64,
     /// The evaluated records.
     pub records: Vec<Record>,
+    /// The warnings of every iteration (evaluated or not), by code.
+    pub warnings: Vec<WarningSummary>,
 }
 
 impl RunData {
@@ -265,6 +269,7 @@ struct KeepEvaluated {
     records: Vec<Record>,
     pending: Option<Record>,
     iterations: usize,
+    warnings: Vec<WarningSummary>,
 }
 
 impl KeepEvaluated {
@@ -274,14 +279,16 @@ impl KeepEvaluated {
             records: Vec::new(),
             pending: None,
             iterations: 0,
+            warnings: Vec::new(),
         }
     }
-    /// The evaluated records; the pending last record counts only when the run completed.
-    fn into_records(mut self, completed: bool) -> Vec<Record> {
+    /// The evaluated records (the pending last record counts only when the run completed) and
+    /// the warnings of every iteration.
+    fn into_records(mut self, completed: bool) -> (Vec<Record>, Vec<WarningSummary>) {
         if let Some(r) = self.pending.take().filter(|_| completed) {
             self.records.push(r);
         }
-        self.records
+        (self.records, self.warnings)
     }
 }
 
@@ -293,6 +300,7 @@ impl<Y> Observer<Y> for KeepEvaluated {
         _solver: Option<&serde_json::Value>,
     ) -> std::io::Result<()> {
         self.iterations = r.iteration + 1;
+        executor::accumulate_warnings(&mut self.warnings, r);
         if self.every <= 1 || r.iteration.is_multiple_of(self.every) {
             self.records.push(r.clone());
             self.pending = None;
@@ -304,11 +312,12 @@ impl<Y> Observer<Y> for KeepEvaluated {
 }
 
 /// Run one configuration from the instance's start; never fails (failures are a status).
+#[allow(clippy::type_complexity)]
 fn run_one(
     built: &BuiltProblem,
     solver: &crate::config::SolverConfig,
     opts: &RunOptions,
-) -> (RunStatus, usize, f64, Vec<Record>) {
+) -> (RunStatus, usize, f64, Vec<Record>, Vec<WarningSummary>) {
     let problem: &DynProblem = built.problem.as_ref();
     let mut keep = KeepEvaluated::new(opts.evaluate_every);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -341,13 +350,13 @@ fn run_one(
     };
     let completed = matches!(status, RunStatus::Completed(_));
     let iterations = keep.iterations;
-    let records = keep.into_records(completed);
+    let (records, warnings) = keep.into_records(completed);
     let time = if time.is_nan() {
         records.last().map_or(0.0, |r| r.time_s)
     } else {
         time
     };
-    (status, iterations, time, records)
+    (status, iterations, time, records, warnings)
 }
 
 /// Runs done / total on a terminal; a line per finished run on stderr.
@@ -474,7 +483,7 @@ fn run_all(
                                 evaluate_every: r.evaluate_every.max(1),
                                 ..opts.clone()
                             };
-                            let (status, iterations, time_s, recs) = run_one(&b, &cfg, &ropts);
+                            let (status, iterations, time_s, recs, _) = run_one(&b, &cfg, &ropts);
                             let min_phi = recs
                                 .iter()
                                 .filter_map(|r| r.phi)
@@ -528,7 +537,8 @@ fn run_all(
                         .map_err(|m| Failure::config(format!("{origin}: {}: {m}", c.label)))?;
                     let what = format!("{} | {} | seed {seed}", p.label, c.label);
                     progress.start(&what);
-                    let (status, iterations, time_s, records) = run_one(&b, &solver, &opts);
+                    let (status, iterations, time_s, records, warnings) =
+                        run_one(&b, &solver, &opts);
                     bench.runs.push(RunData {
                         problem: pi,
                         entry: ei,
@@ -539,6 +549,7 @@ fn run_all(
                         iterations,
                         time_s,
                         records,
+                        warnings,
                     });
                     let k = bench.runs.len() - 1;
                     files.append(bench, k).map_err(Failure::run)?;
@@ -559,6 +570,18 @@ fn run_all(
                         ),
                         RunStatus::Failed(m) => format!("{what}: FAILED after {iterations} iterations: {m}"),
                     };
+                    let line = if run.warnings.is_empty() {
+                        line
+                    } else {
+                        format!(
+                            "{line}; warnings: {}",
+                            run.warnings
+                                .iter()
+                                .map(|w| format!("{} ×{}", w.code, w.count))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
                     progress.finished(&line);
                 }
             }
@@ -569,7 +592,7 @@ fn run_all(
 }
 
 /// `bilevel bench SUITE.toml [--out DIR]`.
-pub fn bench_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
+pub fn bench_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<(), Failure> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::config(format!("{origin}: cannot read suite: {e}")))?;
@@ -611,7 +634,11 @@ pub fn bench_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(())
+    let warned = bench.runs.iter().filter(|r| !r.warnings.is_empty()).count();
+    if warned > 0 {
+        println!("{warned} run(s) carried warnings (see summary.json and records.jsonl)");
+    }
+    crate::hypergrad::strict_verdict(strict, warned, "the benchmark's runs")
 }
 
 #[cfg(test)]

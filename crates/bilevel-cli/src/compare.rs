@@ -128,6 +128,8 @@ pub struct RunResult {
     pub total_time_s: f64,
     /// Iterations.
     pub iterations: usize,
+    /// Failed checks over the run, by code.
+    pub warnings: Vec<bilevel_solvers::executor::WarningSummary>,
 }
 
 fn located(text: &str, origin: &str, field: &str, msg: impl std::fmt::Display) -> Failure {
@@ -191,7 +193,7 @@ pub(crate) fn fmt(v: Option<f64>) -> String {
 }
 
 /// `bilevel compare CONFIG [--out DIR]`.
-pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
+pub fn compare_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<(), Failure> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::config(format!("{origin}: cannot read config: {e}")))?;
@@ -359,6 +361,7 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
                 total_cost: last.map_or(0.0, |r| r.gradient_equivalents),
                 total_time_s: ex.summary.time_s,
                 iterations: ex.summary.iterations,
+                warnings: ex.summary.warnings.clone(),
             });
             traces.push((si, label.clone(), seed, ex.records));
         }
@@ -389,7 +392,20 @@ pub fn compare_command(path: &Path, out: Option<&Path>) -> Result<(), Failure> {
         svg.display(),
         out.display()
     );
-    Ok(())
+    let warned: Vec<&RunResult> = results.iter().filter(|r| !r.warnings.is_empty()).collect();
+    for r in &warned {
+        println!(
+            "warnings in {} seed {}: {}",
+            r.solver,
+            r.seed,
+            r.warnings
+                .iter()
+                .map(|w| format!("{} ×{}", w.code, w.count))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    crate::hypergrad::strict_verdict(strict, warned.len(), "the compared runs")
 }
 
 fn problem_name(t: &toml::Table) -> String {

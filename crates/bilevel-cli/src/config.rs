@@ -44,7 +44,7 @@ use serde::Deserialize;
 use std::path::Path;
 
 /// Which solver, with its parameters.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(tag = "name")]
 pub enum SolverConfig {
     /// Select-then-differentiate.
@@ -145,8 +145,12 @@ impl SolverConfig {
             SolverConfig::F2saStoch(_) => "f2sa-stochastic",
         }
     }
-    /// Validate values (errors name the field).
+    /// Validate values (errors name the field): every integer knob (steps, iterations, batch
+    /// sizes, samples, …) is at most [`MAX_SOLVER_COUNT`], then each solver's own checks.
     pub fn validate(&self) -> Result<(), String> {
+        if let Ok(v) = serde_json::to_value(self) {
+            check_counts("solver", &v)?;
+        }
         match self {
             SolverConfig::HgMs(c) => c.validate("solver"),
             SolverConfig::Aid(c) => c.validate("solver"),
@@ -170,6 +174,29 @@ impl SolverConfig {
             SolverConfig::Sustain(c) => c.validate("solver"),
             SolverConfig::F2saStoch(c) => c.validate("solver"),
         }
+    }
+}
+
+/// Largest accepted integer knob of a solver (steps, iterations, batch sizes, samples): beyond
+/// it a configuration error rather than a run that never ends or an allocation failure.
+pub const MAX_SOLVER_COUNT: u64 = 10_000_000;
+
+/// `prefix.key ≤ MAX_SOLVER_COUNT` for every integer leaf of `v` (seeds excepted).
+fn check_counts(prefix: &str, v: &serde_json::Value) -> Result<(), String> {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                check_counts(&format!("{prefix}.{k}"), x)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(c) if c > MAX_SOLVER_COUNT && !prefix.ends_with("seed") => Err(format!(
+                "{prefix}: must be at most {MAX_SOLVER_COUNT} (got {c})"
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 
@@ -388,6 +415,19 @@ pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
 
 /// [`parse`], with relative data paths resolved against `base` before the problem is built.
 pub fn parse_at(text: &str, origin: &str, base: &Path) -> Result<RunConfig, ConfigError> {
+    if let Ok(doc) = toml::from_str::<toml::Table>(text) {
+        if doc.is_empty() {
+            return Err(ConfigError(format!(
+                "{origin}: the configuration is empty; it needs at least a [problem] table with a \
+                 name (see `bilevel list` and the examples in configs/)"
+            )));
+        }
+        if !doc.contains_key("problem") {
+            return Err(ConfigError(format!(
+                "{origin}: no [problem] table; name the problem (`[problem]` then `name = \"circle-center\"`, see `bilevel list`)"
+            )));
+        }
+    }
     let mut cfg: RunConfig = toml::from_str(text).map_err(|e| {
         let (line, msg) = probe_sections(text).unwrap_or_else(|| {
             (
@@ -425,8 +465,40 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_errors_name_file_line_and_field() {
-        let cfg = parse("", "empty.toml").unwrap();
+        let e = parse("", "empty.toml").unwrap_err();
+        assert!(e.0.starts_with("empty.toml: the configuration is empty"), "{}", e.0);
+        let e = parse("# only a comment\n", "c.toml").unwrap_err();
+        assert!(e.0.contains("empty"), "{}", e.0);
+        let e = parse("[solver]\nname = \"hg-ms\"\n", "s.toml").unwrap_err();
+        assert!(e.0.starts_with("s.toml: no [problem] table"), "{}", e.0);
+        let cfg = parse("[problem]\nname = \"circle-center\"\n", "p.toml").unwrap();
         assert_eq!(cfg.solver.name(), "hg-ms");
+        let e = parse(
+            "[problem]\nname = \"circle-center\"\n[budget]\nmax_iter = 0\n",
+            "z.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("z.toml:4: budget.max_iter: must be at least 1"),
+            "{}",
+            e.0
+        );
+        let e = parse(
+            "[problem]\nname = \"circle-center\"\n[solver]\nname = \"aid\"\nlower_steps = 100000000000\n",
+            "n.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("n.toml:5: solver.lower_steps: must be at most 10000000"),
+            "{}",
+            e.0
+        );
+        let e = parse("[problem]\nname = \"sphere\"\nd = 100000000\n", "d.toml").unwrap_err();
+        assert!(
+            e.0.starts_with("d.toml:3: problem.d: must be in 1..=1000000"),
+            "{}",
+            e.0
+        );
         let e = parse(
             "[problem]\nname = \"circle-center\"\nradiuss = 2.0\n",
             "a.toml",

@@ -9,7 +9,8 @@ use bilevel_core::derivatives::{fd_gradient, relative_error};
 use bilevel_core::hypergrad::HypergradDiagnostics;
 use bilevel_core::{Counted, OracleCounts};
 use bilevel_problems::BuiltProblem;
-use bilevel_solvers::{SelectionReport, State};
+use bilevel_solvers::hgms::KERNEL_RTOL;
+use bilevel_solvers::{ChecksReport, SelectionReport, State, Warning};
 use serde::Serialize;
 use std::path::Path;
 
@@ -46,6 +47,10 @@ pub struct HypergradOutput {
     pub selection: Option<SelectionReport>,
     /// Krylov and spectral diagnostics.
     pub diagnostics: Option<HypergradDiagnostics>,
+    /// Which correctness checks ran and what they found (HG-MS), or null.
+    pub checks: Option<ChecksReport>,
+    /// One entry per failed check (`code`, `message`); empty when every check passed.
+    pub warnings: Vec<Warning>,
     /// Algorithm oracle calls.
     pub oracle_calls: OracleCounts,
     /// Diagnostic oracle calls.
@@ -94,9 +99,10 @@ pub fn evaluate(
         y: built.y0.clone(),
         iteration: 0,
     };
-    let rep = solver
+    let mut rep = solver
         .hypergradient(&counted, &mut state, true)
-        .map_err(|e| Failure::run(e.to_string()))?;
+        .map_err(|e| Failure::run(format!("{}: {e}", cfg.solver.name())))?;
+    rep.add_diagnostic_warnings(KERNEL_RTOL);
     if !rep.hypergradient.iter().all(|v| v.is_finite()) || !rep.f.is_finite() {
         return Err(Failure::run(format!(
             "the hypergradient at x0 is not finite (NaN or Inf): {:?}; check the step sizes",
@@ -157,6 +163,8 @@ pub fn evaluate(
         lower_gap: rep.lower_grad_norm,
         selection: rep.selection,
         diagnostics: rep.diagnostics,
+        checks: rep.checks,
+        warnings: rep.warnings,
         oracle_calls: counted.counts(),
         diagnostic_calls: counted.diagnostic_counts(),
         timing,
@@ -212,12 +220,30 @@ fn fmt_vec(v: &[f64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// The warnings as printed lines (`warning [code]: message`), for every command's human output.
+pub fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        println!("  warning [{}]: {}", w.code, w.message);
+    }
+}
+
+/// The `--strict` verdict: exit 3 when there are warnings.
+pub fn strict_verdict(strict: bool, count: usize, what: &str) -> Result<(), Failure> {
+    if strict && count > 0 {
+        return Err(Failure::strict(format!(
+            "{count} warning(s) on {what} (--strict turns warnings into exit status 3)"
+        )));
+    }
+    Ok(())
+}
+
 /// `bilevel hypergrad CONFIG [--json] [--export DIR] [--repeat N]`.
 pub fn hypergrad_command(
     path: &Path,
     json: bool,
     export_dir: Option<&Path>,
     repeats: usize,
+    strict: bool,
 ) -> Result<(), Failure> {
     let (cfg, _) = config::load(path).map_err(|e| Failure::config(e.0))?;
     let built = cfg
@@ -232,7 +258,7 @@ pub fn hypergrad_command(
         let text = serde_json::to_string_pretty(&out)
             .map_err(|e| Failure::run(format!("serialising the result: {e}")))?;
         println!("{text}");
-        return Ok(());
+        return strict_verdict(strict, out.warnings.len(), "the hypergradient");
     }
     println!(
         "{} at x0 on {} ({} products)",
@@ -273,6 +299,37 @@ pub fn hypergrad_command(
             println!("  intrinsic dimension k = {k}");
         }
     }
+    if let Some(c) = &out.checks {
+        println!(
+            "  checks ({}): lower level {}; first order {}; second order {}{}{}",
+            c.level,
+            match c.lower {
+                bilevel_solvers::lower::LowerStatus::Tolerance => "converged (tolerance)",
+                bilevel_solvers::lower::LowerStatus::Precision => "converged (rounding floor)",
+                bilevel_solvers::lower::LowerStatus::MaxSteps => "NOT converged (step limit)",
+                bilevel_solvers::lower::LowerStatus::LineSearch => "NOT converged (line search)",
+            },
+            if c.first_order { "passed" } else { "FAILED" },
+            c.second_order,
+            c.min_tangent_curvature
+                .map(|q| format!(" (smallest tangent curvature {q:.3e})"))
+                .unwrap_or_default(),
+            if c.escapes + c.probes_improved > 0 {
+                format!(
+                    "; {} escape(s), {} improving probe(s)",
+                    c.escapes, c.probes_improved
+                )
+            } else {
+                String::new()
+            }
+        );
+        println!("  global optimality: {}", c.global);
+    }
+    if out.warnings.is_empty() {
+        println!("  warnings: none");
+    } else {
+        print_warnings(&out.warnings);
+    }
     if let Some(t) = &out.timing {
         println!(
             "  timing (median of {}): hypergradient {:.3} ms, full gradient {:.3} ms",
@@ -281,5 +338,5 @@ pub fn hypergrad_command(
             1e3 * t.gradient_s
         );
     }
-    Ok(())
+    strict_verdict(strict, out.warnings.len(), "the hypergradient")
 }

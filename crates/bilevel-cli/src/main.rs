@@ -12,7 +12,8 @@
 //! bilevel data list|fetch NAME...      named data sets: catalogue, fetch into the cache
 //! ```
 //!
-//! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage.
+//! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage, 3 warnings
+//! under `--strict`.
 
 mod bench;
 mod compare;
@@ -58,6 +59,9 @@ enum Command {
         /// Resume from OUT/checkpoint.json.
         #[arg(long)]
         resume: bool,
+        /// Exit with status 3 when any iteration carried a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Several solvers on one problem, one budget, several seeds: table and plot.
     Compare {
@@ -66,6 +70,9 @@ enum Command {
         /// Output directory (default: out/<config name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Exit with status 3 when any run carried a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Lower-level and selection phase at x0, then the hypergradient with diagnostics.
     Hypergrad {
@@ -81,6 +88,9 @@ enum Command {
         /// Time this many hypergradient and gradient evaluations and report the medians.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// Exit with status 3 when the hypergradient carries any warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Problems × solver configurations × seeds under one budget: records, summary, plots.
     Bench {
@@ -89,6 +99,9 @@ enum Command {
         /// Output directory (default: out/<suite name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Exit with status 3 when any run carried a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// Learn training-data mixture weights for a language model with GSM8K as the target:
     /// uniform, size-proportional, DoReMi, ScaleBiO, BOME, HG-MS and a simplex grid under one
@@ -155,6 +168,13 @@ impl Failure {
             message: message.into(),
         }
     }
+    /// Warnings under `--strict` (exit 3; everything was written first).
+    pub fn strict(message: impl Into<String>) -> Self {
+        Failure {
+            code: 3,
+            message: message.into(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -174,15 +194,23 @@ fn main() -> ExitCode {
             config,
             out,
             resume,
-        } => run::run_command(&config, out, resume),
+            strict,
+        } => run::run_command(&config, out, resume, strict),
         Command::Hypergrad {
             config,
             json,
             export,
             repeat,
-        } => hypergrad::hypergrad_command(&config, json, export.as_deref(), repeat),
-        Command::Compare { config, out } => compare::compare_command(&config, out.as_deref()),
-        Command::Bench { suite, out } => bench::bench_command(&suite, out.as_deref()),
+            strict,
+        } => hypergrad::hypergrad_command(&config, json, export.as_deref(), repeat, strict),
+        Command::Compare {
+            config,
+            out,
+            strict,
+        } => compare::compare_command(&config, out.as_deref(), strict),
+        Command::Bench { suite, out, strict } => {
+            bench::bench_command(&suite, out.as_deref(), strict)
+        }
         Command::Data { action } => match action {
             DataAction::List { dir } => data::list_command(dir),
             DataAction::Fetch { names, dir, force } => data::fetch_command(&names, dir, force),

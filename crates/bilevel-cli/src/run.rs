@@ -4,6 +4,7 @@ use crate::config::{self, RunConfig, SolverConfig};
 use crate::plot::{self, Panel, Series};
 use crate::Failure;
 use bilevel_core::{Bilevel, OracleCounts};
+use bilevel_problems::BuiltProblem;
 use bilevel_solvers::aid::Aid;
 use bilevel_solvers::bome::Bome;
 use bilevel_solvers::executor::{self, InitialCounts, Observer, Record, RunOptions, StopReason};
@@ -171,6 +172,9 @@ pub struct Summary {
     pub last: Option<Record>,
     /// Known intrinsic dimension of the problem's manifold, if any.
     pub reference_intrinsic_dimension: Option<usize>,
+    /// Failed checks over the run, one entry per code (`code`, last `message`, `count`
+    /// iterations, `first_iteration`, `last_iteration`); empty when every check passed.
+    pub warnings: Vec<executor::WarningSummary>,
 }
 
 /// Outcome of [`execute`].
@@ -218,6 +222,127 @@ fn read_trace(path: &Path, before: usize) -> Result<Vec<(Record, String)>, Failu
     Ok(out)
 }
 
+/// FNV-1a (64 bit) over `bytes`, continuing from `h`.
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A fingerprint of the built problem's data: its name, dimensions, starts and every exported
+/// array (parameters, matrices, data sets), so that a changed data file under the same path is
+/// noticed on resume.
+pub fn data_fingerprint(built: &BuiltProblem) -> String {
+    let p = &built.problem;
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    h = fnv1a(h, p.name().as_bytes());
+    for n in [p.dim_x(), p.dim_y()] {
+        h = fnv1a(h, &(n as u64).to_le_bytes());
+    }
+    for v in built.x0.iter().chain(&built.y0) {
+        h = fnv1a(h, &v.to_bits().to_le_bytes());
+    }
+    for a in p.export_arrays() {
+        h = fnv1a(h, a.name.as_bytes());
+        for n in &a.shape {
+            h = fnv1a(h, &(*n as u64).to_le_bytes());
+        }
+        for v in &a.data {
+            h = fnv1a(h, &v.to_bits().to_le_bytes());
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// What identifies a run for `--resume`: the problem and solver sections as parsed (the solver
+/// with every default filled in), a hash of both, and the data fingerprint. Budget and output
+/// may change between a run and its resume (to extend it).
+pub fn run_identity(cfg: &RunConfig, built: &BuiltProblem) -> serde_json::Value {
+    let problem = serde_json::to_value(&cfg.problem).unwrap_or_default();
+    let solver = serde_json::to_value(&cfg.solver).unwrap_or_default();
+    let canonical = serde_json::to_string(&serde_json::json!([&problem, &solver])).unwrap_or_default();
+    serde_json::json!({
+        "config_hash": format!("{:016x}", fnv1a(0xcbf2_9ce4_8422_2325, canonical.as_bytes())),
+        "data": data_fingerprint(built),
+        "problem": problem,
+        "solver": solver,
+    })
+}
+
+/// `prefix.key: a → b` for every leaf where the two JSON trees differ.
+fn json_differences(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                json_differences(
+                    &format!("{prefix}.{k}"),
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => {
+            let show = |v: &Value| match v {
+                Value::Null => "(unset)".to_string(),
+                v => v.to_string(),
+            };
+            out.push(format!("{prefix}: {} → {}", show(a), show(b)));
+        }
+        _ => {}
+    }
+}
+
+/// Refuse to resume a checkpoint written by a different configuration or data (exit 2, naming
+/// what differs); a checkpoint without identity (written before identities existed) is accepted.
+fn check_identity(
+    ck_path: &Path,
+    saved: Option<&serde_json::Value>,
+    now: &serde_json::Value,
+) -> Result<(), Failure> {
+    let Some(saved) = saved else {
+        return Ok(());
+    };
+    let mut diffs = Vec::new();
+    for section in ["problem", "solver"] {
+        json_differences(section, &saved[section], &now[section], &mut diffs);
+    }
+    if diffs.is_empty() && saved["data"] != now["data"] {
+        diffs.push(format!(
+            "the problem's data (fingerprint {} → {}): a data file or fetched set changed",
+            saved["data"], now["data"]
+        ));
+    }
+    if diffs.is_empty() && saved["config_hash"] != now["config_hash"] {
+        diffs.push("the configuration hash".into());
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::config(format!(
+        "{}: written by a different run than this configuration, refusing to resume; differences: {}. \
+         Run without --resume to start afresh, or resume with the original configuration",
+        ck_path.display(),
+        diffs.join("; ")
+    )))
+}
+
+/// Mark `ck_path` (if this run wrote one) with how the run ended.
+fn mark_checkpoint(ck_path: &Path, ended: serde_json::Value) {
+    let Ok(text) = std::fs::read_to_string(ck_path) else {
+        return;
+    };
+    if let Ok(mut ck) = serde_json::from_str::<Checkpoint<Vec<f64>>>(&text) {
+        ck.ended = Some(ended);
+        let _ = bilevel_solvers::observers::write_checkpoint(ck_path, &ck);
+    }
+}
+
 /// Run `cfg` with outputs in `out`, optionally resuming from `out/checkpoint.json`.
 pub fn execute(
     cfg: &RunConfig,
@@ -241,10 +366,25 @@ pub fn execute(
     };
     let mut counts = InitialCounts::default();
     let mut previous = Vec::new();
+    let identity = run_identity(cfg, &built);
     let mut trace = if resume {
         let text = std::fs::read_to_string(&ck_path).map_err(|e| io_err(&ck_path, e))?;
         let ck: Checkpoint<Vec<f64>> =
             serde_json::from_str(&text).map_err(|e| io_err(&ck_path, e))?;
+        check_identity(&ck_path, ck.identity.as_ref(), &identity)?;
+        if let Some(end) = &ck.ended {
+            eprintln!(
+                "note: the run that wrote {} ended {} at iteration {}{}; resuming from its last checkpoint (iteration {})",
+                ck_path.display(),
+                end["status"].as_str().unwrap_or("?"),
+                end["iteration"],
+                end["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default(),
+                ck.state.iteration
+            );
+        }
         if ck.state.x.len() != state.x.len() || ck.state.y.len() != state.y.len() {
             return Err(Failure::config(format!(
                 "{}: checkpoint dimensions (x {}, y {}) do not match the configured problem (x {}, y {})",
@@ -274,6 +414,11 @@ pub fn execute(
         std::fs::write(&trace_path, text).map_err(|e| io_err(&trace_path, e))?;
         TraceWriter::append(&trace_path).map_err(|e| io_err(&trace_path, e))?
     } else {
+        // A fresh run replaces the trace; a checkpoint left by an earlier run in this folder
+        // would otherwise be resumed later as if it were this run's.
+        if ck_path.exists() {
+            std::fs::remove_file(&ck_path).map_err(|e| io_err(&ck_path, e))?;
+        }
         TraceWriter::create(&trace_path).map_err(|e| io_err(&trace_path, e))?
     };
     let opts = RunOptions {
@@ -284,7 +429,8 @@ pub fn execute(
     };
     let mut progress = Progress::new(opts.budget.max_iter, label);
     let mut collect = Collect(previous);
-    let mut ck = CheckpointWriter::new(ck_path, cfg.output.checkpoint_every);
+    let mut ck = CheckpointWriter::new(ck_path.clone(), cfg.output.checkpoint_every)
+        .with_identity(identity);
     let mut observers: Vec<&mut dyn Observer<Vec<f64>>> =
         vec![&mut trace, &mut progress, &mut collect];
     if cfg.output.checkpoint_every > 0 {
@@ -318,17 +464,34 @@ pub fn execute(
         x: state.x.clone(),
         last: records.last().cloned(),
         reference_intrinsic_dimension: problem.reference_intrinsic_dimension(),
+        warnings: executor::summarize_warnings(&records),
     };
     let failure = match result {
         Ok(outcome) => {
             summary.stop_reason = Some(outcome.stop);
             summary.x = outcome.state.x;
             summary.time_s = outcome.time_s;
+            mark_checkpoint(
+                &ck_path,
+                serde_json::json!({
+                    "status": "completed",
+                    "iteration": summary.iterations,
+                    "stop_reason": outcome.stop,
+                }),
+            );
             None
         }
         Err(e) => {
             summary.status = "failed";
             summary.error = Some(e.to_string());
+            mark_checkpoint(
+                &ck_path,
+                serde_json::json!({
+                    "status": "failed",
+                    "iteration": summary.iterations,
+                    "error": e.to_string(),
+                }),
+            );
             Some(Failure::run(format!(
                 "{} on {}: {e} (trace: {})",
                 summary.solver,
@@ -418,7 +581,12 @@ pub fn trace_panels(runs: &[(&str, &[Record])]) -> Vec<Panel> {
 }
 
 /// `bilevel run CONFIG [--out DIR] [--resume]`.
-pub fn run_command(path: &Path, out: Option<PathBuf>, resume: bool) -> Result<(), Failure> {
+pub fn run_command(
+    path: &Path,
+    out: Option<PathBuf>,
+    resume: bool,
+    strict: bool,
+) -> Result<(), Failure> {
     let (cfg, text) = config::load(path).map_err(|e| Failure::config(e.0))?;
     let out =
         out.unwrap_or_else(|| PathBuf::from("out").join(path.file_stem().unwrap_or_default()));
@@ -455,6 +623,12 @@ pub fn run_command(path: &Path, out: Option<PathBuf>, resume: bool) -> Result<()
             r.diagnostic_calls.total()
         );
     }
+    for w in &s.warnings {
+        println!(
+            "  warning [{}] at {} iteration(s) ({}–{}): {}",
+            w.code, w.count, w.first_iteration, w.last_iteration, w.message
+        );
+    }
     println!("  outputs in {}", out.display());
-    Ok(())
+    crate::hypergrad::strict_verdict(strict, s.warnings.len(), "the run")
 }

@@ -24,10 +24,17 @@ impl Sphere {
     /// Default dimension d.
     pub const DEFAULT_D: usize = 3;
 
-    /// The unit sphere in `R^d`, `d ≥ 1`.
+    /// Largest accepted d (solvers hold tens of vectors of dimension d, and sketches more).
+    pub const MAX_D: usize = 1_000_000;
+
+    /// The unit sphere in `R^d`, `1 ≤ d ≤ 10⁶`.
     pub fn new(d: usize) -> Result<Self, ProblemError> {
-        if d == 0 {
-            return Err(ProblemError::invalid("d", "must be at least 1", d));
+        if !(1..=Self::MAX_D).contains(&d) {
+            return Err(ProblemError::invalid(
+                "d",
+                format!("must be in 1..={}", Self::MAX_D),
+                d,
+            ));
         }
         Ok(Sphere { d })
     }
@@ -148,6 +155,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("problem.d:"));
+        assert_eq!(
+            Sphere::new(1_000_000_000_000).unwrap_err().to_string(),
+            "problem.d: must be in 1..=1000000 (got 1000000000000)"
+        );
         assert_eq!(Sphere::default_x0(5), vec![1.0, 2.0, -0.5, 1.0, 2.0]);
         assert_eq!(Sphere::default_y0(3), vec![1.0, 0.0, 0.0]);
     }

@@ -188,6 +188,16 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
             _ => 1.0,
         };
         wk.fy.axpy(lambda, &wk.gy);
+        // Stationarity of the value-gap problem min f s.t. q ≤ 0 (KKT): the joint direction
+        // ‖(d_x, d_y)‖ — its x part alone vanishes wherever ∇_x f = 0 and ∇_x q = 0, e.g. at
+        // any lower-level solution of circle-center, far from a solution — and only once the
+        // constraint holds (q ≤ 1e-6 (1 + |g|)); `hypergradient_tol` is compared with it.
+        let joint = (bilevel_core::vector::dot(&h, &h) + wk.fy.dot(&wk.fy)).sqrt();
+        let stationarity = if q <= 1e-6 * (1.0 + g_val.abs()) {
+            joint
+        } else {
+            f64::INFINITY
+        };
         state
             .y
             .axpy(-self.upper.config.lr * self.step_scale, &wk.fy);
@@ -202,7 +212,9 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
                 ("lambda".into(), lambda),
                 ("q".into(), q),
                 ("grad_q_norm".into(), gq2.sqrt()),
+                ("joint_direction_norm".into(), joint),
             ],
+            stationarity: Some(stationarity),
             ..StepReport::default()
         })
     }

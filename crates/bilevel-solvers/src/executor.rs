@@ -5,7 +5,7 @@
 //! in `f`, `y`, the hypergradient or `x` stops the run with [`RunError::NonFinite`] naming the
 //! iteration and the quantity; every record written before stays on disk.
 
-use crate::{BilevelSolver, SolverError, State, StepReport};
+use crate::{BilevelSolver, SolverError, State, StepReport, Warning};
 use bilevel_core::krylov::KrylovStatus;
 use bilevel_core::{Bilevel, Counted, OracleCounts, Vector};
 use serde::{Deserialize, Serialize};
@@ -23,9 +23,13 @@ pub struct Budget {
     pub max_gradient_equivalents: Option<f64>,
     /// Solver wall time in seconds (records and observers excluded, as in [`Record::time_s`]).
     pub max_time_s: Option<f64>,
-    /// Stop once `‖h‖ ≤ hypergradient_tol`.
+    /// Stop once `‖h‖ ≤ hypergradient_tol` (for joint methods such as BOME, once their own
+    /// stationarity measure is, see [`StepReport::stationarity`]).
     pub hypergradient_tol: Option<f64>,
 }
+
+/// Largest accepted `max_iter` (records are kept for plots and tables).
+pub const MAX_ITERATIONS: usize = 100_000_000;
 
 impl Default for Budget {
     fn default() -> Self {
@@ -42,6 +46,17 @@ impl Default for Budget {
 impl Budget {
     /// Check values; errors name the field.
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        if self.max_iter == 0 {
+            return Err(format!(
+                "{prefix}.max_iter: must be at least 1 (got 0: the run would do nothing)"
+            ));
+        }
+        if self.max_iter > MAX_ITERATIONS {
+            return Err(format!(
+                "{prefix}.max_iter: must be at most {MAX_ITERATIONS} (got {})",
+                self.max_iter
+            ));
+        }
         if let Some(t) = self.max_time_s {
             if t.is_nan() || t <= 0.0 {
                 return Err(format!("{prefix}.max_time_s: must be positive (got {t})"));
@@ -146,6 +161,55 @@ pub struct Record {
     /// [`Bilevel::metrics`]).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Failed checks of this iteration's evaluation ([`crate::warnings`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// One warning code over a run: how often it fired, where first and last, and its last message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WarningSummary {
+    /// Stable code ([`crate::warnings::CODES`]).
+    pub code: String,
+    /// The message of its last occurrence.
+    pub message: String,
+    /// Iterations that carried it.
+    pub count: usize,
+    /// First such iteration.
+    pub first_iteration: usize,
+    /// Last such iteration.
+    pub last_iteration: usize,
+}
+
+/// The warnings of a run's records, one entry per code in order of first appearance.
+pub fn summarize_warnings(records: &[Record]) -> Vec<WarningSummary> {
+    let mut out: Vec<WarningSummary> = Vec::new();
+    for r in records {
+        accumulate_warnings(&mut out, r);
+    }
+    out
+}
+
+/// Add record `r`'s warnings to a running [`summarize_warnings`].
+pub fn accumulate_warnings(out: &mut Vec<WarningSummary>, r: &Record) {
+    {
+        for w in &r.warnings {
+            match out.iter_mut().find(|s| s.code == w.code) {
+                Some(s) => {
+                    s.count += 1;
+                    s.last_iteration = r.iteration;
+                    s.message = w.message.clone();
+                }
+                None => out.push(WarningSummary {
+                    code: w.code.clone(),
+                    message: w.message.clone(),
+                    count: 1,
+                    first_iteration: r.iteration,
+                    last_iteration: r.iteration,
+                }),
+            }
+        }
+    }
 }
 
 /// Why a run stopped.
@@ -194,16 +258,29 @@ pub enum RunError {
         quantity: &'static str,
     },
     /// The solver failed.
-    #[error("iteration {iteration}: {source}")]
+    #[error("iteration {iteration}: {source}{}", x_context(*x_norms))]
     Solver {
         /// Iteration.
         iteration: usize,
         /// Cause.
         source: SolverError,
+        /// `(‖x_{t−1}‖, ‖x_t‖)` when the failure followed an upper step.
+        x_norms: Option<(f64, f64)>,
     },
     /// An observer could not write.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Where the upper iterate went before a failure (a large jump points at the upper step).
+fn x_context(x: Option<(f64, f64)>) -> String {
+    match x {
+        Some((before, now)) if now > 10.0 * before.max(1.0) => format!(
+            " (the upper step moved ‖x‖ from {before:.3e} to {now:.3e}: the upper step may be too large, or φ unbounded below)"
+        ),
+        Some((_, now)) => format!(" (at ‖x‖ = {now:.3e})"),
+        None => String::new(),
+    }
 }
 
 /// What a completed run returns.
@@ -292,6 +369,7 @@ pub fn make_record<P: Bilevel + ?Sized>(
         } else {
             Default::default()
         },
+        warnings: rep.warnings.clone(),
     }
 }
 
@@ -324,6 +402,7 @@ pub fn run<P: Bilevel + ?Sized>(
     let b = &opts.budget;
     let mut last = None;
     let mut last_record = None;
+    let mut prev_x_norm = norm(&state.x);
     let result = (|| -> Result<StopReason, RunError> {
         loop {
             let t = state.iteration;
@@ -332,12 +411,14 @@ pub fn run<P: Bilevel + ?Sized>(
             }
             let is_last = t + 1 == b.max_iter;
             let diag = opts.diagnostics_every > 0 && (t % opts.diagnostics_every == 0 || is_last);
-            let rep = solver
+            let mut rep = solver
                 .hypergradient(&p, &mut state, diag)
                 .map_err(|source| RunError::Solver {
                     iteration: t,
                     source,
+                    x_norms: (t > 0).then(|| (prev_x_norm, norm(&state.x))),
                 })?;
+            rep.add_diagnostic_warnings(crate::hgms::KERNEL_RTOL);
             overhead += Duration::from_secs_f64(solver.record_only_time_s());
             let non_finite = |q| RunError::NonFinite {
                 iteration: t,
@@ -358,7 +439,8 @@ pub fn run<P: Bilevel + ?Sized>(
             let time_s = solver_time(overhead);
             let hnorm = norm(&rep.hypergradient);
             let counts = p.counts();
-            let stop = if b.hypergradient_tol.is_some_and(|tol| hnorm <= tol) {
+            let stationarity = rep.stationarity.unwrap_or(hnorm);
+            let stop = if b.hypergradient_tol.is_some_and(|tol| stationarity <= tol) {
                 Some(StopReason::Tolerance)
             } else if b.max_oracle_calls.is_some_and(|m| counts.total() >= m)
                 || b.max_gradient_equivalents
@@ -378,6 +460,7 @@ pub fn run<P: Bilevel + ?Sized>(
             let rec = make_record(&p, time_s, &state, &rep, opts.record_x_max, evaluate);
             overhead += bookkeeping.elapsed();
             if stop.is_none() {
+                prev_x_norm = norm(&state.x);
                 solver.upper_step(&mut state, &rep.hypergradient);
                 if !state.x.iter().all(|v| v.is_finite()) {
                     return Err(non_finite("x (upper variable) after the upper step"));

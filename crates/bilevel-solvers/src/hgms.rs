@@ -1,4 +1,4 @@
-//! HG-MS: select, then differentiate (docs/algorithms.md §HG-MS).
+//! HG-MS: select, then differentiate (docs/hgms.md).
 //!
 //! Per outer iteration, warm-started from the previous one:
 //!

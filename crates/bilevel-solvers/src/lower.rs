@@ -237,6 +237,7 @@ impl<Y: Vector> LowerSolver<Y> {
         let y0 = y.norm();
         let mut n = n0;
         let mut n_min = n0;
+        let mut since_best = 0;
         let mut taken = 0;
         let mut curvature = f64::NAN;
         loop {
@@ -270,6 +271,16 @@ impl<Y: Vector> LowerSolver<Y> {
                     status: LowerStatus::MaxSteps,
                 });
             }
+            // At the rounding floor: the step no longer changes y, or ‖∇g‖ has not reached a
+            // new low in 50 steps.
+            if beta * n <= 4.0 * f64::EPSILON * y.norm() || since_best >= 50 {
+                return Ok(LowerOutcome {
+                    grad_norm: n,
+                    start_grad_norm: n0,
+                    steps: taken,
+                    status: LowerStatus::Precision,
+                });
+            }
             self.s.assign(grad);
             y.axpy(-beta, grad);
             p.project_y(y);
@@ -279,12 +290,18 @@ impl<Y: Vector> LowerSolver<Y> {
             // Curvature along the last step: ‖∇g⁺ − ∇g‖ / ‖y⁺ − y‖ (for the message only).
             self.s.scale(-1.0);
             self.s.axpy(1.0, grad);
+            // Keep the first estimate: later ones measure an already diverging path.
             let c = self.s.norm() / (beta * n);
-            if c.is_finite() {
+            if c.is_finite() && curvature.is_nan() {
                 curvature = c;
             }
             n = n_new;
-            n_min = n_min.min(n);
+            if n < n_min {
+                n_min = n;
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
         }
     }
 

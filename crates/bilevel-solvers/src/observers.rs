@@ -60,12 +60,32 @@ pub struct Checkpoint<Y> {
     pub diagnostic_calls: OracleCounts,
     /// Solver-internal state ([`crate::BilevelSolver::checkpoint`]).
     pub solver: serde_json::Value,
+    /// What identifies the run (configuration hash, data fingerprint; set by the caller), so
+    /// that a resume with a different configuration or data is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<serde_json::Value>,
+    /// How the run that wrote this checkpoint ended (`status`, `iteration`, `error`); absent
+    /// while it is running or when it was killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<serde_json::Value>,
+}
+
+/// Write `ck` to `path` atomically (a temporary file, then rename).
+pub fn write_checkpoint<Y: Serialize>(path: &Path, ck: &Checkpoint<Y>) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = BufWriter::new(File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut f, ck)?;
+        f.flush()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Writes `checkpoint.json` every `every` iterations, atomically (temporary file, then rename).
 pub struct CheckpointWriter {
     path: PathBuf,
     every: usize,
+    identity: Option<serde_json::Value>,
 }
 
 impl CheckpointWriter {
@@ -74,7 +94,13 @@ impl CheckpointWriter {
         CheckpointWriter {
             path,
             every: every.max(1),
+            identity: None,
         }
+    }
+    /// Record `identity` in every checkpoint (see [`Checkpoint::identity`]).
+    pub fn with_identity(mut self, identity: serde_json::Value) -> Self {
+        self.identity = Some(identity);
+        self
     }
 }
 
@@ -96,13 +122,9 @@ impl<Y: Serialize + Clone> Observer<Y> for CheckpointWriter {
             oracle_calls: record.oracle_calls,
             diagnostic_calls: record.diagnostic_calls,
             solver: solver.clone(),
+            identity: self.identity.clone(),
+            ended: None,
         };
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = BufWriter::new(File::create(&tmp)?);
-            serde_json::to_writer_pretty(&mut f, &ck)?;
-            f.flush()?;
-        }
-        std::fs::rename(&tmp, &self.path)
+        write_checkpoint(&self.path, &ck)
     }
 }

@@ -210,6 +210,8 @@ where
             }
         };
         let lower_grad_norm = wk.gy.norm();
+        // Stationarity of the penalised problem: the joint direction (x and y parts).
+        let stationarity = (bilevel_core::vector::dot(&h, &h) + wk.fy.dot(&wk.fy)).sqrt();
         state.y.axpy(-self.upper.config.lr, &wk.fy);
         p.project_y(&mut state.y);
         Ok(StepReport {
@@ -219,6 +221,7 @@ where
             diagnostics: None,
             selection: None,
             extra,
+            stationarity: Some(stationarity),
             ..StepReport::default()
         })
     }

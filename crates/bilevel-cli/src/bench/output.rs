@@ -65,6 +65,7 @@ struct JsonRow<'a> {
     #[serde(flatten)]
     metrics: BTreeMap<String, f64>,
     extra: &'a BTreeMap<String, f64>,
+    warnings: &'a [bilevel_solvers::Warning],
 }
 
 /// The columns that depend on the data: grid keys, metric names, solver scalars.
@@ -190,6 +191,7 @@ fn json_line(c: &Context, r: &Record) -> Result<String, String> {
         lower_gap: r.lower_gap,
         metrics: r.metrics.iter().map(|(k, v)| (metric_key(k), *v)).collect(),
         extra: &r.extra,
+        warnings: &r.warnings,
     };
     serde_json::to_string(&row).map_err(|e| format!("records.jsonl: {e}"))
 }

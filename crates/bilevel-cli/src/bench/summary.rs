@@ -108,6 +108,8 @@ pub struct RunSummary {
     pub gradient_equivalents_to_tolerance: Vec<Option<f64>>,
     /// Last record's metrics.
     pub final_metrics: BTreeMap<String, f64>,
+    /// Failed checks over the run, by code (`count` iterations, first and last).
+    pub warnings: Vec<bilevel_solvers::executor::WarningSummary>,
 }
 
 /// φ* of one instance.
@@ -327,6 +329,7 @@ fn run_summary(bench: &Bench, run: &RunData) -> RunSummary {
         time_to_tolerance: s.time_to.iter().map(|&v| fin(v)).collect(),
         gradient_equivalents_to_tolerance: s.ge_to.iter().map(|&v| fin(v)).collect(),
         final_metrics: last.map(|r| r.metrics.clone()).unwrap_or_default(),
+        warnings: run.warnings.clone(),
     }
 }
 
