@@ -673,6 +673,14 @@ mod tests {
             x: None,
             extra: Default::default(),
             metrics: Default::default(),
+            warnings: if t == 4 || t == 5 {
+                vec![bilevel_solvers::Warning::new(
+                    bilevel_solvers::warnings::LOWER_NOT_CONVERGED,
+                    format!("at {t}"),
+                )]
+            } else {
+                vec![]
+            },
         };
         let state = State {
             x: vec![],
@@ -685,12 +693,20 @@ mod tests {
                 Observer::<Vec<f64>>::observe(&mut k, &rec(t), &state, None).unwrap();
             }
             assert_eq!(k.iterations, 8);
-            let its: Vec<usize> = k
-                .into_records(completed)
-                .iter()
-                .map(|r| r.iteration)
-                .collect();
+            let (records, warnings) = k.into_records(completed);
+            let its: Vec<usize> = records.iter().map(|r| r.iteration).collect();
             assert_eq!(its, expected);
+            // Warnings of records that were not kept (4 and 5) still count.
+            assert_eq!(warnings.len(), 1);
+            assert_eq!(
+                (
+                    warnings[0].count,
+                    warnings[0].first_iteration,
+                    warnings[0].last_iteration
+                ),
+                (2, 4, 5)
+            );
+            assert_eq!(warnings[0].message, "at 5");
         }
         assert_eq!(file_stem("a b/c:d-e_f.g"), "a_b_c_d-e_f.g");
     }

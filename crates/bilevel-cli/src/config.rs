@@ -415,19 +415,6 @@ pub fn parse(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
 
 /// [`parse`], with relative data paths resolved against `base` before the problem is built.
 pub fn parse_at(text: &str, origin: &str, base: &Path) -> Result<RunConfig, ConfigError> {
-    if let Ok(doc) = toml::from_str::<toml::Table>(text) {
-        if doc.is_empty() {
-            return Err(ConfigError(format!(
-                "{origin}: the configuration is empty; it needs at least a [problem] table with a \
-                 name (see `bilevel list` and the examples in configs/)"
-            )));
-        }
-        if !doc.contains_key("problem") {
-            return Err(ConfigError(format!(
-                "{origin}: no [problem] table; name the problem (`[problem]` then `name = \"circle-center\"`, see `bilevel list`)"
-            )));
-        }
-    }
     let mut cfg: RunConfig = toml::from_str(text).map_err(|e| {
         let (line, msg) = probe_sections(text).unwrap_or_else(|| {
             (
@@ -441,6 +428,20 @@ pub fn parse_at(text: &str, origin: &str, base: &Path) -> Result<RunConfig, Conf
     let semantic = |m: String| ConfigError(locate_message(text, origin, "", &m));
     cfg.solver.validate().map_err(semantic)?;
     cfg.budget.validate("budget").map_err(semantic)?;
+    if let Ok(doc) = toml::from_str::<toml::Table>(text) {
+        if doc.is_empty() {
+            return Err(ConfigError(format!(
+                "{origin}: the configuration is empty; it needs at least a [problem] table with a \
+                 name (see `bilevel list` and the examples in configs/)"
+            )));
+        }
+        if !doc.contains_key("problem") {
+            return Err(ConfigError(format!(
+                "{origin}: no [problem] table; name the problem (`[problem]` then `name = \"circle-center\"`, see `bilevel list`)"
+            )));
+        }
+    }
+
     // Building the problem validates its parameters (vector lengths, positivity).
     cfg.problem.build().map_err(|e| semantic(e.to_string()))?;
     Ok(cfg)
@@ -466,7 +467,11 @@ mod tests {
     #[test]
     fn defaults_parse_and_errors_name_file_line_and_field() {
         let e = parse("", "empty.toml").unwrap_err();
-        assert!(e.0.starts_with("empty.toml: the configuration is empty"), "{}", e.0);
+        assert!(
+            e.0.starts_with("empty.toml: the configuration is empty"),
+            "{}",
+            e.0
+        );
         let e = parse("# only a comment\n", "c.toml").unwrap_err();
         assert!(e.0.contains("empty"), "{}", e.0);
         let e = parse("[solver]\nname = \"hg-ms\"\n", "s.toml").unwrap_err();

@@ -262,7 +262,8 @@ pub fn data_fingerprint(built: &BuiltProblem) -> String {
 pub fn run_identity(cfg: &RunConfig, built: &BuiltProblem) -> serde_json::Value {
     let problem = serde_json::to_value(&cfg.problem).unwrap_or_default();
     let solver = serde_json::to_value(&cfg.solver).unwrap_or_default();
-    let canonical = serde_json::to_string(&serde_json::json!([&problem, &solver])).unwrap_or_default();
+    let canonical =
+        serde_json::to_string(&serde_json::json!([&problem, &solver])).unwrap_or_default();
     serde_json::json!({
         "config_hash": format!("{:016x}", fnv1a(0xcbf2_9ce4_8422_2325, canonical.as_bytes())),
         "data": data_fingerprint(built),
@@ -272,7 +273,12 @@ pub fn run_identity(cfg: &RunConfig, built: &BuiltProblem) -> serde_json::Value 
 }
 
 /// `prefix.key: a → b` for every leaf where the two JSON trees differ.
-fn json_differences(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+fn json_differences(
+    prefix: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
     use serde_json::Value;
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
@@ -429,8 +435,8 @@ pub fn execute(
     };
     let mut progress = Progress::new(opts.budget.max_iter, label);
     let mut collect = Collect(previous);
-    let mut ck = CheckpointWriter::new(ck_path.clone(), cfg.output.checkpoint_every)
-        .with_identity(identity);
+    let mut ck =
+        CheckpointWriter::new(ck_path.clone(), cfg.output.checkpoint_every).with_identity(identity);
     let mut observers: Vec<&mut dyn Observer<Vec<f64>>> =
         vec![&mut trace, &mut progress, &mut collect];
     if cfg.output.checkpoint_every > 0 {

@@ -43,7 +43,10 @@ use bilevel_core::hypergrad::{
     range_sketch, HypergradOptions, HypergradientSolver, LinearSolverKind, RangeSketch,
     SpectralSketch,
 };
-use bilevel_core::krylov::{lanczos, project_start_below, LanczosOptions, LanczosWorkspace};
+use bilevel_core::krylov::{
+    cg, lanczos, project_start_below, CgWorkspace, KrylovOptions, KrylovStatus, LanczosOptions,
+    LanczosWorkspace,
+};
 use bilevel_core::manifold::{
     tangent_curvature, CurvatureOptions, CurvatureWorkspace, TangentCurvature,
 };
@@ -118,8 +121,9 @@ pub struct SelectionConfig {
     pub curvature_max_iter: usize,
     /// Escapes (along negative curvature of f on S, or of g) per evaluation.
     pub max_escapes: usize,
-    /// Run the second-order check at the first evaluation, at every evaluation with diagnostics,
-    /// and every `check_every` iterations (0: only those).
+    /// Run the second-order check at the first evaluation and every `check_every` iterations
+    /// (0: only at the first). Its oracle calls are the algorithm's (it can move y), so it does
+    /// not follow the diagnostics schedule, which must not change the path.
     pub check_every: usize,
     /// Global probes along the normal line at the first evaluation (0 disables).
     pub probes: usize,
@@ -157,7 +161,7 @@ impl Default for SelectionConfig {
             curvature_max_iter: 50,
             max_escapes: 4,
             check_every: 10,
-            probes: 4,
+            probes: 2,
             penalty_sigma0: 1.0,
             penalty_decay: 0.1,
             penalty_stages: 6,
@@ -361,6 +365,7 @@ struct Work<Y: Vector> {
     lanczos: LanczosWorkspace<Y>,
     lower: LowerSolver<Y>,
     curvature: CurvatureWorkspace<Y>,
+    cg: CgWorkspace<Y>,
 }
 
 /// The HG-MS solver.
@@ -728,8 +733,8 @@ fn tangent_descent<P: Bilevel + ?Sized>(
 enum SecondOrder<Y> {
     /// H has a negative Rayleigh quotient (y is not a local minimiser of g).
     LowerIndefinite { direction: Y, curvature: f64 },
-    /// T = {0}: the lower-level solution is locally unique.
-    NotApplicable(SpectralSketch),
+    /// T = {0}: the lower-level solution is locally unique (with the sketch, where one ran).
+    NotApplicable(Option<SpectralSketch>),
     /// The rank of H was not resolved within the sketch's column limit.
     Unchecked(SpectralSketch),
     /// The smallest tangent curvature (negative or not).
@@ -745,6 +750,29 @@ fn second_order<P: Bilevel + ?Sized>(
     wk: &mut Work<P::Y>,
 ) -> Result<SecondOrder<P::Y>, SolverError> {
     let diag = &cfg.hypergradient.diagnostics;
+    // Where the sketch would be wide (d > 64), first try the cheap certificate of a positive
+    // definite H: CG on a random right-hand side that converges without meeting a non-positive
+    // curvature (k = 0, y a strict local minimiser of g). CG on a singular or indefinite H stops
+    // early instead, and the sketch then tells which.
+    if y.dim() > 64 {
+        let mut rng = Rng::new(diag.sketch_seed ^ 0xc9);
+        wk.probe.fill_with(&mut || rng.normal());
+        let mut op = |u: &P::Y, out: &mut P::Y| p.hvp(x, y, u, out);
+        let info = cg(
+            &mut op,
+            &wk.probe,
+            &mut wk.hb,
+            &KrylovOptions {
+                max_iter: cfg.hypergradient.max_iter,
+                rtol: 1e-8,
+                ..KrylovOptions::default()
+            },
+            &mut wk.cg,
+        );
+        if info.status == KrylovStatus::Converged {
+            return Ok(SecondOrder::NotApplicable(None));
+        }
+    }
     let sketch: RangeSketch<P::Y> = {
         let mut op = |u: &P::Y, out: &mut P::Y| p.hvp(x, y, u, out);
         range_sketch(
@@ -767,7 +795,7 @@ fn second_order<P: Bilevel + ?Sized>(
         return Ok(SecondOrder::Unchecked(summary));
     }
     if summary.rank >= y.dim() {
-        return Ok(SecondOrder::NotApplicable(summary));
+        return Ok(SecondOrder::NotApplicable(Some(summary)));
     }
     let opts = CurvatureOptions {
         max_iter: cfg.selection.curvature_max_iter,
@@ -776,7 +804,7 @@ fn second_order<P: Bilevel + ?Sized>(
     let v = wk.hyper.v().clone();
     match tangent_curvature(p, x, y, &v, &sketch.basis, &opts, &mut wk.curvature)? {
         Some(c) => Ok(SecondOrder::Curvature(summary, c)),
-        None => Ok(SecondOrder::NotApplicable(summary)),
+        None => Ok(SecondOrder::NotApplicable(Some(summary))),
     }
 }
 
@@ -902,7 +930,8 @@ fn probe<P: Bilevel + ?Sized>(
     let count = cfg.selection.probes;
     for i in 0..count {
         let sign = if i % 2 == 0 { -1.0 } else { 1.0 };
-        let mult = 3.0 * (1 + i / 2) as f64;
+        // 6ℓ = 2R on a sphere of radius R: the antipode, across the centre.
+        let mult = 6.0 * (1 + i / 2) as f64;
         cand.assign(y);
         cand.axpy(sign * mult * ell, &n);
         let out = wk.lower.solve(
@@ -1029,6 +1058,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 hyper: HypergradientSolver::new(p),
                 lanczos: LanczosWorkspace::new(&z),
                 curvature: CurvatureWorkspace::new(&z, p.dim_x()),
+                cg: CgWorkspace::new(&z),
                 lower,
             }
         });
@@ -1040,7 +1070,6 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
             && selecting
             && !self.full_rank
             && (state.iteration == 0
-                || with_diagnostics
                 || (sel.check_every > 0 && state.iteration % sel.check_every == 0));
         let probe_now = check_now && state.iteration == 0 && sel.probes > 0;
         // 1. Reach the manifold.
@@ -1109,7 +1138,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
             }
             // 5. Diagnostics (reusing the check's sketch) and the report.
             let sketch = match &outcome {
-                Some(SecondOrder::NotApplicable(s))
+                Some(SecondOrder::NotApplicable(Some(s)))
                 | Some(SecondOrder::Unchecked(s))
                 | Some(SecondOrder::Curvature(s, _)) => Some(*s),
                 _ => None,

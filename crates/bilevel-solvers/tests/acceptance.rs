@@ -7,7 +7,7 @@ use bilevel_problems::{
 };
 use bilevel_solvers::aid::{Aid, AidConfig};
 use bilevel_solvers::executor::{run, Budget, RunOptions, StopReason};
-use bilevel_solvers::hgms::{Hgms, HgmsConfig, SelectionStrategy};
+use bilevel_solvers::hgms::{Checks, Hgms, HgmsConfig, SelectionStrategy};
 use bilevel_solvers::{BilevelSolver, State, StepReport};
 
 type Dyn = dyn Bilevel<Y = Vec<f64>> + Send + Sync;
@@ -156,10 +156,21 @@ fn penalty_and_multistart_selection() {
         assert!(err < 1e-6, "{strategy:?}: {err}");
     }
     // circle-tie: tangent descent from y0 = (0.6, 0.8) stops at the worse local minimum (1, 0)
-    // (hypergradient +1 instead of ∇φ = −1); multistart finds (−1, 0).
+    // (hypergradient +1 instead of ∇φ = −1) when only first-order checks run; the default
+    // probes along the normal line find (−1, 0), and so does multistart.
     let pc: ProblemConfig = toml::from_str("name = \"circle-tie\"").unwrap();
     let built = pc.build().unwrap();
     let tie: &Dyn = built.problem.as_ref();
+    let first_order = HgmsConfig {
+        checks: Checks::FirstOrder,
+        ..HgmsConfig::default()
+    };
+    let (rep, _) = eval(tie, &mut hgms(first_order, 1), &[0.5], &[0.6, 0.8]);
+    assert!(
+        (rep.hypergradient[0] - 1.0).abs() < 1e-6,
+        "{:?}",
+        rep.hypergradient
+    );
     let (rep, _) = eval(
         tie,
         &mut hgms(HgmsConfig::default(), 1),
@@ -167,10 +178,11 @@ fn penalty_and_multistart_selection() {
         &[0.6, 0.8],
     );
     assert!(
-        (rep.hypergradient[0] - 1.0).abs() < 1e-6,
+        (rep.hypergradient[0] + 1.0).abs() < 1e-6,
         "{:?}",
         rep.hypergradient
     );
+    assert_eq!(rep.checks.as_ref().map(|c| c.probes_improved), Some(1));
     let mut cfg = HgmsConfig::default();
     cfg.selection.strategy = SelectionStrategy::Multistart;
     let (rep, _) = eval(tie, &mut hgms(cfg, 1), &[0.5], &[0.6, 0.8]);
@@ -243,11 +255,8 @@ fn affine_reports_dimension_and_reaches_kkt_solution() {
     let y0 = vec![0.0; 200];
     let (rep, _) = eval(&p, &mut hgms(HgmsConfig::default(), 5), &x0, &y0);
     assert_eq!(rep.diagnostics.unwrap().intrinsic_dimension, Some(150));
-    let mut cfg = HgmsConfig {
-        lower_lr: 0.3,
-        ..HgmsConfig::default()
-    };
-    cfg.selection.lr = 0.3;
+    // Default step sizes (from the problem at the point): nothing tuned but the upper step.
+    let mut cfg = HgmsConfig::default();
     cfg.upper.lr = 0.5;
     let (x, y, stop) = run_to_tolerance(&p, cfg, &x0, &y0, 400);
     assert_eq!(stop, StopReason::Tolerance);
