@@ -54,20 +54,15 @@ pub fn gd_steps<P: Bilevel + ?Sized>(
 /// In a configuration: `lower_lr = "auto"` (the default where offered) or `lower_lr = 0.1`. For
 /// lower-level descent a number is a constant step; for HG-MS's tangent selection it is the
 /// first trial step (Armijo-backtracked and adapted afterwards).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum StepSize {
     /// Barzilai–Borwein trial steps safeguarded by Armijo backtracking on g, started from the
     /// Cauchy step `‖∇g‖² / ⟨∇g, H ∇g⟩` (one HVP) and remembered across calls: the step follows
     /// the curvature of g at the point, whatever its scale.
+    #[default]
     Auto,
     /// A constant step β (`y ← y − β ∇_y g`); divergence is detected and reported.
     Fixed(f64),
-}
-
-impl Default for StepSize {
-    fn default() -> Self {
-        StepSize::Auto
-    }
 }
 
 impl Serialize for StepSize {
@@ -449,7 +444,7 @@ impl<Y: Vector> LowerSolver<Y> {
             n = grad.norm();
             hist_g[taken % NONMONOTONE] = gv;
             hist_n[taken % NONMONOTONE] = n;
-            if !(y.norm() < 1e150) || gv == f64::NEG_INFINITY {
+            if y.norm().is_nan() || y.norm() >= 1e150 || gv == f64::NEG_INFINITY {
                 return Err(SolverError::Diverged(format!(
                     "lower level diverged at lower step {taken}: ‖y‖ = {:.3e}, g = {gv:.3e}; g(x, ·) appears unbounded below along the descent path (no lower-level minimiser)",
                     y.norm()
