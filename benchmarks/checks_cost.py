@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Cost of HG-MS's correctness checks, side by side in one run.
 
-    python3 benchmarks/checks_cost.py AFTER_BIN [BEFORE_BIN] [--repeat N]
+    python3 benchmarks/checks_cost.py AFTER_BIN [BEFORE_BIN] [--repeat N] [--iterations T]
 
 For each config in benchmarks/configs/checks-*.toml, runs `bilevel hypergrad CONFIG --json
 --repeat N` with AFTER_BIN at its defaults (checks = "second-order"), with AFTER_BIN and
-checks = "first-order", and (optionally) with a BEFORE_BIN built from an earlier commit, in
-alternating rounds, and prints gradient-equivalents (algorithm oracle calls, weights ½/1/2) and
-the median time of one hypergradient, with ratios to the first-order run.
+checks = "first-order", and (optionally) with a BEFORE_BIN built from an earlier commit, and
+prints gradient-equivalents (algorithm oracle calls, weights ½/1/2) and the median time of one
+hypergradient, with ratios to the first-order run. Then the same three variants as a run of T
+outer iterations (`bilevel run`, default T = 50; the second-order check runs at the first
+iteration and every 10th): total gradient-equivalents and solver time.
 """
 import json
 import os
@@ -37,12 +39,28 @@ def run(binary, config, repeat):
     return j, None
 
 
+def run_total(binary, config, out):
+    res = subprocess.run([binary, "run", config, "--out", out], capture_output=True, text=True)
+    try:
+        s = json.load(open(os.path.join(out, "summary.json")))
+    except OSError:
+        return None, res.stderr.strip()
+    if s.get("status") != "completed":
+        return None, s.get("error")
+    return s, None
+
+
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    repeat = 11
-    if "--repeat" in sys.argv:
-        repeat = int(sys.argv[sys.argv.index("--repeat") + 1])
-        args = [a for a in args if a != str(repeat)]
+    argv = sys.argv[1:]
+    opts = {}
+    for key in ("--repeat", "--iterations"):
+        if key in argv:
+            i = argv.index(key)
+            opts[key] = int(argv[i + 1])
+            del argv[i : i + 2]
+    args = argv
+    repeat = opts.get("--repeat", 11)
+    iterations = opts.get("--iterations", 50)
     if not args:
         print(__doc__)
         sys.exit(2)
@@ -85,6 +103,39 @@ def main():
             tr = f"{t / base[2]:.2f}" if base else "—"
             e = "—" if err is None else f"{err:.1e}"
             print(f"| {name} | {label} | {g:.0f} | {t:.3f} | {gr} | {tr} | {e} | {w} |")
+    print()
+    print(f"Runs of {iterations} outer iterations (upper lr 0.1, diagnostics off):")
+    print()
+    print("| workload | variant | gradient-equivalents | solver time (s) | ge ratio | time ratio | final ‖h − ∇φ‖/‖∇φ‖ | warnings |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in CONFIGS:
+        text = open(os.path.join(HERE, "configs", name)).read()
+        text += f"\n[budget]\nmax_iter = {iterations}\n\n[output]\ndiagnostics_every = 0\ncheckpoint_every = 0\nplot = false\n"
+        second = os.path.join(tmp, "run-" + name)
+        with open(second, "w") as f:
+            f.write(text)
+        first = os.path.join(tmp, "run-first-" + name)
+        with open(first, "w") as f:
+            f.write(text.replace('name = "hg-ms"', 'name = "hg-ms"\nchecks = "first-order"'))
+        variants = [("first-order checks", after, first), ("second-order checks (default)", after, second)]
+        if before:
+            variants.insert(0, ("before (previous defaults)", before, second))
+        rows = []
+        for k, (label, binary, cfg) in enumerate(variants):
+            s, err = run_total(binary, cfg, os.path.join(tmp, f"out-{name}-{k}"))
+            rows.append((label, s, err))
+        base = next((s for label, s, _ in rows if label == "first-order checks" and s), None)
+        for label, s, err in rows:
+            if s is None:
+                print(f"| {name} | {label} | — | — | — | — | — | failed: {err} |")
+                continue
+            g, t = s["gradient_equivalents"], s["time_s"]
+            e = (s.get("last") or {}).get("grad_phi_rel_error")
+            gr = f"{g / base['gradient_equivalents']:.2f}" if base else "—"
+            tr = f"{t / base['time_s']:.2f}" if base and base["time_s"] > 0 else "—"
+            w = len(s.get("warnings", []))
+            es = "—" if e is None else f"{e:.1e}"
+            print(f"| {name} | {label} | {g:.0f} | {t:.4f} | {gr} | {tr} | {es} | {w} |")
 
 
 if __name__ == "__main__":

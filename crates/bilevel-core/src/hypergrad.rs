@@ -542,6 +542,57 @@ mod tests {
     use super::*;
     use crate::krylov::testutil::{matvec, psd_with_null};
 
+    /// The sketch's basis is orthonormal and spans range H: `I − Σ z zᵀ` is the dense null-space
+    /// projector; an indefinite H yields a direction of negative curvature.
+    #[test]
+    fn range_basis_spans_the_range_and_indefiniteness_is_seen() {
+        let mut rng = Rng::new(4);
+        for (d, null_dim) in [(30, 10), (12, 1), (64, 40)] {
+            let (a, _, _) = psd_with_null(d, null_dim, 0.01, 5.0, &mut rng);
+            let like = vec![0.0; d];
+            let sk = range_sketch(
+                &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
+                &like,
+                1e-6,
+                512,
+                3,
+                true,
+            )
+            .unwrap();
+            assert_eq!(sk.basis.len(), d - null_dim);
+            assert!(sk.negative_direction.is_none());
+            let e = sym_eig(&a, d).unwrap();
+            let mut u = vec![0.0; d];
+            rng.fill_normal(&mut u);
+            let mut t = u.clone();
+            crate::manifold::project_tangent(&sk.basis, &mut t);
+            let mut dense = vec![0.0; d];
+            for i in 0..d {
+                if e.values[i].abs() <= 1e-9 {
+                    let z = e.vector(i);
+                    crate::vector::axpy(&mut dense, crate::vector::dot(z, &u), z);
+                }
+            }
+            assert!(crate::derivatives::relative_error(&t, &dense, 1e-12) < 1e-8);
+        }
+        // H = diag(2, 1, −1): indefinite.
+        let a = [2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0];
+        let sk = range_sketch(
+            &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
+            &vec![0.0; 3],
+            1e-6,
+            512,
+            3,
+            true,
+        )
+        .unwrap();
+        let z = sk.negative_direction.expect("indefinite");
+        let mut hz = vec![0.0; 3];
+        matvec(&a, &z, &mut hz);
+        assert!(crate::vector::dot(&z, &hz) < -0.5, "{z:?}");
+        assert!((sk.min_rayleigh + 1.0).abs() < 1e-12);
+    }
+
     #[test]
     fn sketch_counts_null_space_exactly() {
         let mut rng = Rng::new(9);

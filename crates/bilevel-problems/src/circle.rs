@@ -337,6 +337,64 @@ mod tests {
         check_pseudoinverse(&q, &[-0.4]);
     }
 
+    /// The Riemannian Hessian of f on S(x) (bilevel_core::manifold) against the worked case of
+    /// docs/hgms.md: on circle-radius at `y = s r â`, `q = −s‖a‖/r` — positive at the minimiser,
+    /// negative at the maximiser — for radii from 1e-3 to 1e3, with exact third derivatives
+    /// (hyper-dual) and with the finite-difference fallback.
+    #[test]
+    fn tangent_curvature_matches_the_worked_case() {
+        use bilevel_core::hypergrad::range_sketch;
+        use bilevel_core::manifold::{tangent_curvature, CurvatureOptions, CurvatureWorkspace};
+        use bilevel_core::Bilevel;
+        for (a, xr) in [
+            ([0.7, -1.2], 0.3f64),
+            ([3.0, 4.0], -6.9),
+            ([1e-3, 2e-3], 6.9),
+        ] {
+            for derivatives in [
+                Derivatives::Analytic,
+                Derivatives::FiniteDifference { eps: 1e-6 },
+            ] {
+                let p = wrap(&CircleRadius::new(&a).unwrap(), derivatives);
+                let x = [xr];
+                let r = xr.exp();
+                let na = norm(&a);
+                for s in [-1.0, 1.0] {
+                    let y = vec![s * r * a[0] / na, s * r * a[1] / na];
+                    // w = H^† ∇_y f = (ââᵀ/2r²) a = a/(2r²) (H = 2yyᵀ on the circle).
+                    let w = vec![a[0] / (2.0 * r * r), a[1] / (2.0 * r * r)];
+                    let mut op = |u: &Vec<f64>, o: &mut Vec<f64>| p.hvp(&x, &y, u, o);
+                    let sk = range_sketch(&mut op, &y, 1e-6, 16, 1, true).unwrap();
+                    assert_eq!(sk.basis.len(), 1);
+                    let mut ws = CurvatureWorkspace::new(&y, 1);
+                    let c = tangent_curvature(
+                        &p,
+                        &x,
+                        &y,
+                        &w,
+                        &sk.basis,
+                        &CurvatureOptions::default(),
+                        &mut ws,
+                    )
+                    .unwrap()
+                    .unwrap();
+                    let want = -s * na / r;
+                    let tol = if matches!(derivatives, Derivatives::Analytic) {
+                        1e-10
+                    } else {
+                        1e-4
+                    };
+                    assert!(
+                        (c.min - want).abs() <= tol * want.abs(),
+                        "a {a:?}, r {r:e}, s {s}: q {} vs {want}",
+                        c.min
+                    );
+                    assert_eq!(c.tangent_dim, 1);
+                }
+            }
+        }
+    }
+
     #[test]
     fn invalid_parameters_are_rejected() {
         assert_eq!(

@@ -199,7 +199,7 @@ pub struct HgmsConfig {
 impl Default for HgmsConfig {
     fn default() -> Self {
         HgmsConfig {
-            lower_steps: 1000,
+            lower_steps: 2000,
             lower_lr: StepSize::Auto,
             lower_tol: 0.0,
             checks: Checks::SecondOrder,
@@ -408,7 +408,7 @@ struct Selected {
     lower: LowerOutcome,
     /// f at the final point.
     f: f64,
-    /// First-order stationary (tolerance or rounding floor) with the lower level converged.
+    /// First-order stationary on S(x) (tolerance or rounding floor).
     first_order: bool,
 }
 
@@ -522,6 +522,7 @@ fn try_tangent_step<P: Bilevel + ?Sized>(
     eta: f64,
     tn: f64,
     f_cur: f64,
+    gap: f64,
     cfg: &HgmsConfig,
     wk: &mut Work<P::Y>,
 ) -> Result<Trial, SolverError> {
@@ -543,8 +544,11 @@ fn try_tangent_step<P: Bilevel + ?Sized>(
         s.retraction_steps,
         cfg.lower_tol,
     );
+    // The retraction must reach the manifold as closely as y itself is on it (converged, or a
+    // lower gap within 10× y's): where the lower level converges slowly, demanding the rounding
+    // floor would reject every step.
     let lower = match retraction {
-        Ok(o) if o.status.converged() && wk.trial.is_finite() => o,
+        Ok(o) if (o.status.converged() || o.grad_norm <= 10.0 * gap) && wk.trial.is_finite() => o,
         _ => return Ok(Trial::Reject(0.1 * eta)),
     };
     let f_trial = p.f(x, &wk.trial);
@@ -607,17 +611,23 @@ fn try_tangent_step<P: Bilevel + ?Sized>(
 
 /// Tangent descent with retraction and a (gradient-safeguarded) Armijo line search, from `y`, for
 /// at most `steps` steps.
+#[allow(clippy::too_many_arguments)]
 fn tangent_descent<P: Bilevel + ?Sized>(
     p: &Counted<P>,
     x: &[f64],
     y: &mut P::Y,
     cfg: &HgmsConfig,
     steps: usize,
+    known: Option<LowerOutcome>,
     wk: &mut Work<P::Y>,
     eta_memory: &mut Option<f64>,
 ) -> Result<Selected, SolverError> {
     let s = &cfg.selection;
-    let mut lower = lower_solve(p, x, y, cfg, s.retraction_steps.max(cfg.lower_steps), wk)?;
+    // The lower level at y, unless the caller has just solved it there.
+    let mut lower = match known {
+        Some(o) => o,
+        None => lower_solve(p, x, y, cfg, s.retraction_steps.max(cfg.lower_steps), wk)?,
+    };
     let mut f_cur = p.f(x, y);
     tangent_gradient(p, x, y, s, wk)?;
     let mut scale = wk.b.norm();
@@ -641,7 +651,7 @@ fn tangent_descent<P: Bilevel + ?Sized>(
         wk.prev_t.assign(&wk.t);
         let mut accepted = None;
         for _ in 0..60 {
-            match try_tangent_step(p, x, y, eta, tn, f_cur, cfg, wk)? {
+            match try_tangent_step(p, x, y, eta, tn, f_cur, lower.grad_norm, cfg, wk)? {
                 Trial::Accept {
                     lower,
                     f,
@@ -664,25 +674,32 @@ fn tangent_descent<P: Bilevel + ?Sized>(
         let Some((lo, f_new, mut have_gradients)) = accepted else {
             break;
         };
-        // The first step of a fresh selection (its η is a guess): lengthen it tenfold while f
-        // keeps decreasing by more than the accepted step did.
+        // The first step of a fresh selection (its η is a guess): while the step was clearly
+        // too short — f fell by at least half the first-order prediction η‖P_T∇f‖², so the
+        // curvature has not set in — lengthen it tenfold.
         if first && s.lr == StepSize::Auto {
             first = false;
-            let mut best = (f_new, eta);
-            wk.best.assign(&wk.trial);
-            for _ in 0..20 {
-                let longer = 10.0 * best.1;
-                match try_tangent_step(p, x, y, longer, tn, f_cur, cfg, wk)? {
-                    Trial::Accept { f, .. } if f < best.0 => {
-                        best = (f, longer);
-                        wk.best.assign(&wk.trial);
+            if f_cur - f_new >= 0.5 * eta * tn * tn {
+                let mut best = (f_new, eta);
+                wk.best.assign(&wk.trial);
+                for _ in 0..20 {
+                    let longer = 10.0 * best.1;
+                    match try_tangent_step(p, x, y, longer, tn, f_cur, lower.grad_norm, cfg, wk)? {
+                        Trial::Accept { f, .. } if f < best.0 => {
+                            let linear = f_cur - f >= 0.5 * longer * tn * tn;
+                            best = (f, longer);
+                            wk.best.assign(&wk.trial);
+                            if !linear {
+                                break;
+                            }
+                        }
+                        _ => break,
                     }
-                    _ => break,
                 }
+                eta = best.1;
+                wk.trial.assign(&wk.best);
+                have_gradients = false;
             }
-            eta = best.1;
-            wk.trial.assign(&wk.best);
-            have_gradients = false;
         }
         y.assign(&wk.trial);
         f_cur = p.f(x, y);
@@ -719,7 +736,9 @@ fn tangent_descent<P: Bilevel + ?Sized>(
     if s.lr == StepSize::Auto && eta.is_finite() && eta > 0.0 {
         *eta_memory = Some(eta);
     }
-    let first_order = (tn <= tol(scale) || at_floor) && lower.status.converged();
+    // First-order stationarity of f on S(x); how far y is from S(x) is the lower level's own
+    // check (`lower-not-converged`).
+    let first_order = tn <= tol(scale) || at_floor;
     Ok(Selected {
         steps: taken,
         tangent_norm: tn,
@@ -958,20 +977,26 @@ fn probe<P: Bilevel + ?Sized>(
     Ok(improved)
 }
 
-/// The configured selection strategy from the current y.
+/// The configured selection strategy from the current y (`known`: the lower-level solve just done
+/// at y, if any).
+#[allow(clippy::too_many_arguments)]
 fn select<P: Bilevel + ?Sized>(
     p: &Counted<P>,
     x: &[f64],
     y: &mut P::Y,
     cfg: &HgmsConfig,
     iteration: usize,
+    known: Option<LowerOutcome>,
     wk: &mut Work<P::Y>,
     eta: &mut Option<f64>,
 ) -> Result<Selected, SolverError> {
     let sel = &cfg.selection;
     match sel.strategy {
         SelectionStrategy::None => {
-            let lower = lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?;
+            let lower = match known {
+                Some(o) => o,
+                None => lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?,
+            };
             Ok(Selected {
                 steps: 0,
                 tangent_norm: f64::NAN,
@@ -980,7 +1005,7 @@ fn select<P: Bilevel + ?Sized>(
                 first_order: lower.status.converged(),
             })
         }
-        SelectionStrategy::Tangent => tangent_descent(p, x, y, cfg, sel.max_steps, wk, eta),
+        SelectionStrategy::Tangent => tangent_descent(p, x, y, cfg, sel.max_steps, known, wk, eta),
         SelectionStrategy::Penalty => {
             let mut sigma = sel.penalty_sigma0;
             let mut total = 0;
@@ -988,13 +1013,13 @@ fn select<P: Bilevel + ?Sized>(
                 total += penalty_stage(p, x, y, sigma, sel.penalty_steps, wk);
                 sigma *= sel.penalty_decay;
             }
-            let mut out = tangent_descent(p, x, y, cfg, sel.max_steps, wk, eta)?;
+            let mut out = tangent_descent(p, x, y, cfg, sel.max_steps, None, wk, eta)?;
             out.steps += total;
             Ok(out)
         }
         SelectionStrategy::Multistart => {
             let mut rng = Rng::substream(sel.seed, iteration as u64);
-            let first = tangent_descent(p, x, y, cfg, sel.refine_steps, wk, eta)?;
+            let first = tangent_descent(p, x, y, cfg, sel.refine_steps, known, wk, eta)?;
             let mut s_total = first.steps;
             let mut best_f = if first.lower.status.converged() {
                 first.f
@@ -1007,10 +1032,10 @@ fn select<P: Bilevel + ?Sized>(
                 cand.assign(y);
                 wk.trial.fill_with(&mut || rng.normal());
                 cand.axpy(sel.start_radius, &wk.trial);
-                if lower_solve(p, x, &mut cand, cfg, cfg.lower_steps, wk).is_err() {
+                let Ok(lo) = lower_solve(p, x, &mut cand, cfg, cfg.lower_steps, wk) else {
                     continue;
-                }
-                let c = tangent_descent(p, x, &mut cand, cfg, sel.refine_steps, wk, eta)?;
+                };
+                let c = tangent_descent(p, x, &mut cand, cfg, sel.refine_steps, Some(lo), wk, eta)?;
                 s_total += c.steps;
                 if c.lower.status.converged() && c.f < best_f {
                     best_f = c.f;
@@ -1018,7 +1043,7 @@ fn select<P: Bilevel + ?Sized>(
                 }
             }
             y.assign(&best);
-            let mut out = tangent_descent(p, x, y, cfg, sel.max_steps, wk, eta)?;
+            let mut out = tangent_descent(p, x, y, cfg, sel.max_steps, None, wk, eta)?;
             out.steps += s_total;
             Ok(out)
         }
@@ -1073,7 +1098,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 || (sel.check_every > 0 && state.iteration % sel.check_every == 0));
         let probe_now = check_now && state.iteration == 0 && sel.probes > 0;
         // 1. Reach the manifold.
-        lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?;
+        let mut known = Some(lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?);
         let mut h = vec![0.0; p.dim_x()];
         let mut escapes = 0;
         let mut probes_improved = 0;
@@ -1081,7 +1106,16 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
         let mut steps_total = 0;
         loop {
             // 2. Select.
-            let selected = select(p, x, y, cfg, state.iteration, wk, &mut self.eta)?;
+            let selected = select(
+                p,
+                x,
+                y,
+                cfg,
+                state.iteration,
+                known.take(),
+                wk,
+                &mut self.eta,
+            )?;
             steps_total += selected.steps;
             let lower = selected.lower;
             // 3. Differentiate at the selected point.
@@ -1106,7 +1140,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                         let dir = direction.clone();
                         escapes += 1;
                         if escape(p, x, y, &dir, *curvature, t0, EscapeOn::Lower, cfg, wk) {
-                            lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?;
+                            known = Some(lower_solve(p, x, y, cfg, cfg.lower_steps, wk)?);
                             continue;
                         }
                     }
@@ -1276,53 +1310,63 @@ fn add_warnings<Y>(
     outcome: &Option<SecondOrder<Y>>,
 ) {
     let lower = selected.lower;
-    if lower.status == LowerStatus::MaxSteps {
+    if !lower.status.converged() {
+        let how = if lower.status == LowerStatus::LineSearch {
+            "because no step decreased g"
+        } else {
+            "at its step limit"
+        };
         rep.warn(Warning::new(
-                codes::LOWER_NOT_CONVERGED,
-                format!(
-                    "the lower level stopped at its step limit with ‖∇_y g‖ = {:.3e} (from {:.3e}); the hypergradient is taken off the solution set",
-                    lower.grad_norm, lower.start_grad_norm
-                ),
-            ));
+            codes::LOWER_NOT_CONVERGED,
+            format!(
+                "the lower level stopped {how} with ‖∇_y g‖ = {:.3e} (from {:.3e}), short of its \
+                 tolerance and of the rounding floor; the hypergradient is taken off the solution set",
+                lower.grad_norm, lower.start_grad_norm
+            ),
+        ));
     }
     if cfg.selection.strategy != SelectionStrategy::None && !selected.first_order {
         rep.warn(Warning::new(
-                codes::SELECTION_NOT_FIRST_ORDER,
-                format!(
-                    "the selection stopped with ‖P_T ∇_y f‖ = {:.3e} after {} tangent steps: y is not a stationary point of f on S(x)",
-                    selected.tangent_norm, selected.steps
-                ),
-            ));
+            codes::SELECTION_NOT_FIRST_ORDER,
+            format!(
+                "the selection stopped with ‖P_T ∇_y f‖ = {:.3e} after {} tangent steps: y is not \
+                 a stationary point of f on S(x)",
+                selected.tangent_norm, selected.steps
+            ),
+        ));
     }
+    let escapes = cfg.selection.max_escapes;
     match outcome {
-            Some(SecondOrder::LowerIndefinite { curvature, .. }) => rep.warn(Warning::new(
-                codes::LOWER_NOT_MINIMUM,
+        Some(SecondOrder::LowerIndefinite { curvature, .. }) => rep.warn(Warning::new(
+            codes::LOWER_NOT_MINIMUM,
+            format!(
+                "H = ∇²_yy g has negative curvature {curvature:.3e} at y after {escapes} escapes: y \
+                 is a saddle or maximum of g, not a lower-level solution"
+            ),
+        )),
+        Some(SecondOrder::Unchecked(s)) => rep.warn(Warning::new(
+            codes::SECOND_ORDER_UNCHECKED,
+            format!(
+                "the rank of H was not resolved with {} sketch columns (dim y = {}): the \
+                 second-order condition of the selection is unchecked",
+                s.columns,
+                s.rank + s.intrinsic_dimension
+            ),
+        )),
+        Some(SecondOrder::Curvature(_, c)) if c.min < -cfg.selection.curvature_rtol * c.scale => {
+            rep.warn(Warning::new(
+                codes::SELECTION_NOT_SECOND_ORDER,
                 format!(
-                    "H = ∇²_yy g has negative curvature {curvature:.3e} at y after {} escapes: y is a saddle or maximum of g, not a lower-level solution",
-                    cfg.selection.max_escapes
+                    "f has negative curvature {:.3e} ({:.1e} relative) along S(x) at the selection \
+                     after {escapes} escapes: y is a maximiser or saddle of f on S(x), not the \
+                     optimistic selection",
+                    c.min,
+                    c.relative()
                 ),
-            )),
-            Some(SecondOrder::Unchecked(s)) => rep.warn(Warning::new(
-                codes::SECOND_ORDER_UNCHECKED,
-                format!(
-                    "the rank of H was not resolved with {} sketch columns (dim y = {}): the second-order condition of the selection is unchecked",
-                    s.columns,
-                    s.rank + s.intrinsic_dimension
-                ),
-            )),
-            Some(SecondOrder::Curvature(_, c)) if c.min < -cfg.selection.curvature_rtol * c.scale => {
-                rep.warn(Warning::new(
-                    codes::SELECTION_NOT_SECOND_ORDER,
-                    format!(
-                        "f has negative curvature {:.3e} ({:.1e} relative) along S(x) at the selection after {} escapes: y is a maximiser or saddle of f on S(x), not the optimistic selection",
-                        c.min,
-                        c.relative(),
-                        cfg.selection.max_escapes
-                    ),
-                ))
-            }
-            _ => {}
+            ))
         }
+        _ => {}
+    }
     rep.add_diagnostic_warnings(KERNEL_RTOL);
 }
 

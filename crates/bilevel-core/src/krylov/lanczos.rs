@@ -256,6 +256,109 @@ mod tests {
     use crate::dense::sym_eig;
     use crate::rng::Rng;
 
+    /// A start vector with a part of relative size 10⁻¹² in the null space: the plain invariance
+    /// test stops after one step and misses it; `resolve_start` takes the extra step and the
+    /// projection recovers it to rounding.
+    #[test]
+    fn resolve_start_sees_a_tiny_null_component() {
+        let d = 6;
+        // A = diag(0, 1, 2, 3, 4, 5): e₀ spans the null space.
+        let a: Vec<f64> = (0..d * d)
+            .map(|k| {
+                if k % (d + 1) == 0 {
+                    (k / (d + 1)) as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let tiny = 1e-12;
+        let mut b = vec![0.0; d];
+        b[0] = tiny;
+        b[3] = 1.0;
+        for (resolve, want) in [(false, 0.0), (true, tiny)] {
+            let mut ws = LanczosWorkspace::new(&b);
+            let res = lanczos(
+                &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
+                &b,
+                &LanczosOptions {
+                    max_iter: d,
+                    tol: 1e-10,
+                    resolve_start: resolve,
+                },
+                &mut ws,
+            )
+            .unwrap();
+            let mut t = vec![0.0; d];
+            project_start_below(&res, &ws, 1e-6 * res.lambda_max(), &mut t);
+            assert!(
+                (crate::vector::norm(&t) - want).abs() <= 1e-3 * tiny,
+                "resolve_start {resolve}: {t:?}"
+            );
+        }
+    }
+
+    /// With a subspace projector, Lanczos stays in the subspace: the Ritz values of P A P on it
+    /// lie within A's spectrum there, where plain Lanczos on `P A` drifts out (rounding
+    /// reintroduced by Gram–Schmidt, amplified by shrinking β's).
+    #[test]
+    fn lanczos_in_subspace_stays_in_it() {
+        let mut rng = Rng::new(11);
+        let d = 40;
+        // A = I + M Mᵀ/d (eigenvalues ≥ 1), subspace = orthogonal complement of 25 random vectors.
+        let mut m = vec![0.0; d * d];
+        rng.fill_normal(&mut m);
+        let mut a = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                a[i * d + j] = (0..d).map(|k| m[i * d + k] * m[j * d + k]).sum::<f64>() / d as f64
+                    + if i == j { 1.0 } else { 0.0 };
+            }
+        }
+        let mut basis: Vec<Vec<f64>> = Vec::new();
+        for _ in 0..25 {
+            let mut z = vec![0.0; d];
+            rng.fill_normal(&mut z);
+            for _ in 0..2 {
+                for q in &basis {
+                    let c = crate::vector::dot(q, &z);
+                    crate::vector::axpy(&mut z, -c, q);
+                }
+            }
+            let n = crate::vector::norm(&z);
+            z.iter_mut().for_each(|v| *v /= n);
+            basis.push(z);
+        }
+        let project = |w: &mut Vec<f64>| {
+            for _ in 0..2 {
+                for q in &basis {
+                    let c = crate::vector::dot(q, w);
+                    crate::vector::axpy(w, -c, q);
+                }
+            }
+        };
+        let mut start = vec![0.0; d];
+        rng.fill_normal(&mut start);
+        project(&mut start);
+        let mut ws = LanczosWorkspace::new(&start);
+        let res = lanczos_in_subspace(
+            &mut |x: &Vec<f64>, o: &mut Vec<f64>| {
+                matvec(&a, x, o);
+                project(o);
+            },
+            &start,
+            &LanczosOptions {
+                max_iter: 15,
+                tol: 1e-10,
+                resolve_start: false,
+            },
+            &mut ws,
+            &mut |w: &mut Vec<f64>| project(w),
+        )
+        .unwrap();
+        assert!(res.lambda_min() >= 1.0 - 1e-10, "{}", res.lambda_min());
+    }
+
     #[test]
     fn lanczos_finds_extremes_and_kernel_component_of_start() {
         let mut rng = Rng::new(5);

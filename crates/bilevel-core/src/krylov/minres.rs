@@ -284,6 +284,39 @@ mod tests {
     use crate::derivatives::relative_error;
     use crate::rng::Rng;
 
+    /// MINRES is invariant to the scales of A and b: the same system with A scaled by 10⁻⁶ and
+    /// b by 10⁶ converges (an estimate of ‖A‖ that also counted ‖b‖ made the least-squares test
+    /// fire here, on an SPD system).
+    #[test]
+    fn scale_invariant_on_spd_systems() {
+        let mut rng = Rng::new(17);
+        for (sa, sb) in [(1.0, 1.0), (1e-6, 1e6), (1e-3, 1e8), (1e4, 1e-6)] {
+            let (a0, _, _) = psd_with_null(12, 0, 1e-3, 1.0, &mut rng);
+            let a: Vec<f64> = a0.iter().map(|v| v * sa).collect();
+            let mut b = vec![0.0; 12];
+            rng.fill_normal(&mut b);
+            b.iter_mut().for_each(|v| *v *= sb);
+            let mut v = vec![0.0; 12];
+            let info = minres(
+                &mut |x: &Vec<f64>, o: &mut Vec<f64>| matvec(&a, x, o),
+                &b,
+                &mut v,
+                &KrylovOptions::default(),
+                &mut MinresWorkspace::new(&b),
+            );
+            assert_eq!(
+                info.status,
+                KrylovStatus::Converged,
+                "scales {sa}, {sb}: {info:?}"
+            );
+            let exact = sym_eig(&a, 12).unwrap().pinv_apply(&b, 1e-14);
+            assert!(
+                relative_error(&v, &exact, 1e-300) < 1e-6,
+                "scales {sa}, {sb}"
+            );
+        }
+    }
+
     #[test]
     fn inconsistent_system_gives_min_norm_least_squares() {
         let mut rng = Rng::new(3);
