@@ -406,6 +406,14 @@ impl ProblemDef for Minimax {
     fn hvp_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
         out[0] = 0.0;
     }
+    /// The box half-width `bound`.
+    fn export_arrays(&self) -> Vec<NamedArray> {
+        vec![NamedArray {
+            name: "bound".into(),
+            shape: vec![1],
+            data: vec![self.bound],
+        }]
+    }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
         out[0] = -v[0];
     }

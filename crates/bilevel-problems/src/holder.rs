@@ -99,6 +99,14 @@ impl ProblemDef for Holder {
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], out: &mut [f64]) {
         out[0] = 0.0;
     }
+    /// The degeneracy order `p` (the problem's only parameter).
+    fn export_arrays(&self) -> Vec<bilevel_core::NamedArray> {
+        vec![bilevel_core::NamedArray {
+            name: "p".into(),
+            shape: vec![1],
+            data: vec![self.p as f64],
+        }]
+    }
     fn hvp_upper_analytic(&self, _x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
         let p = self.p as i32;
         out[0] = (2 * p - 1) as f64 * y[0].powi(2 * p - 2) * v[0];
