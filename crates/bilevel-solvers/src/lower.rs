@@ -320,16 +320,11 @@ impl<Y: Vector> LowerSolver<Y> {
             )));
         }
         let mut n = n0;
-        let done = |n: f64, steps, status| {
-            if std::env::var("BILEVEL_DEBUG_LOWER").is_ok() {
-                eprintln!("lower: n0 {n0:.2e} -> {n:.2e} in {steps} steps, {status:?}");
-            }
-            LowerOutcome {
-                grad_norm: n,
-                start_grad_norm: n0,
-                steps,
-                status,
-            }
+        let done = |n: f64, steps, status| LowerOutcome {
+            grad_norm: n,
+            start_grad_norm: n0,
+            steps,
+            status,
         };
         if n <= tol || n == 0.0 {
             return Ok(done(n, 0, LowerStatus::Tolerance));
