@@ -103,6 +103,16 @@ pub fn evaluate(
         .hypergradient(&counted, &mut state, true)
         .map_err(|e| Failure::run(format!("{}: {e}", cfg.solver.name())))?;
     rep.add_diagnostic_warnings(KERNEL_RTOL);
+    let name = cfg.solver.name();
+    if matches!(name, "bome" | "pbgd" | "f2sa" | "f2sa-stochastic") {
+        rep.warn(bilevel_solvers::Warning::new(
+            bilevel_solvers::warnings::NOT_A_HYPERGRADIENT,
+            format!(
+                "{name}'s x-direction is the step of a joint (x, y) or penalty method at this \
+                 iterate (its multiplier and y not yet at their limits), not an estimate of ∇φ(x0)"
+            ),
+        ));
+    }
     if !rep.hypergradient.iter().all(|v| v.is_finite()) || !rep.f.is_finite() {
         return Err(Failure::run(format!(
             "the hypergradient at x0 is not finite (NaN or Inf): {:?}; check the step sizes",

@@ -212,6 +212,9 @@ pub mod warnings {
     pub const SKETCH_COLUMN_LIMIT: &str = "sketch-column-limit";
     /// Second-order products come from finite differences: the hypergradient is approximate.
     pub const APPROXIMATE_DERIVATIVES: &str = "approximate-derivatives";
+    /// The solver's x-direction at one evaluation is a step of a joint or penalty method, not an
+    /// estimate of ∇φ (BOME, PBGD, F2SA under `bilevel hypergrad`).
+    pub const NOT_A_HYPERGRADIENT: &str = "not-a-hypergradient";
 
     /// Every code with what to do about it (the README's table is checked against this list).
     pub const CODES: &[(&str, &str)] = &[
@@ -254,6 +257,10 @@ pub mod warnings {
         (
             APPROXIMATE_DERIVATIVES,
             "use derivatives = \"analytic\" or \"dual\" where the problem offers them",
+        ),
+        (
+            NOT_A_HYPERGRADIENT,
+            "compare whole runs of first-order methods; for ∇φ at a point use hg-ms, implicit or aid",
         ),
     ];
 
