@@ -788,8 +788,19 @@ fn second_order<P: Bilevel + ?Sized>(
             },
             &mut wk.cg,
         );
+        // Converged is not enough: on a manifold the tangent eigenvalues of H at a point
+        // converged to the rounding floor are tiny but positive, and CG resolves them too. The
+        // certificate also needs the solve to be bounded as a nonsingular H allows,
+        // ‖v‖ ‖Hz‖/‖z‖² ≤ 1/(null_rtol √d) (λ_min ≥ null_rtol λ_max up to a random start's
+        // dimension factor).
         if info.status == KrylovStatus::Converged {
-            return Ok(SecondOrder::NotApplicable(None));
+            p.hvp(x, y, &wk.probe, &mut wk.t);
+            let zn = wk.probe.norm();
+            let growth = wk.hb.norm() * wk.t.norm() / (zn * zn);
+            let bound = 1.0 / (cfg.selection.null_rtol * (y.dim() as f64).sqrt());
+            if growth.is_finite() && growth <= bound {
+                return Ok(SecondOrder::NotApplicable(None));
+            }
         }
     }
     let sketch: RangeSketch<P::Y> = {

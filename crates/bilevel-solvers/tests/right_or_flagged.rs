@@ -31,15 +31,19 @@ struct Counts {
     codes: std::collections::BTreeMap<String, usize>,
 }
 
-fn run(name: &str, n: u64, seed: u64) -> Counts {
+fn run(name: &str, n: u64, seed: u64, config: &HgmsConfig) -> Counts {
     let mut c = Counts::default();
     for i in 0..n {
         let case = draw(name, seed, i);
         let p = case.problem.as_ref();
+        if config.selection.probes == 0 && p.dim_y() == 1 {
+            // Two isolated points (sphere, d = 1): only a global probe can move between them.
+            continue;
+        }
         let truth = p
             .reference_grad_phi(&case.x)
             .expect("the draws avoid kinks");
-        let mut solver = Hgms::new(HgmsConfig::default(), p.dim_x());
+        let mut solver = Hgms::new(config.clone(), p.dim_x());
         let counted = Counted::new(p);
         let mut state = State {
             x: case.x.clone(),
@@ -111,10 +115,10 @@ fn right_or_flagged_one() {
     }
 }
 
-fn check(n: u64) {
+fn check(n: u64, config: &HgmsConfig, problems: &[&str]) {
     let mut failures = Vec::new();
-    for name in PROBLEMS {
-        let c = run(name, n, 12);
+    for &name in problems {
+        let c = run(name, n, 12, config);
         println!(
             "{name:<14} right {:>5}  flagged {:>4}  errors {:>3}  silent {:>3}  of {n}  (right but warned: {})",
             c.right,
@@ -136,7 +140,20 @@ fn check(n: u64) {
 
 #[test]
 fn right_or_flagged() {
-    check(200);
+    check(200, &HgmsConfig::default(), &PROBLEMS);
+}
+
+/// The second-order check and its escapes alone (no global probes) on the manifold problems:
+/// maximisers and saddles of f on S(x) are escaped or flagged, never returned silently.
+#[test]
+fn right_or_flagged_without_probes() {
+    let mut config = HgmsConfig::default();
+    config.selection.probes = 0;
+    check(
+        100,
+        &config,
+        &["circle-center", "circle-radius", "sphere", "circle-sine"],
+    );
 }
 
 #[test]
@@ -146,5 +163,5 @@ fn right_or_flagged_large() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    check(n);
+    check(n, &HgmsConfig::default(), &PROBLEMS);
 }
