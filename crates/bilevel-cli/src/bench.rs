@@ -319,6 +319,9 @@ fn run_one(
     opts: &RunOptions,
 ) -> (RunStatus, usize, f64, Vec<Record>, Vec<WarningSummary>) {
     let problem: &DynProblem = built.problem.as_ref();
+    if let Err(m) = crate::config::check_solver_memory(solver, problem.dim_y()) {
+        return (RunStatus::Failed(m), 0, 0.0, Vec::new(), Vec::new());
+    }
     let mut keep = KeepEvaluated::new(opts.evaluate_every);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut s = make_solver(solver, problem.dim_x());

@@ -259,6 +259,10 @@ fn bad_input_caps() {
             "[problem]\nname = \"circle-center\"\n[solver]\nname = \"hg-ms\"\nlower_lr = \"fast\"\n",
             "lower_lr",
         ),
+        (
+            "[problem]\nname = \"sphere\"\nd = 1000000\n[solver]\nname = \"itd\"\nlower_steps = 1000\n",
+            "solver.lower_steps: 1001 stored vectors of dim y = 1000000",
+        ),
     ] {
         let cfg = write(&dir, "bad.toml", text);
         for cmd in ["run", "hypergrad"] {
