@@ -380,6 +380,10 @@ pub struct Hgms<Y: Vector> {
     /// A second-order check found k = 0 (H nonsingular): the selection is locally unique and
     /// the check is not repeated (the intrinsic dimension is constant in x under local PL).
     full_rank: bool,
+    /// A second-order check could not resolve the rank of H (sketch at its column limit): it is
+    /// not repeated at every `check_every` (each attempt costs the whole sketch); the first
+    /// evaluation's `second-order-unchecked` stands for the run.
+    unresolvable: bool,
 }
 
 impl<Y: Vector> Hgms<Y> {
@@ -393,6 +397,7 @@ impl<Y: Vector> Hgms<Y> {
             eta: None,
             lower_beta: None,
             full_rank: false,
+            unresolvable: false,
         }
     }
 }
@@ -1105,6 +1110,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
         let check_now = cfg.checks == Checks::SecondOrder
             && selecting
             && !self.full_rank
+            && !(self.unresolvable && state.iteration > 0)
             && (state.iteration == 0
                 || (sel.check_every > 0 && state.iteration % sel.check_every == 0));
         let probe_now = check_now && state.iteration == 0 && sel.probes > 0;
@@ -1206,6 +1212,9 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
             if matches!(outcome, Some(SecondOrder::NotApplicable(_))) {
                 self.full_rank = true;
             }
+            if matches!(outcome, Some(SecondOrder::Unchecked(_))) {
+                self.unresolvable = true;
+            }
             let mut rep = StepReport {
                 f: selected.f,
                 lower_grad_norm: lower.grad_norm,
@@ -1248,6 +1257,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
             "lower_step": self.lower_beta,
             "selection_step": self.eta,
             "full_rank": self.full_rank,
+            "unresolvable": self.unresolvable,
         })
     }
 
@@ -1256,10 +1266,9 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
         let num = |k: &str| saved.get(k).and_then(|v| v.as_f64());
         self.lower_beta = num("lower_step");
         self.eta = num("selection_step");
-        self.full_rank = saved
-            .get("full_rank")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let flag = |k: &str| saved.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+        self.full_rank = flag("full_rank");
+        self.unresolvable = flag("unresolvable");
         if let Some(wk) = self.work.as_mut() {
             wk.lower.set_remembered_step(self.lower_beta);
         }
