@@ -114,10 +114,29 @@ pub fn evaluate(
             ),
         ));
     }
-    if !rep.hypergradient.iter().all(|v| v.is_finite()) || !rep.f.is_finite() {
+    // The same checks as every iteration of a run (executor): a diverged lower level is an
+    // error naming the quantity, never a finite-looking hypergradient of 1e70.
+    let non_finite = [
+        (!rep.f.is_finite(), "f (upper objective)"),
+        (!state.y.iter().all(|v| v.is_finite()), "y (lower variable)"),
+        (
+            !rep.lower_grad_norm.is_finite(),
+            "lower-level gradient ∇_y g",
+        ),
+        (
+            !rep.hypergradient.iter().all(|v| v.is_finite()),
+            "hypergradient",
+        ),
+    ]
+    .into_iter()
+    .find(|(bad, _)| *bad);
+    if let Some((_, quantity)) = non_finite {
         return Err(Failure::run(format!(
-            "the hypergradient at x0 is not finite (NaN or Inf): {:?}; check the step sizes",
-            rep.hypergradient
+            "{}: at x0 the {quantity} is not finite (NaN or Inf; ‖∇_y g‖ = {:.3e}); likely cause: a \
+             lower-level step too large for the curvature of g here (lower_lr; HG-MS's \
+             lower_lr = \"auto\" adapts) or a start outside the problem's domain",
+            cfg.solver.name(),
+            rep.lower_grad_norm
         )));
     }
     let timing = (repeats > 1).then(|| {

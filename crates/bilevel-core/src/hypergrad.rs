@@ -451,7 +451,9 @@ impl<Y: Vector> HypergradientSolver<Y> {
             derivatives: p.derivatives(),
             exact: p.derivatives().is_exact(),
         };
-        if with_diagnostics {
+        // Diagnostics of a non-finite point would only fail inside an eigen-computation; the
+        // caller reports the non-finite quantity itself.
+        if with_diagnostics && y.is_finite() && self.b.is_finite() {
             self.diagnose(p, x, y, &opts.diagnostics, &mut diag)?;
             if let Some(kc) = diag.kernel_component {
                 let scale = rhs_norm.max(crate::vector::norm(h));

@@ -250,7 +250,7 @@ pub trait Observer<Y> {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A NaN or Inf appeared.
-    #[error("iteration {iteration}: {quantity} is not finite (NaN or Inf); the run stopped, records up to iteration {} are kept", iteration.saturating_sub(1))]
+    #[error("iteration {iteration}: {quantity} is not finite (NaN or Inf); likely cause: a step too large for the curvature at this point (lower_lr, upper.lr; HG-MS's lower_lr = \"auto\" adapts) or a start outside the problem's domain; the run stopped, records up to iteration {} are kept", iteration.saturating_sub(1))]
     NonFinite {
         /// Iteration.
         iteration: usize,
