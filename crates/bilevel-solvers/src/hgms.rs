@@ -679,6 +679,7 @@ fn tangent_descent<P: Bilevel + ?Sized>(
         let Some((lo, f_new, mut have_gradients)) = accepted else {
             break;
         };
+        let mut f_next = f_new;
         // The first step of a fresh selection (its η is a guess): while the step was clearly
         // too short — f fell by at least half the first-order prediction η‖P_T∇f‖², so the
         // curvature has not set in — lengthen it tenfold.
@@ -702,13 +703,13 @@ fn tangent_descent<P: Bilevel + ?Sized>(
                     }
                 }
                 eta = best.1;
+                f_next = best.0;
                 wk.trial.assign(&wk.best);
                 have_gradients = false;
             }
         }
         y.assign(&wk.trial);
-        f_cur = p.f(x, y);
-        let _ = f_new;
+        f_cur = f_next;
         lower = lo;
         taken += 1;
         if have_gradients {
