@@ -357,3 +357,29 @@ fn readme_lists_every_warning_code() {
         );
     }
 }
+
+/// At a kink of φ the selection is not unique: a tie between two points (circle-tie at x = 0,
+/// found by the probes) or f flat along the whole circle (circle-center at x = b, sphere at
+/// x = 0, zero tangent curvature) is flagged `selection-degenerate`.
+#[test]
+fn kinks_are_flagged_as_degenerate_selections() {
+    let dir = tmpdir("kinks");
+    for text in [
+        "[problem]\nname = \"circle-tie\"\nx0 = [0.0]\n",
+        "[problem]\nname = \"circle-center\"\nx0 = [0.3, -0.2]\n",
+        "[problem]\nname = \"sphere\"\nx0 = [0.0, 0.0, 0.0]\n",
+    ] {
+        let cfg = write(&dir, "k.toml", text);
+        let (o, v) = hypergrad_json(&cfg, &[]);
+        assert!(o.status.success(), "{text}: {}", stderr(&o));
+        let codes: Vec<&str> = v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["code"].as_str().unwrap())
+            .collect();
+        assert!(codes.contains(&"selection-degenerate"), "{text}: {codes:?}");
+        let (o, _) = hypergrad_json(&cfg, &["--strict"]);
+        assert_eq!(o.status.code(), Some(3), "{text}");
+    }
+}

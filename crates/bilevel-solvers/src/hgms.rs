@@ -933,25 +933,36 @@ fn curvature_length<P: Bilevel + ?Sized>(
     (lam > 0.0 && k3 > 0.0 && (lam / k3).is_finite()).then(|| lam / k3)
 }
 
+/// What the global probes found.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProbeOutcome {
+    /// A point of S(x) with lower f was found and adopted.
+    improved: bool,
+    /// A distinct point of S(x) with the same f (to 1e-10 of f's variation) was found: the
+    /// selection is not unique.
+    tie: bool,
+}
+
 /// Global probes: from y, move along ±n (n ∝ ∇_y f, a normal direction at a first-order point)
 /// by multiples of the curvature length, solve the lower level, and keep the point of S(x) with
-/// the lowest f if it beats y. Returns whether y moved.
+/// the lowest f if it beats y; a distinct point with the same f is reported as a tie.
 fn probe<P: Bilevel + ?Sized>(
     p: &Counted<P>,
     x: &[f64],
     y: &mut P::Y,
     cfg: &HgmsConfig,
     wk: &mut Work<P::Y>,
-) -> Result<bool, SolverError> {
+) -> Result<ProbeOutcome, SolverError> {
+    let mut outcome = ProbeOutcome::default();
     p.grad_f(x, y, &mut wk.gx, &mut wk.b);
     let bn = wk.b.norm();
     if bn == 0.0 || !bn.is_finite() {
-        return Ok(false);
+        return Ok(outcome);
     }
     let mut n = wk.b.clone();
     n.scale(1.0 / bn);
     let Some(ell) = curvature_length(p, x, y, &n, wk) else {
-        return Ok(false);
+        return Ok(outcome);
     };
     p.hvp(x, y, &n, &mut wk.hb);
     let lam = n.dot(&wk.hb);
@@ -961,7 +972,8 @@ fn probe<P: Bilevel + ?Sized>(
     // point of g that is not a minimiser (a centre) has g larger by about λ ℓ².
     let g_tol = 1e-8 * lam * ell * ell + 16.0 * f64::EPSILON * g0.abs();
     let mut best_f = f0 - 1e-12 * f0.abs().max(f64::MIN_POSITIVE) - 16.0 * f64::EPSILON * f0.abs();
-    let mut improved = false;
+    // f varies over S(x) by about ‖∇_y f‖ ℓ; a distinct point within 1e-10 of that is a tie.
+    let tie_tol = 1e-10 * (f0.abs() + bn * ell);
     let mut cand = y.clone();
     let count = cfg.selection.probes;
     for i in 0..count {
@@ -982,16 +994,27 @@ fn probe<P: Bilevel + ?Sized>(
             continue;
         }
         let (fc, gc) = (p.f(x, &cand), p.g(x, &cand));
-        if fc.is_finite() && fc < best_f && gc <= g0 + g_tol {
+        if !(fc.is_finite() && gc <= g0 + g_tol) {
+            continue;
+        }
+        if fc < best_f {
             best_f = fc;
             wk.best.assign(&cand);
-            improved = true;
+            outcome.improved = true;
+        } else if (fc - f0).abs() <= tie_tol {
+            wk.trial.assign(&cand);
+            wk.trial.axpy(-1.0, y);
+            if wk.trial.norm() >= ell {
+                outcome.tie = true;
+            }
         }
     }
-    if improved {
+    if outcome.improved {
         y.assign(&wk.best);
+        // A tie with the point left behind does not concern the new one.
+        outcome.tie = false;
     }
-    Ok(improved)
+    Ok(outcome)
 }
 
 /// The configured selection strategy from the current y (`known`: the lower-level solve just done
@@ -1121,6 +1144,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
         let mut escapes = 0;
         let mut probes_improved = 0;
         let mut probed = false;
+        let mut tie = false;
         let mut steps_total = 0;
         loop {
             // 2. Select.
@@ -1181,7 +1205,9 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 }
                 if probe_now && !probed {
                     probed = true;
-                    if probe(p, x, y, cfg, wk)? {
+                    let found = probe(p, x, y, cfg, wk)?;
+                    tie = found.tie;
+                    if found.improved {
                         probes_improved += 1;
                         continue;
                     }
@@ -1244,6 +1270,13 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 probes_improved,
             ));
             add_warnings(cfg, &mut rep, &selected, &outcome);
+            if tie {
+                rep.warn(Warning::new(
+                    codes::SELECTION_DEGENERATE,
+                    "a probe found a distinct point of S(x) with the same f as the selection: the \
+                     optimistic selection is not unique here (a tie; φ has a kink at x)",
+                ));
+            }
             return Ok(rep);
         }
     }
@@ -1374,6 +1407,19 @@ fn add_warnings<Y>(
                 s.rank + s.intrinsic_dimension
             ),
         )),
+        Some(SecondOrder::Curvature(_, c))
+            if c.min.abs() <= DEGENERATE_RTOL * c.scale || c.scale == 0.0 =>
+        {
+            rep.warn(Warning::new(
+                codes::SELECTION_DEGENERATE,
+                format!(
+                    "the smallest tangent curvature of f on S(x) is {:.3e} against terms of size \
+                     {:.3e}: f is flat to second order along S(x) at the selection, which may not \
+                     be unique (a tie, or a kink of φ at x)",
+                    c.min, c.scale
+                ),
+            ))
+        }
         Some(SecondOrder::Curvature(_, c)) if c.min < -cfg.selection.curvature_rtol * c.scale => {
             rep.warn(Warning::new(
                 codes::SELECTION_NOT_SECOND_ORDER,
@@ -1393,6 +1439,10 @@ fn add_warnings<Y>(
 
 /// Relative kernel component above which a hypergradient is flagged (`kernel-component`).
 pub const KERNEL_RTOL: f64 = 1e-6;
+
+/// A smallest tangent curvature below this fraction of its terms' size (or terms that vanish)
+/// is degenerate (`selection-degenerate`).
+pub const DEGENERATE_RTOL: f64 = 1e-8;
 
 /// Restore an [`UpperOptimizer`] saved under key `upper`, keeping the configured step rule.
 pub(crate) fn restore_upper(

@@ -202,6 +202,9 @@ pub mod warnings {
     pub const SELECTION_NOT_SECOND_ORDER: &str = "selection-not-second-order";
     /// The second-order check could not run: the rank of H was not resolved.
     pub const SECOND_ORDER_UNCHECKED: &str = "second-order-unchecked";
+    /// f is flat to second order along S(x) at the selection (zero tangent curvature): the
+    /// selection may not be unique, and φ may have a kink at x.
+    pub const SELECTION_DEGENERATE: &str = "selection-degenerate";
     /// `‖P_ker H ∇_y f‖` above tolerance: y is not the optimistic selection.
     pub const KERNEL_COMPONENT: &str = "kernel-component";
     /// The Krylov solve stopped before its tolerance.
@@ -233,6 +236,10 @@ pub mod warnings {
         (
             SELECTION_NOT_SECOND_ORDER,
             "raise selection.max_escapes or use selection.strategy = \"multistart\"",
+        ),
+        (
+            SELECTION_DEGENERATE,
+            "treat ∇φ here with care (a tie between selections or a kink of φ); move x, or compare one-sided differences of φ",
         ),
         (
             SECOND_ORDER_UNCHECKED,
