@@ -39,6 +39,20 @@ def run(binary, config, repeat):
     return j, None
 
 
+def variants(after, before, first_order_cfg, default_cfg):
+    """(label, binary, config) of the compared runs: the previous binary (if given), then the new
+    one with first-order and with the default second-order checks."""
+    out = [("first-order checks", after, first_order_cfg), ("second-order checks (default)", after, default_cfg)]
+    if before:
+        out.insert(0, ("before (previous defaults)", before, default_cfg))
+    return out
+
+
+def first_order(text):
+    """The config text with `checks = "first-order"` added to its [solver] table."""
+    return text.replace('name = "hg-ms"', 'name = "hg-ms"\nchecks = "first-order"')
+
+
 def run_total(binary, config, out):
     res = subprocess.run([binary, "run", config, "--out", out], capture_output=True, text=True)
     try:
@@ -74,12 +88,9 @@ def main():
         text = open(path).read()
         first = os.path.join(tmp, "first-" + name)
         with open(first, "w") as f:
-            f.write(text.replace('name = "hg-ms"', 'name = "hg-ms"\nchecks = "first-order"'))
-        variants = [("first-order checks", after, first), ("second-order checks (default)", after, path)]
-        if before:
-            variants.insert(0, ("before (previous defaults)", before, path))
+            f.write(first_order(text))
         rows = []
-        for label, binary, cfg in variants:
+        for label, binary, cfg in variants(after, before, first, path):
             j, err = run(binary, cfg, repeat)
             if j is None:
                 rows.append((label, None, None, None, None, err))
@@ -116,12 +127,9 @@ def main():
             f.write(text)
         first = os.path.join(tmp, "run-first-" + name)
         with open(first, "w") as f:
-            f.write(text.replace('name = "hg-ms"', 'name = "hg-ms"\nchecks = "first-order"'))
-        variants = [("first-order checks", after, first), ("second-order checks (default)", after, second)]
-        if before:
-            variants.insert(0, ("before (previous defaults)", before, second))
+            f.write(first_order(text))
         rows = []
-        for k, (label, binary, cfg) in enumerate(variants):
+        for k, (label, binary, cfg) in enumerate(variants(after, before, first, second)):
             s, err = run_total(binary, cfg, os.path.join(tmp, f"out-{name}-{k}"))
             rows.append((label, s, err))
         base = next((s for label, s, _ in rows if label == "first-order checks" and s), None)

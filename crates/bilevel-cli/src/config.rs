@@ -179,7 +179,8 @@ impl SolverConfig {
 
 /// Largest accepted integer knob of a solver (steps, iterations, batch sizes, samples): beyond
 /// it a configuration error rather than a run that never ends or an allocation failure.
-pub const MAX_SOLVER_COUNT: u64 = 10_000_000;
+/// The same cap as HG-MS's own validation.
+pub const MAX_SOLVER_COUNT: u64 = bilevel_solvers::hgms::MAX_COUNT as u64;
 
 /// `prefix.key ≤ MAX_SOLVER_COUNT` for every integer leaf of `v` (seeds excepted).
 fn check_counts(prefix: &str, v: &serde_json::Value) -> Result<(), String> {

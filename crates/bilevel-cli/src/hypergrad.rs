@@ -105,7 +105,7 @@ pub fn evaluate(
         .map_err(|e| Failure::run(format!("{}: {e}", cfg.solver.name())))?;
     rep.add_diagnostic_warnings(KERNEL_RTOL);
     let name = cfg.solver.name();
-    if matches!(name, "bome" | "pbgd" | "f2sa" | "f2sa-stochastic") {
+    if !solver.estimates_hypergradient() {
         rep.warn(bilevel_solvers::Warning::new(
             bilevel_solvers::warnings::NOT_A_HYPERGRADIENT,
             format!(
@@ -114,23 +114,9 @@ pub fn evaluate(
             ),
         ));
     }
-    // The same checks as every iteration of a run (executor): a diverged lower level is an
-    // error naming the quantity, never a finite-looking hypergradient of 1e70.
-    let non_finite = [
-        (!rep.f.is_finite(), "f (upper objective)"),
-        (!state.y.iter().all(|v| v.is_finite()), "y (lower variable)"),
-        (
-            !rep.lower_grad_norm.is_finite(),
-            "lower-level gradient ∇_y g",
-        ),
-        (
-            !rep.hypergradient.iter().all(|v| v.is_finite()),
-            "hypergradient",
-        ),
-    ]
-    .into_iter()
-    .find(|(bad, _)| *bad);
-    if let Some((_, quantity)) = non_finite {
+    // The same checks as every iteration of a run: a diverged lower level is an error naming
+    // the quantity, never a finite-looking hypergradient of 1e70.
+    if let Some(quantity) = bilevel_solvers::executor::non_finite_quantity(&rep, &state.y) {
         return Err(Failure::run(format!(
             "{}: at x0 the {quantity} is not finite (NaN or Inf; ‖∇_y g‖ = {:.3e}); likely cause: a \
              lower-level step too large for the curvature of g here (lower_lr; HG-MS's \
@@ -250,7 +236,7 @@ fn fmt_vec(v: &[f64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// The warnings as printed lines (`warning [code]: message`), for every command's human output.
+/// The warnings as printed lines (`warning [code]: message`).
 pub fn print_warnings(warnings: &[Warning]) {
     for w in warnings {
         println!("  warning [{}]: {}", w.code, w.message);

@@ -1,24 +1,12 @@
 //! End-to-end tests of `bilevel bench`: grid expansion, seeds, record files, summaries, plots,
 //! located errors and failed runs, on toy problems that run in well under a second.
 
+mod common;
+
+use common::{bin, repo, stderr, tmpdir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bilevel"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bilevel-bench-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::process::Output;
 
 fn bench(dir: &Path, suite: &str) -> (Output, PathBuf) {
     let path = dir.join("suite.toml");
@@ -32,10 +20,6 @@ fn bench(dir: &Path, suite: &str) -> (Output, PathBuf) {
         .output()
         .unwrap();
     (o, out)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn ok(o: &Output) {

@@ -1,33 +1,11 @@
 //! End-to-end tests of the `bilevel` binary: JSON contract, reference values, bad input,
 //! divergence, determinism and resume.
 
+mod common;
+
+use common::{bin, read_json, repo, stderr, tmpdir, write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bilevel"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bilevel-cli-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Output;
 
 fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "stderr: {}", stderr(o));
@@ -241,8 +219,7 @@ fn divergence_keeps_a_readable_trace() {
         let r: serde_json::Value = serde_json::from_str(l).unwrap();
         assert_eq!(r["iteration"], t);
     }
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&out.join("summary.json"));
     assert_eq!(summary["status"], "failed");
     assert!(summary["error"]
         .as_str()
@@ -415,8 +392,7 @@ fn compare_runs_every_solver_and_writes_table_and_plot() {
             && table.contains("| aid-cg |")
             && table.contains("| aid-neumann |")
     );
-    let data: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("compare.json")).unwrap()).unwrap();
+    let data = read_json(&dir.join("compare.json"));
     let runs = data["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
     let hg = runs.iter().find(|r| r["solver"] == "hg-ms").unwrap();

@@ -3,19 +3,11 @@
 //! `cargo test -p bilevel-cli --test data_cli -- --ignored`; it needs npm, apt and pip with
 //! registry access).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bilevel"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bilevel-data-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{bin, tmpdir};
+use std::path::Path;
+use std::process::Output;
 
 fn text(o: &Output) -> (String, String) {
     (

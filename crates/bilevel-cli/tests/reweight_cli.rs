@@ -1,26 +1,10 @@
 //! End-to-end tests of `bilevel reweight`: malformed sources are reported by name with a
 //! non-zero exit, and a tiny run on folder sources writes every output and resumes.
 
+mod common;
+
+use common::{bin, stderr, tmpdir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bilevel"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "bilevel-reweight-cli-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Three folder sources of generated text (one per letter range) under `root`.
 fn sources(root: &Path) {

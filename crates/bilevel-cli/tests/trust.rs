@@ -1,32 +1,22 @@
 //! End-to-end tests of the "right or flagged" contract: warnings in every output, `--strict`,
 //! resume safety, bad-input caps, divergence messages, the export of every problem's data.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_bilevel"))
-}
+use common::{bin, read_json, repo, stderr, tmpdir, write};
+use std::path::Path;
+use std::process::Output;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("bilevel-trust-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// `bilevel run CONFIG --out OUT` with `extra` arguments.
+fn run(cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    bin()
+        .arg("run")
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 fn hypergrad_json(cfg: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
@@ -113,8 +103,7 @@ fn warnings_are_reported_and_strict_exits_3() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&out.join("summary.json"));
     let w = &summary["warnings"][0];
     assert!(w["count"].as_u64().unwrap() >= 1 && w["first_iteration"].is_u64());
     let trace = std::fs::read_to_string(out.join("trace.jsonl")).unwrap();
@@ -137,27 +126,12 @@ fn resume_checks_identity_and_reports_how_the_run_ended() {
         "[problem]\nname = \"circle-center\"\nradius = 2.0\n[budget]\nmax_iter = 12\n[output]\ncheckpoint_every = 4\n",
     );
     let out = dir.join("out");
-    let o = bin()
-        .arg("run")
-        .arg(&a)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = run(&a, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint.json")).unwrap())
-            .unwrap();
+    let ck = read_json(&out.join("checkpoint.json"));
     assert_eq!(ck["ended"]["status"], "completed");
     assert!(ck["identity"]["config_hash"].is_string());
-    let o = bin()
-        .arg("run")
-        .arg(&b)
-        .arg("--out")
-        .arg(&out)
-        .arg("--resume")
-        .output()
-        .unwrap();
+    let o = run(&b, &out, &["--resume"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
@@ -170,14 +144,7 @@ fn resume_checks_identity_and_reports_how_the_run_ended() {
         "longer.toml",
         "[problem]\nname = \"circle-center\"\nradius = 1.5\n[budget]\nmax_iter = 16\n[output]\ncheckpoint_every = 4\n",
     );
-    let o = bin()
-        .arg("run")
-        .arg(&longer)
-        .arg("--out")
-        .arg(&out)
-        .arg("--resume")
-        .output()
-        .unwrap();
+    let o = run(&longer, &out, &["--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("ended completed"), "{}", stderr(&o));
     // A run that diverges: its checkpoint says so, and a resume reports it.
@@ -187,13 +154,7 @@ fn resume_checks_identity_and_reports_how_the_run_ended() {
         "[problem]\nname = \"circle-radius\"\nx0 = [0.3]\ny0 = [1.0, 0.0]\n[solver]\nname = \"hg-ms\"\nlower_lr = 0.1\n[budget]\nmax_iter = 40\n[output]\ncheckpoint_every = 2\n",
     );
     let out2 = dir.join("out2");
-    let o = bin()
-        .arg("run")
-        .arg(&fail)
-        .arg("--out")
-        .arg(&out2)
-        .output()
-        .unwrap();
+    let o = run(&fail, &out2, &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
@@ -203,31 +164,14 @@ fn resume_checks_identity_and_reports_how_the_run_ended() {
         "{e}"
     );
     assert!(!e.contains("eigen"), "{e}");
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out2.join("checkpoint.json")).unwrap())
-            .unwrap();
+    let ck = read_json(&out2.join("checkpoint.json"));
     assert_eq!(ck["ended"]["status"], "failed");
-    let o = bin()
-        .arg("run")
-        .arg(&fail)
-        .arg("--out")
-        .arg(&out2)
-        .arg("--resume")
-        .output()
-        .unwrap();
+    let o = run(&fail, &out2, &["--resume"]);
     assert!(stderr(&o).contains("ended failed"), "{}", stderr(&o));
     // A fresh run in the same folder removes the old checkpoint first.
-    let o = bin()
-        .arg("run")
-        .arg(&b)
-        .arg("--out")
-        .arg(&out2)
-        .output()
-        .unwrap();
+    let o = run(&b, &out2, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out2.join("checkpoint.json")).unwrap())
-            .unwrap();
+    let ck = read_json(&out2.join("checkpoint.json"));
     assert_eq!(ck["ended"]["status"], "completed");
 }
 
@@ -289,16 +233,9 @@ fn bome_tolerance_means_stationarity() {
         "[problem]\nname = \"circle-center\"\nx0 = [2.0, 1.0]\ny0 = [0.7745482051, 0.1349752036]\n[solver]\nname = \"bome\"\n[budget]\nmax_iter = 5\nhypergradient_tol = 1e-3\n",
     );
     let out = dir.join("out");
-    let o = bin()
-        .arg("run")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = run(&cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&out.join("summary.json"));
     assert_ne!(summary["stop_reason"], "tolerance", "{summary}");
     assert_eq!(summary["iterations"], 5);
 }

@@ -115,9 +115,27 @@ impl<V: Vector> CurvatureWorkspace<V> {
     }
 }
 
-/// Central-difference step along `v` from `y`: `eps · (1 + ‖y‖) / ‖v‖`.
-fn fd_step<V: Vector>(eps: f64, y: &V, v: &V) -> f64 {
-    eps * (1.0 + y.norm()) / v.norm().max(f64::MIN_POSITIVE)
+/// `out ← (G(y + h v) − G(y − h v)) / 2h` with `h = eps · (1 + ‖y‖) / ‖v‖`: the labelled
+/// central-difference fallback of both products below (`a`, `b` are scratch).
+#[allow(clippy::too_many_arguments)]
+fn central_difference<V: Vector>(
+    y: &V,
+    v: &V,
+    eps: f64,
+    a: &mut V,
+    b: &mut V,
+    out: &mut V,
+    mut eval: impl FnMut(&V, &mut V),
+) {
+    let h = eps * (1.0 + y.norm()) / v.norm().max(f64::MIN_POSITIVE);
+    a.assign(y);
+    a.axpy(h, v);
+    eval(a, out);
+    a.assign(y);
+    a.axpy(-h, v);
+    eval(a, b);
+    out.axpy(-1.0, b);
+    out.scale(0.5 / h);
 }
 
 /// `out ← ∇²_yy f u`: exact from the problem, else `(∇_y f(y + h u) − ∇_y f(y − h u)) / 2h`.
@@ -137,21 +155,15 @@ fn upper_hvp<P: Bilevel + ?Sized>(
     if p.hvp_upper(x, y, u, out) {
         return true;
     }
-    let h = fd_step(eps, y, u);
-    a.assign(y);
-    a.axpy(h, u);
-    p.grad_f(x, a, gx, out);
-    a.assign(y);
-    a.axpy(-h, u);
-    p.grad_f(x, a, gx, b);
-    out.axpy(-1.0, b);
-    out.scale(0.5 / h);
+    central_difference(y, u, eps, a, b, out, |z, o| p.grad_f(x, z, gx, o));
     false
 }
 
-/// `out ← D_w[H] u`: exact from the problem, else `(H(y + h w) u − H(y − h w) u) / 2h`.
+/// `out ← D_w[H] u`: exact from the problem ([`Bilevel::hvp_lower_derivative`]), else the
+/// central difference `(H(y + h w) u − H(y − h w) u) / 2h`, `h = eps (1 + ‖y‖)/‖w‖`. Returns
+/// whether it was exact. `a`, `b` are scratch.
 #[allow(clippy::too_many_arguments)]
-fn lower_hvp_derivative<P: Bilevel + ?Sized>(
+pub fn lower_hvp_derivative<P: Bilevel + ?Sized>(
     p: &P,
     x: &[f64],
     y: &P::Y,
@@ -169,15 +181,7 @@ fn lower_hvp_derivative<P: Bilevel + ?Sized>(
         out.set_zero();
         return true;
     }
-    let h = fd_step(eps, y, w);
-    a.assign(y);
-    a.axpy(h, w);
-    p.hvp(x, a, u, out);
-    a.assign(y);
-    a.axpy(-h, w);
-    p.hvp(x, a, u, b);
-    out.axpy(-1.0, b);
-    out.scale(0.5 / h);
+    central_difference(y, w, eps, a, b, out, |z, o| p.hvp(x, z, u, o));
     false
 }
 

@@ -122,6 +122,10 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
         "bome"
     }
 
+    fn estimates_hypergradient(&self) -> bool {
+        false
+    }
+
     fn hypergradient(
         &mut self,
         p: &Counted<P>,

@@ -192,22 +192,20 @@ pub fn summarize_warnings(records: &[Record]) -> Vec<WarningSummary> {
 
 /// Add record `r`'s warnings to a running [`summarize_warnings`].
 pub fn accumulate_warnings(out: &mut Vec<WarningSummary>, r: &Record) {
-    {
-        for w in &r.warnings {
-            match out.iter_mut().find(|s| s.code == w.code) {
-                Some(s) => {
-                    s.count += 1;
-                    s.last_iteration = r.iteration;
-                    s.message = w.message.clone();
-                }
-                None => out.push(WarningSummary {
-                    code: w.code.clone(),
-                    message: w.message.clone(),
-                    count: 1,
-                    first_iteration: r.iteration,
-                    last_iteration: r.iteration,
-                }),
+    for w in &r.warnings {
+        match out.iter_mut().find(|s| s.code == w.code) {
+            Some(s) => {
+                s.count += 1;
+                s.last_iteration = r.iteration;
+                s.message = w.message.clone();
             }
+            None => out.push(WarningSummary {
+                code: w.code.clone(),
+                message: w.message.clone(),
+                count: 1,
+                first_iteration: r.iteration,
+                last_iteration: r.iteration,
+            }),
         }
     }
 }
@@ -373,6 +371,22 @@ pub fn make_record<P: Bilevel + ?Sized>(
     }
 }
 
+/// The first quantity of an evaluation that is NaN or Inf — `f`, `y`, `‖∇_y g‖`, the
+/// hypergradient, in that order — named as errors name it; `None` when all are finite.
+pub fn non_finite_quantity<Y: Vector>(rep: &StepReport, y: &Y) -> Option<&'static str> {
+    if !rep.f.is_finite() {
+        Some("f (upper objective)")
+    } else if !y.is_finite() {
+        Some("y (lower variable)")
+    } else if !rep.lower_grad_norm.is_finite() {
+        Some("lower-level gradient ∇_y g")
+    } else if !rep.hypergradient.iter().all(|v| v.is_finite()) {
+        Some("hypergradient")
+    } else {
+        None
+    }
+}
+
 /// Oracle counts a run starts from (zero for a fresh run, a checkpoint's when resuming).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitialCounts {
@@ -424,17 +438,8 @@ pub fn run<P: Bilevel + ?Sized>(
                 iteration: t,
                 quantity: q,
             };
-            if !rep.f.is_finite() {
-                return Err(non_finite("f (upper objective)"));
-            }
-            if !state.y.is_finite() {
-                return Err(non_finite("y (lower variable)"));
-            }
-            if !rep.lower_grad_norm.is_finite() {
-                return Err(non_finite("lower-level gradient ∇_y g"));
-            }
-            if !rep.hypergradient.iter().all(|v| v.is_finite()) {
-                return Err(non_finite("hypergradient"));
+            if let Some(q) = non_finite_quantity(&rep, &state.y) {
+                return Err(non_finite(q));
             }
             let time_s = solver_time(overhead);
             let hnorm = norm(&rep.hypergradient);

@@ -160,6 +160,10 @@ where
         "f2sa"
     }
 
+    fn estimates_hypergradient(&self) -> bool {
+        false
+    }
+
     fn hypergradient(
         &mut self,
         p: &Counted<P>,

@@ -48,7 +48,7 @@ use bilevel_core::krylov::{
     LanczosWorkspace,
 };
 use bilevel_core::manifold::{
-    tangent_curvature, CurvatureOptions, CurvatureWorkspace, TangentCurvature,
+    lower_hvp_derivative, tangent_curvature, CurvatureOptions, CurvatureWorkspace, TangentCurvature,
 };
 use bilevel_core::rng::Rng;
 use bilevel_core::{Bilevel, Counted, Vector};
@@ -676,7 +676,7 @@ fn tangent_descent<P: Bilevel + ?Sized>(
                 }
             }
         }
-        let Some((lo, f_new, mut have_gradients)) = accepted else {
+        let Some((mut lo, f_new, mut have_gradients)) = accepted else {
             break;
         };
         let mut f_next = f_new;
@@ -691,9 +691,11 @@ fn tangent_descent<P: Bilevel + ?Sized>(
                 for _ in 0..20 {
                     let longer = 10.0 * best.1;
                     match try_tangent_step(p, x, y, longer, tn, f_cur, lower.grad_norm, cfg, wk)? {
-                        Trial::Accept { f, .. } if f < best.0 => {
+                        Trial::Accept { f, lower: l, .. } if f < best.0 => {
                             let linear = f_cur - f >= 0.5 * longer * tn * tn;
                             best = (f, longer);
+                            // The lower-level outcome of the point kept, not of the first one.
+                            lo = l;
                             wk.best.assign(&wk.trial);
                             if !linear {
                                 break;
@@ -837,8 +839,10 @@ fn second_order<P: Bilevel + ?Sized>(
         max_iter: cfg.selection.curvature_max_iter,
         ..CurvatureOptions::default()
     };
-    let v = wk.hyper.v().clone();
-    match tangent_curvature(p, x, y, &v, &sketch.basis, &opts, &mut wk.curvature)? {
+    let Work {
+        hyper, curvature, ..
+    } = wk;
+    match tangent_curvature(p, x, y, hyper.v(), &sketch.basis, &opts, curvature)? {
         Some(c) => Ok(SecondOrder::Curvature(summary, c)),
         None => Ok(SecondOrder::NotApplicable(Some(summary))),
     }
@@ -908,29 +912,30 @@ fn escape<P: Bilevel + ?Sized>(
 }
 
 /// Length scale of S(x) along the unit normal n: `ℓ = ⟨n, H n⟩ / ‖D_n[H] n‖` (on a sphere of
-/// radius R, ℓ = R/3). `None` where H does not change along n (flat manifolds).
+/// radius R, ℓ = R/3), returned with the curvature `λ = ⟨n, H n⟩`. `None` where H does not
+/// change along n (flat manifolds).
 fn curvature_length<P: Bilevel + ?Sized>(
     p: &Counted<P>,
     x: &[f64],
     y: &P::Y,
     n: &P::Y,
     wk: &mut Work<P::Y>,
-) -> Option<f64> {
+) -> Option<(f64, f64)> {
     p.hvp(x, y, n, &mut wk.hb);
     let lam = n.dot(&wk.hb);
-    if !p.hvp_lower_derivative(x, y, n, n, &mut wk.probe) {
-        let h = 1e-5 * (1.0 + y.norm());
-        wk.trial.assign(y);
-        wk.trial.axpy(h, n);
-        p.hvp(x, &wk.trial, n, &mut wk.probe);
-        wk.trial.assign(y);
-        wk.trial.axpy(-h, n);
-        p.hvp(x, &wk.trial, n, &mut wk.best);
-        wk.probe.axpy(-1.0, &wk.best);
-        wk.probe.scale(0.5 / h);
-    }
+    lower_hvp_derivative(
+        p,
+        x,
+        y,
+        n,
+        n,
+        CurvatureOptions::default().fd_eps,
+        &mut wk.trial,
+        &mut wk.best,
+        &mut wk.probe,
+    );
     let k3 = wk.probe.norm();
-    (lam > 0.0 && k3 > 0.0 && (lam / k3).is_finite()).then(|| lam / k3)
+    (lam > 0.0 && k3 > 0.0 && (lam / k3).is_finite()).then(|| (lam / k3, lam))
 }
 
 /// What the global probes found.
@@ -961,11 +966,9 @@ fn probe<P: Bilevel + ?Sized>(
     }
     let mut n = wk.b.clone();
     n.scale(1.0 / bn);
-    let Some(ell) = curvature_length(p, x, y, &n, wk) else {
+    let Some((ell, lam)) = curvature_length(p, x, y, &n, wk) else {
         return Ok(outcome);
     };
-    p.hvp(x, y, &n, &mut wk.hb);
-    let lam = n.dot(&wk.hb);
     let f0 = p.f(x, y);
     let g0 = p.g(x, y);
     // g agrees on S(x) up to the accuracy of the lower solves; a probe landing on a stationary
@@ -1159,7 +1162,6 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 &mut self.eta,
             )?;
             steps_total += selected.steps;
-            let lower = selected.lower;
             // 3. Differentiate at the selected point.
             let mut diag = wk
                 .hyper
@@ -1242,9 +1244,13 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
             if matches!(outcome, Some(SecondOrder::Unchecked(_))) {
                 self.unresolvable = true;
             }
+            // f and ‖∇_y g‖ evaluated afresh at the point reported, as the solver always has
+            // (every escape and probe that moves y returns to the selection, so they agree with
+            // the selection's own values).
+            p.grad_g_y(x, y, &mut wk.grad);
             let mut rep = StepReport {
-                f: selected.f,
-                lower_grad_norm: lower.grad_norm,
+                f: p.f(x, y),
+                lower_grad_norm: wk.grad.norm(),
                 hypergradient: h,
                 diagnostics: Some(diag),
                 selection: selecting.then(|| SelectionReport {
@@ -1255,11 +1261,6 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                 }),
                 ..StepReport::default()
             };
-            // Recompute f and ‖∇_y g‖ at the final point (an escape or probe may have moved y
-            // after the selection's own values).
-            p.grad_g_y(x, y, &mut wk.grad);
-            rep.lower_grad_norm = wk.grad.norm();
-            rep.f = p.f(x, y);
             self.lower_beta = wk.lower.remembered_step();
             rep.checks = Some(checks_report(
                 cfg,

@@ -390,6 +390,12 @@ pub trait BilevelSolver<P: Bilevel + ?Sized> {
     ) -> Result<StepReport, SolverError>;
     /// Upper-level step with the hypergradient `h`.
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]);
+    /// Whether the `hypergradient` of one evaluation estimates ∇φ at `state.x` (`true`), or is
+    /// the x-part of a joint or penalty step (BOME, PBGD, F2SA), which `bilevel hypergrad` then
+    /// flags `not-a-hypergradient`.
+    fn estimates_hypergradient(&self) -> bool {
+        true
+    }
     /// Seconds of the last `hypergradient` call spent only on what the record reports (the
     /// stochastic solvers' full-data `f` and `‖∇_y g‖`); the executor excludes them from the
     /// solver's time, as it excludes building records. 0 for solvers that evaluate nothing extra.

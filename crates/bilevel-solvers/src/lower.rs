@@ -185,11 +185,6 @@ impl<Y: Vector> LowerSolver<Y> {
         }
     }
 
-    /// The step rule.
-    pub fn rule(&self) -> StepSize {
-        self.rule
-    }
-
     /// The remembered step of the `auto` rule (the last Barzilai–Borwein proposal), if any.
     pub fn remembered_step(&self) -> Option<f64> {
         self.beta
@@ -237,6 +232,12 @@ impl<Y: Vector> LowerSolver<Y> {
         let mut since_best = 0;
         let mut taken = 0;
         let mut curvature = f64::NAN;
+        let done = |n: f64, steps, status| LowerOutcome {
+            grad_norm: n,
+            start_grad_norm: n0,
+            steps,
+            status,
+        };
         loop {
             if !n.is_finite() || n > 1e8 * n_min.max(f64::MIN_POSITIVE) && n > 1e8 * n0 {
                 let l = if curvature.is_finite() {
@@ -253,30 +254,15 @@ impl<Y: Vector> LowerSolver<Y> {
                 )));
             }
             if n <= tol {
-                return Ok(LowerOutcome {
-                    grad_norm: n,
-                    start_grad_norm: n0,
-                    steps: taken,
-                    status: LowerStatus::Tolerance,
-                });
+                return Ok(done(n, taken, LowerStatus::Tolerance));
             }
             if taken >= max_steps {
-                return Ok(LowerOutcome {
-                    grad_norm: n,
-                    start_grad_norm: n0,
-                    steps: taken,
-                    status: LowerStatus::MaxSteps,
-                });
+                return Ok(done(n, taken, LowerStatus::MaxSteps));
             }
             // At the rounding floor: the step no longer changes y, or ‖∇g‖ has not reached a
             // new low in 50 steps.
             if beta * n <= 4.0 * f64::EPSILON * y.norm() || since_best >= 50 {
-                return Ok(LowerOutcome {
-                    grad_norm: n,
-                    start_grad_norm: n0,
-                    steps: taken,
-                    status: LowerStatus::Precision,
-                });
+                return Ok(done(n, taken, LowerStatus::Precision));
             }
             self.s.assign(grad);
             y.axpy(-beta, grad);

@@ -151,6 +151,10 @@ where
         }
     }
 
+    fn estimates_hypergradient(&self) -> bool {
+        false
+    }
+
     fn hypergradient(
         &mut self,
         p: &Counted<P>,

@@ -197,6 +197,9 @@ where
     fn name(&self) -> &'static str {
         "f2sa-stochastic"
     }
+    fn estimates_hypergradient(&self) -> bool {
+        false
+    }
     fn common(&self) -> &Common {
         &self.common
     }

@@ -237,6 +237,10 @@ pub trait StochasticStep<P: Bilevel + ?Sized> {
     ) -> Result<(), SolverError>;
     /// The direction applied to `x` by the last step (`x ← x − γ_t d`).
     fn direction(&self) -> &[f64];
+    /// See [`BilevelSolver::estimates_hypergradient`].
+    fn estimates_hypergradient(&self) -> bool {
+        true
+    }
     /// Solver-specific scalars (name, value) reported with each record.
     fn extra(&self) -> Vec<(String, f64)> {
         Vec::new()
@@ -341,6 +345,10 @@ impl<P: Bilevel + ?Sized, S: StochasticStep<P>> BilevelSolver<P> for Stochastic<
     }
 
     fn upper_step(&mut self, _state: &mut State<P::Y>, _h: &[f64]) {}
+
+    fn estimates_hypergradient(&self) -> bool {
+        self.step.estimates_hypergradient()
+    }
 
     fn record_only_time_s(&self) -> f64 {
         self.record_time_s

@@ -59,6 +59,27 @@ fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
+/// For the problems without a geometric start: `x ~ s_x N(0, I_m)` and `y0 ~ s_y N(0, I_d)`
+/// with `s_x, s_y` log-uniform in 1e-3 … 1e3 (`y0 = 0` for kind 4); returns `(x, y0, s_x)`.
+fn gaussian_point_and_start(
+    rng: &mut Rng,
+    m: usize,
+    d: usize,
+    kind: usize,
+) -> (Vec<f64>, Vec<f64>, f64) {
+    let sx = log_uniform(rng, 1e-3, 1e3);
+    let mut x = vec![0.0; m];
+    rng.fill_normal(&mut x);
+    x.iter_mut().for_each(|v| *v *= sx);
+    let mut y0 = vec![0.0; d];
+    if kind != 4 {
+        let sy = log_uniform(rng, 1e-3, 1e3);
+        rng.fill_normal(&mut y0);
+        y0.iter_mut().for_each(|v| *v *= sy);
+    }
+    (x, y0, sx)
+}
+
 const KINDS: [&str; 5] = [
     "random",
     "maximiser",
@@ -159,16 +180,7 @@ pub fn draw(name: &str, seed: u64, i: u64) -> Case {
             let m = 1 + rng.below(8) as usize;
             let inst = rng.below(1000);
             let def = Affine::new(d, r, m, inst).expect("valid draw");
-            let sx = log_uniform(&mut rng, 1e-3, 1e3);
-            let mut x = vec![0.0; m];
-            rng.fill_normal(&mut x);
-            x.iter_mut().for_each(|v| *v *= sx);
-            let mut y0 = vec![0.0; d];
-            if kind != 4 {
-                let sy = log_uniform(&mut rng, 1e-3, 1e3);
-                rng.fill_normal(&mut y0);
-                y0.iter_mut().for_each(|v| *v *= sy);
-            }
+            let (x, y0, sx) = gaussian_point_and_start(&mut rng, m, d, kind);
             Case {
                 label: format!(
                     "affine #{i} ({k}): d = {d}, r = {r}, m = {m}, seed = {inst}, |x| ~ {sx:e}"
@@ -242,16 +254,7 @@ pub fn draw(name: &str, seed: u64, i: u64) -> Case {
                 ridge,
             })
             .expect("valid draw");
-            let sx = log_uniform(&mut rng, 1e-3, 1e3);
-            let mut x = vec![0.0; dim_x];
-            rng.fill_normal(&mut x);
-            x.iter_mut().for_each(|v| *v *= sx);
-            let mut y0 = vec![0.0; dim_y];
-            if kind != 4 {
-                let sy = log_uniform(&mut rng, 1e-3, 1e3);
-                rng.fill_normal(&mut y0);
-                y0.iter_mut().for_each(|v| *v *= sy);
-            }
+            let (x, y0, sx) = gaussian_point_and_start(&mut rng, dim_x, dim_y, kind);
             Case {
                 label: format!(
                     "quadratic #{i} ({k}): d = {dim_y}, m = {dim_x}, n = {n_inner}, L = {l:e}, mu = {mu:e}, seed = {inst}, |x| ~ {sx:e}"
