@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, repo, stderr, tmpdir};
+use common::{invoke, repo, stderr, tmpdir};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -12,13 +12,7 @@ fn bench(dir: &Path, suite: &str) -> (Output, PathBuf) {
     let path = dir.join("suite.toml");
     std::fs::write(&path, suite).unwrap();
     let out = dir.join("out");
-    let o = bin()
-        .arg("bench")
-        .arg(&path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = invoke("bench", &path, &out, &[]);
     (o, out)
 }
 

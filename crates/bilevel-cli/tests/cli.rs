@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, read_json, repo, stderr, tmpdir, write};
+use common::{bin, invoke, read_json, repo, stderr, tmpdir, write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -191,13 +191,7 @@ fn divergence_keeps_a_readable_trace() {
         "[problem]\nname = \"circle-radius\"\n[solver]\nname = \"hg-ms\"\n[solver.upper]\nlr = 5.0\n[budget]\nmax_iter = 10\n",
     );
     let out = dir.join("out");
-    let o = bin()
-        .arg("run")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = invoke("run", &cfg, &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     // φ is unbounded below and the upper step is large: x runs away until g overflows. The
@@ -245,13 +239,7 @@ fn same_seed_same_trace() {
     let dir = tmpdir("det");
     let cfg = repo().join("configs/circle-tie.toml"); // multistart: random starts from the seed
     for run in ["a", "b"] {
-        let o = bin()
-            .arg("run")
-            .arg(&cfg)
-            .arg("--out")
-            .arg(dir.join(run))
-            .output()
-            .unwrap();
+        let o = invoke("run", &cfg, &dir.join(run), &[]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let strip = |p: PathBuf| -> String {
@@ -288,12 +276,7 @@ fn resume_from_checkpoint_matches_uninterrupted_run() {
         &format!("{base}[budget]\nmax_iter = 40\n"),
     );
     let run = |cfg: &Path, out: &Path, resume: bool| {
-        let mut c = bin();
-        c.arg("run").arg(cfg).arg("--out").arg(out);
-        if resume {
-            c.arg("--resume");
-        }
-        let o = c.output().unwrap();
+        let o = invoke("run", cfg, out, if resume { &["--resume"] } else { &[] });
         assert!(o.status.success(), "{}", stderr(&o));
     };
     run(&short, &dir.join("resumed"), false);
@@ -378,13 +361,12 @@ fn readme_config_example_is_valid() {
 #[test]
 fn compare_runs_every_solver_and_writes_table_and_plot() {
     let dir = tmpdir("compare");
-    let o = bin()
-        .arg("compare")
-        .arg(repo().join("configs/compare-circle.toml"))
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = invoke(
+        "compare",
+        &repo().join("configs/compare-circle.toml"),
+        &dir,
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let table = std::fs::read_to_string(dir.join("compare.md")).unwrap();
     assert!(

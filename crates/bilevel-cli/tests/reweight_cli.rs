@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, stderr, tmpdir};
+use common::{bin, invoke, stderr, tmpdir};
 use std::path::{Path, PathBuf};
 
 /// Three folder sources of generated text (one per letter range) under `root`.
@@ -83,15 +83,7 @@ fn malformed_sources_are_reported_by_name() {
     sources(&root);
     let cfg = config(&root, r#"["uniform"]"#);
     let out = root.join("out");
-    let run = || {
-        bin()
-            .args(["reweight"])
-            .arg(&cfg)
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap()
-    };
+    let run = || invoke("reweight", &cfg, &out, &[]);
 
     // A missing source folder.
     std::fs::rename(root.join("src1"), root.join("moved")).unwrap();
@@ -134,13 +126,7 @@ fn tiny_run_writes_every_output_and_resumes() {
         r#"["uniform", "proportional", "hgms", "bome", "grid"]"#,
     );
     let out = root.join("out");
-    let o = bin()
-        .args(["reweight"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = invoke("reweight", &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
     for m in ["uniform", "proportional", "hgms", "bome", "grid"] {
@@ -158,13 +144,7 @@ fn tiny_run_writes_every_output_and_resumes() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // Rerunning resumes from the finished checkpoint: same table.
-    let o = bin()
-        .args(["reweight"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = invoke("reweight", &cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(out.join("table.md")).unwrap(),

@@ -3,20 +3,23 @@
 
 mod common;
 
-use common::{bin, read_json, repo, stderr, tmpdir, write};
+use common::{bin, invoke, read_json, repo, stderr, tmpdir, write};
 use std::path::Path;
 use std::process::Output;
 
 /// `bilevel run CONFIG --out OUT` with `extra` arguments.
 fn run(cfg: &Path, out: &Path, extra: &[&str]) -> Output {
-    bin()
-        .arg("run")
-        .arg(cfg)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
+    invoke("run", cfg, out, extra)
+}
+
+/// The codes of the warnings in a JSON report.
+fn warning_codes(v: &serde_json::Value) -> Vec<&str> {
+    v["warnings"]
+        .as_array()
         .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect()
 }
 
 fn hypergrad_json(cfg: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
@@ -77,12 +80,7 @@ fn warnings_are_reported_and_strict_exits_3() {
     let cfg = repo().join("configs/demo-aid.toml");
     let (o, v) = hypergrad_json(&cfg, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let codes: Vec<&str> = v["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["code"].as_str().unwrap())
-        .collect();
+    let codes = warning_codes(&v);
     assert!(codes.contains(&"kernel-component"), "{codes:?}");
     for w in v["warnings"].as_array().unwrap() {
         assert!(!w["message"].as_str().unwrap().is_empty());
@@ -97,11 +95,7 @@ fn warnings_are_reported_and_strict_exits_3() {
     // A run: per-record warnings in the trace, one summary entry per code, exit 3 with --strict.
     let dir = tmpdir("strict-run");
     let out = dir.join("out");
-    let o = bin()
-        .args(["run", cfg.to_str().unwrap(), "--strict", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = run(&cfg, &out, &["--strict"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let summary = read_json(&out.join("summary.json"));
     let w = &summary["warnings"][0];
@@ -309,12 +303,7 @@ fn kinks_are_flagged_as_degenerate_selections() {
         let cfg = write(&dir, "k.toml", text);
         let (o, v) = hypergrad_json(&cfg, &[]);
         assert!(o.status.success(), "{text}: {}", stderr(&o));
-        let codes: Vec<&str> = v["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["code"].as_str().unwrap())
-            .collect();
+        let codes = warning_codes(&v);
         assert!(codes.contains(&"selection-degenerate"), "{text}: {codes:?}");
         let (o, _) = hypergrad_json(&cfg, &["--strict"]);
         assert_eq!(o.status.code(), Some(3), "{text}");

@@ -15,6 +15,18 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `bilevel SUB CONFIG --out OUT EXTRA…`, run to completion.
+pub fn invoke(sub: &str, cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    bin()
+        .arg(sub)
+        .arg(cfg)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// A fresh, empty temporary folder for test `name` of this test process.
 pub fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bilevel-cli-test-{}-{name}", std::process::id()));
