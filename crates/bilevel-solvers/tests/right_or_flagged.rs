@@ -24,6 +24,8 @@ struct Counts {
     right: usize,
     flagged: usize,
     errors: usize,
+    /// Draws outside the configuration's reach (sphere d = 1 without probes), not run.
+    skipped: usize,
     silent: Vec<String>,
     /// Right answers that nevertheless carried a warning (false alarms).
     right_but_warned: usize,
@@ -38,6 +40,7 @@ fn run(name: &str, n: u64, seed: u64, config: &HgmsConfig) -> Counts {
         let p = case.problem.as_ref();
         if config.selection.probes == 0 && p.dim_y() == 1 {
             // Two isolated points (sphere, d = 1): only a global probe can move between them.
+            c.skipped += 1;
             continue;
         }
         let truth = p
@@ -120,11 +123,12 @@ fn check(n: u64, config: &HgmsConfig, problems: &[&str]) {
     for &name in problems {
         let c = run(name, n, 12, config);
         println!(
-            "{name:<14} right {:>5}  flagged {:>4}  errors {:>3}  silent {:>3}  of {n}  (right but warned: {})",
+            "{name:<14} right {:>5}  flagged {:>4}  errors {:>3}  silent {:>3}  of {n}, {} skipped  (right but warned: {})",
             c.right,
             c.flagged,
             c.errors,
             c.silent.len(),
+            c.skipped,
             c.right_but_warned
         );
         println!("    warnings: {:?}", c.codes);
