@@ -117,7 +117,6 @@ impl<V: Vector> CurvatureWorkspace<V> {
 
 /// `out ← (G(y + h v) − G(y − h v)) / 2h` with `h = eps · (1 + ‖y‖) / ‖v‖`: the labelled
 /// central-difference fallback of both products below (`a`, `b` are scratch).
-#[allow(clippy::too_many_arguments)]
 fn central_difference<V: Vector>(
     y: &V,
     v: &V,

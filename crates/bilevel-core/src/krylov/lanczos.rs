@@ -115,16 +115,27 @@ pub fn project_start_below<V: Vector>(
     out: &mut V,
 ) {
     out.set_zero();
-    let n = res.ritz.n;
-    for i in 0..n {
+    for i in 0..res.ritz.n {
         if res.ritz.values[i].abs() > threshold {
             continue;
         }
-        let s = res.ritz.vector(i);
-        let c = res.start_norm * s[0];
-        for (j, q) in ws.basis.iter().take(n).enumerate() {
-            out.axpy(c * s[j], q);
-        }
+        // ⟨start, z_i⟩ = ‖start‖ s_i[0] (the start is the first Lanczos vector).
+        let c = res.start_norm * res.ritz.vector(i)[0];
+        add_ritz_vector(res, ws, i, c, out);
+    }
+}
+
+/// `out ← out + c V s_i` (the Ritz vector `z_i`, scaled).
+fn add_ritz_vector<V: Vector>(
+    res: &LanczosResult,
+    ws: &LanczosWorkspace<V>,
+    i: usize,
+    c: f64,
+    out: &mut V,
+) {
+    let s = res.ritz.vector(i);
+    for (j, q) in ws.basis.iter().take(res.ritz.n).enumerate() {
+        out.axpy(c * s[j], q);
     }
 }
 
@@ -137,11 +148,7 @@ pub fn ritz_vector<V: Vector>(
     out: &mut V,
 ) {
     out.set_zero();
-    let n = res.ritz.n;
-    let s = res.ritz.vector(i);
-    for (j, q) in ws.basis.iter().take(n).enumerate() {
-        out.axpy(s[j], q);
-    }
+    add_ritz_vector(res, ws, i, 1.0, out);
 }
 
 /// Run Lanczos with full reorthogonalisation (two Gram–Schmidt passes) from `start`.
