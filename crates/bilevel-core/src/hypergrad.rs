@@ -454,29 +454,28 @@ impl<Y: Vector> HypergradientSolver<Y> {
         // Diagnostics of a non-finite point would only fail inside an eigen-computation; the
         // caller reports the non-finite quantity itself.
         if with_diagnostics && y.is_finite() && self.b.is_finite() {
-            self.diagnose(p, x, y, &opts.diagnostics, &mut diag)?;
-            if let Some(kc) = diag.kernel_component {
-                let scale = rhs_norm.max(crate::vector::norm(h));
-                diag.kernel_component_relative = Some(if scale > 0.0 { kc / scale } else { 0.0 });
-            }
+            self.diagnose(p, x, y, &opts.diagnostics, h, &mut diag)?;
         }
         Ok(diag)
     }
 
-    /// Fill the kernel-component and spectral fields of `diag` for the current `b = ∇_y f`.
+    /// Fill the kernel-component and spectral fields of `diag` for the current `b = ∇_y f` and
+    /// the hypergradient `h` computed from it.
     pub fn diagnose<P: Bilevel<Y = Y> + ?Sized>(
         &mut self,
         p: &Counted<P>,
         x: &[f64],
         y: &Y,
         opts: &DiagnosticsOptions,
+        h: &[f64],
         diag: &mut HypergradDiagnostics,
     ) -> Result<(), DenseError> {
-        self.diagnose_with_sketch(p, x, y, opts, None, diag)
+        self.diagnose_with_sketch(p, x, y, opts, None, h, diag)
     }
 
     /// [`HypergradientSolver::diagnose`], reusing a sketch of H already taken at `(x, y)` with
     /// the same `null_rtol` (HG-MS's second-order check computes one) instead of a new one.
+    #[allow(clippy::too_many_arguments)]
     pub fn diagnose_with_sketch<P: Bilevel<Y = Y> + ?Sized>(
         &mut self,
         p: &Counted<P>,
@@ -484,6 +483,7 @@ impl<Y: Vector> HypergradientSolver<Y> {
         y: &Y,
         opts: &DiagnosticsOptions,
         known: Option<&SpectralSketch>,
+        h: &[f64],
         diag: &mut HypergradDiagnostics,
     ) -> Result<(), DenseError> {
         p.diagnostic(|| -> Result<(), DenseError> {
@@ -524,11 +524,8 @@ impl<Y: Vector> HypergradientSolver<Y> {
                 let tau = opts.null_rtol * lmax;
                 let kc = res.start_component_below(tau);
                 diag.kernel_component = Some(kc);
-                diag.kernel_component_relative = Some(if diag.rhs_norm > 0.0 {
-                    kc / diag.rhs_norm
-                } else {
-                    0.0
-                });
+                let scale = diag.rhs_norm.max(crate::vector::norm(h));
+                diag.kernel_component_relative = Some(if scale > 0.0 { kc / scale } else { 0.0 });
                 if diag.lambda_max.is_none() {
                     diag.lambda_max = Some(lmax);
                     diag.mu = res.smallest_above(tau);

@@ -1230,13 +1230,9 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
                     y,
                     &cfg.hypergradient.diagnostics,
                     sketch.as_ref(),
+                    &h,
                     &mut diag,
                 )?;
-                if let Some(kc) = diag.kernel_component {
-                    let scale = diag.rhs_norm.max(bilevel_core::vector::norm(&h));
-                    diag.kernel_component_relative =
-                        Some(if scale > 0.0 { kc / scale } else { 0.0 });
-                }
             }
             if matches!(outcome, Some(SecondOrder::NotApplicable(_))) {
                 self.full_rank = true;
