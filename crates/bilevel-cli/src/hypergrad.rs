@@ -100,11 +100,11 @@ pub fn evaluate(
         y: built.y0.clone(),
         iteration: 0,
     };
+    let name = cfg.solver.name();
     let mut rep = solver
         .hypergradient(&counted, &mut state, true)
-        .map_err(|e| Failure::run(format!("{}: {e}", cfg.solver.name())))?;
+        .map_err(|e| Failure::run(format!("{name}: {e}")))?;
     rep.add_diagnostic_warnings(KERNEL_RTOL);
-    let name = cfg.solver.name();
     if !solver.estimates_hypergradient() {
         rep.warn(bilevel_solvers::Warning::new(
             bilevel_solvers::warnings::NOT_A_HYPERGRADIENT,
@@ -118,10 +118,9 @@ pub fn evaluate(
     // the quantity, never a finite-looking hypergradient of 1e70.
     if let Some(quantity) = bilevel_solvers::executor::non_finite_quantity(&rep, &state.y) {
         return Err(Failure::run(format!(
-            "{}: at x0 the {quantity} is not finite (NaN or Inf; ‖∇_y g‖ = {:.3e}); likely cause: a \
-             lower-level step too large for the curvature of g here (lower_lr; HG-MS's \
+            "{name}: at x0 the {quantity} is not finite (NaN or Inf; ‖∇_y g‖ = {:.3e}); likely \
+             cause: a lower-level step too large for the curvature of g here (lower_lr; HG-MS's \
              lower_lr = \"auto\" adapts) or a start outside the problem's domain",
-            cfg.solver.name(),
             rep.lower_grad_norm
         )));
     }

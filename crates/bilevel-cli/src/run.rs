@@ -312,9 +312,9 @@ fn json_differences(
 fn check_identity(
     ck_path: &Path,
     saved: Option<&serde_json::Value>,
-    now: &serde_json::Value,
+    now: Option<&serde_json::Value>,
 ) -> Result<(), Failure> {
-    let Some(saved) = saved else {
+    let (Some(saved), Some(now)) = (saved, now) else {
         return Ok(());
     };
     let mut diffs = Vec::new();
@@ -373,12 +373,14 @@ pub fn execute(
     };
     let mut counts = InitialCounts::default();
     let mut previous = Vec::new();
-    let identity = run_identity(cfg, &built);
+    // The identity costs a pass over the problem's data: computed only where a checkpoint is
+    // read or written (`compare` runs write none).
+    let identity = (resume || cfg.output.checkpoint_every > 0).then(|| run_identity(cfg, &built));
     let mut trace = if resume {
         let text = std::fs::read_to_string(&ck_path).map_err(|e| io_err(&ck_path, e))?;
         let ck: Checkpoint<Vec<f64>> =
             serde_json::from_str(&text).map_err(|e| io_err(&ck_path, e))?;
-        check_identity(&ck_path, ck.identity.as_ref(), &identity)?;
+        check_identity(&ck_path, ck.identity.as_ref(), identity.as_ref())?;
         if let Some(end) = &ck.ended {
             eprintln!(
                 "note: the run that wrote {} ended {} at iteration {}{}; resuming from its last checkpoint (iteration {})",
@@ -436,8 +438,10 @@ pub fn execute(
     };
     let mut progress = Progress::new(opts.budget.max_iter, label);
     let mut collect = Collect(previous);
-    let mut ck =
-        CheckpointWriter::new(ck_path.clone(), cfg.output.checkpoint_every).with_identity(identity);
+    let mut ck = CheckpointWriter::new(ck_path.clone(), cfg.output.checkpoint_every);
+    if let Some(identity) = identity {
+        ck = ck.with_identity(identity);
+    }
     let mut observers: Vec<&mut dyn Observer<Vec<f64>>> =
         vec![&mut trace, &mut progress, &mut collect];
     if cfg.output.checkpoint_every > 0 {
