@@ -194,32 +194,16 @@ fn export(built: &BuiltProblem, out: &HypergradOutput, dir: &Path) -> Result<(),
     };
     std::fs::create_dir_all(dir).map_err(|e| io("", e))?;
     let mut arrays = built.problem.export_arrays();
-    arrays.push(bilevel_core::NamedArray {
-        name: "x".into(),
-        shape: vec![out.x.len()],
-        data: out.x.clone(),
-    });
-    arrays.push(bilevel_core::NamedArray {
-        name: "y0".into(),
-        shape: vec![built.y0.len()],
-        data: built.y0.clone(),
-    });
-    arrays.push(bilevel_core::NamedArray {
-        name: "y".into(),
-        shape: vec![out.y.len()],
-        data: out.y.clone(),
-    });
-    arrays.push(bilevel_core::NamedArray {
-        name: "hypergradient".into(),
-        shape: vec![out.hypergradient.len()],
-        data: out.hypergradient.clone(),
-    });
+    use bilevel_core::NamedArray;
+    arrays.push(NamedArray::vector("x", out.x.clone()));
+    arrays.push(NamedArray::vector("y0", built.y0.clone()));
+    arrays.push(NamedArray::vector("y", out.y.clone()));
+    arrays.push(NamedArray::vector(
+        "hypergradient",
+        out.hypergradient.clone(),
+    ));
     if let Some(r) = &out.reference {
-        arrays.push(bilevel_core::NamedArray {
-            name: "reference_grad_phi".into(),
-            shape: vec![r.len()],
-            data: r.clone(),
-        });
+        arrays.push(NamedArray::vector("reference_grad_phi", r.clone()));
     }
     for a in &arrays {
         let file = format!("{}.npy", a.name);

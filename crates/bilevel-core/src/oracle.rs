@@ -244,6 +244,27 @@ pub struct NamedArray {
     pub data: Vec<f64>,
 }
 
+impl NamedArray {
+    /// A vector, shape `[n]` (a scalar parameter is a vector of length 1).
+    pub fn vector(name: impl Into<String>, data: Vec<f64>) -> Self {
+        NamedArray {
+            name: name.into(),
+            shape: vec![data.len()],
+            data,
+        }
+    }
+
+    /// A `rows × cols` matrix, row-major; `data.len()` must be `rows · cols`.
+    pub fn matrix(name: impl Into<String>, rows: usize, cols: usize, data: Vec<f64>) -> Self {
+        debug_assert_eq!(data.len(), rows * cols, "NamedArray::matrix");
+        NamedArray {
+            name: name.into(),
+            shape: vec![rows, cols],
+            data,
+        }
+    }
+}
+
 /// Oracle calls by kind. Gradients computed jointly (`grad_g`) count once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OracleCounts {

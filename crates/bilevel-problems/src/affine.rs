@@ -435,17 +435,12 @@ impl ProblemDef for Affine {
     /// (B and C already scaled).
     fn export_arrays(&self) -> Vec<NamedArray> {
         let (d, r, m) = (self.d, self.r, self.m);
-        let arr = |name: &str, shape: Vec<usize>, data: &[f64]| NamedArray {
-            name: name.into(),
-            shape,
-            data: data.to_vec(),
-        };
         vec![
-            arr("A", vec![r, d], &self.a),
-            arr("B", vec![r, m], &self.b),
-            arr("C", vec![d, m], &self.c),
-            arr("c0", vec![d], &self.c0),
-            arr("Q", vec![d, d], &self.q),
+            NamedArray::matrix("A", r, d, self.a.clone()),
+            NamedArray::matrix("B", r, m, self.b.clone()),
+            NamedArray::matrix("C", d, m, self.c.clone()),
+            NamedArray::vector("c0", self.c0.clone()),
+            NamedArray::matrix("Q", d, d, self.q.clone()),
         ]
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {

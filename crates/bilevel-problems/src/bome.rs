@@ -224,16 +224,8 @@ impl ProblemDef for Coreset {
     /// `points` (k×2) and `target` (2).
     fn export_arrays(&self) -> Vec<NamedArray> {
         vec![
-            NamedArray {
-                name: "points".into(),
-                shape: vec![self.points.len(), 2],
-                data: self.points.iter().flatten().copied().collect(),
-            },
-            NamedArray {
-                name: "target".into(),
-                shape: vec![2],
-                data: self.target.to_vec(),
-            },
+            NamedArray::matrix("points", self.points.len(), 2, self.points.concat()),
+            NamedArray::vector("target", self.target.to_vec()),
         ]
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {
@@ -408,11 +400,7 @@ impl ProblemDef for Minimax {
     }
     /// The box half-width `bound`.
     fn export_arrays(&self) -> Vec<NamedArray> {
-        vec![NamedArray {
-            name: "bound".into(),
-            shape: vec![1],
-            data: vec![self.bound],
-        }]
+        vec![NamedArray::vector("bound", vec![self.bound])]
     }
     fn cross_analytic(&self, _x: &[f64], _y: &[f64], v: &[f64], out: &mut [f64]) {
         out[0] = -v[0];

@@ -102,16 +102,8 @@ impl ProblemDef for CircleCenter {
     }
     fn export_arrays(&self) -> Vec<NamedArray> {
         vec![
-            NamedArray {
-                name: "radius".into(),
-                shape: vec![1],
-                data: vec![self.radius],
-            },
-            NamedArray {
-                name: "b".into(),
-                shape: vec![2],
-                data: self.b.to_vec(),
-            },
+            NamedArray::vector("radius", vec![self.radius]),
+            NamedArray::vector("b", self.b.to_vec()),
         ]
     }
     fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
@@ -226,11 +218,7 @@ impl ProblemDef for CircleRadius {
         true
     }
     fn export_arrays(&self) -> Vec<NamedArray> {
-        vec![NamedArray {
-            name: "a".into(),
-            shape: vec![2],
-            data: self.a.to_vec(),
-        }]
+        vec![NamedArray::vector("a", self.a.to_vec())]
     }
     fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
         out[0] = -2.0 * (2.0 * x[0]).exp() * dot(y, v);

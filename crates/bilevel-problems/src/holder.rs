@@ -101,11 +101,7 @@ impl ProblemDef for Holder {
     }
     /// The degeneracy order `p` (the problem's only parameter).
     fn export_arrays(&self) -> Vec<bilevel_core::NamedArray> {
-        vec![bilevel_core::NamedArray {
-            name: "p".into(),
-            shape: vec![1],
-            data: vec![self.p as f64],
-        }]
+        vec![bilevel_core::NamedArray::vector("p", vec![self.p as f64])]
     }
     fn hvp_upper_analytic(&self, _x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) -> bool {
         let p = self.p as i32;

@@ -752,23 +752,14 @@ impl ProblemDef for Quadratic {
     fn export_arrays(&self) -> Vec<NamedArray> {
         let (d, mx) = (self.d, self.mx);
         let mut out = Vec::new();
-        for (prefix, a) in [("g", &self.g_avg), ("f", &self.f_avg)] {
-            let arr = |name: &str, shape: Vec<usize>, data: &[f64]| NamedArray {
-                name: format!("{prefix}_{name}"),
-                shape,
-                data: data.to_vec(),
-            };
-            out.push(arr("A", vec![d, d], &a.a));
-            out.push(arr("B", vec![mx, mx], &a.b));
-            out.push(arr("C", vec![mx, d], &a.c));
-            out.push(arr("a", vec![d], &a.av));
-            out.push(arr("b", vec![mx], &a.bv));
+        for (p, a) in [("g", &self.g_avg), ("f", &self.f_avg)] {
+            out.push(NamedArray::matrix(format!("{p}_A"), d, d, a.a.clone()));
+            out.push(NamedArray::matrix(format!("{p}_B"), mx, mx, a.b.clone()));
+            out.push(NamedArray::matrix(format!("{p}_C"), mx, d, a.c.clone()));
+            out.push(NamedArray::vector(format!("{p}_a"), a.av.clone()));
+            out.push(NamedArray::vector(format!("{p}_b"), a.bv.clone()));
         }
-        out.push(NamedArray {
-            name: "ridge".into(),
-            shape: vec![1],
-            data: vec![self.ridge],
-        });
+        out.push(NamedArray::vector("ridge", vec![self.ridge]));
         out
     }
     fn reference_phi(&self, x: &[f64]) -> Option<f64> {

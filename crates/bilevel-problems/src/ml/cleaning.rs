@@ -566,26 +566,22 @@ impl Bilevel for HyperCleaning {
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         let mut a = self.data.export(false);
-        a.push(NamedArray {
-            name: "train_clean_labels".into(),
-            shape: vec![self.data.train.n],
-            data: self
-                .data
+        a.push(NamedArray::vector(
+            "train_clean_labels",
+            self.data
                 .clean_train_labels
                 .iter()
                 .map(|&l| f64::from(l))
                 .collect(),
-        });
-        a.push(NamedArray {
-            name: "train_corrupted".into(),
-            shape: vec![self.data.train.n],
-            data: self
-                .data
+        ));
+        a.push(NamedArray::vector(
+            "train_corrupted",
+            self.data
                 .corrupted
                 .iter()
                 .map(|&c| f64::from(u8::from(c)))
                 .collect(),
-        });
+        ));
         a
     }
 }

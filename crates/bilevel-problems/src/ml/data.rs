@@ -361,16 +361,15 @@ impl MlData {
             ("validation", &self.validation),
             ("test", &self.test),
         ] {
-            out.push(NamedArray {
-                name: format!("{name}_features"),
-                shape: vec![d.n, d.p],
-                data: d.features.clone(),
-            });
-            out.push(NamedArray {
-                name: format!("{name}_labels"),
-                shape: vec![d.n],
-                data: d
-                    .labels
+            out.push(NamedArray::matrix(
+                format!("{name}_features"),
+                d.n,
+                d.p,
+                d.features.clone(),
+            ));
+            out.push(NamedArray::vector(
+                format!("{name}_labels"),
+                d.labels
                     .iter()
                     .map(|&l| {
                         if binary {
@@ -384,7 +383,7 @@ impl MlData {
                         }
                     })
                     .collect(),
-            });
+            ));
         }
         out
     }
