@@ -18,188 +18,10 @@
 //! ```
 
 use bilevel_problems::ProblemConfig;
-use bilevel_solvers::aid::AidConfig;
-use bilevel_solvers::bome::BomeConfig;
 use bilevel_solvers::executor::Budget;
-use bilevel_solvers::f2sa::F2saConfig;
-use bilevel_solvers::galet::GaletConfig;
-use bilevel_solvers::hgms::HgmsConfig;
-use bilevel_solvers::implicit::ImplicitConfig;
-use bilevel_solvers::itd::ItdConfig;
-use bilevel_solvers::pbgd::PbgdConfig;
-use bilevel_solvers::pzobo::PzoboConfig;
-use bilevel_solvers::stochastic::amigo::AmigoConfig;
-use bilevel_solvers::stochastic::bsa::BsaConfig;
-use bilevel_solvers::stochastic::f2sa_stoch::F2saStochConfig;
-use bilevel_solvers::stochastic::fsla::FslaConfig;
-use bilevel_solvers::stochastic::mrbo::MrboConfig;
-use bilevel_solvers::stochastic::saba::SabaConfig;
-use bilevel_solvers::stochastic::soba::SobaConfig;
-use bilevel_solvers::stochastic::srba::SrbaConfig;
-use bilevel_solvers::stochastic::stocbio::StocbioConfig;
-use bilevel_solvers::stochastic::sustain::SustainConfig;
-use bilevel_solvers::stochastic::ttsa::TtsaConfig;
-use bilevel_solvers::stochastic::vrbo::VrboConfig;
+pub use bilevel_solvers::registry::SolverConfig;
 use serde::Deserialize;
 use std::path::Path;
-
-/// Which solver, with its parameters.
-#[derive(Clone, Debug, Deserialize, serde::Serialize)]
-#[serde(tag = "name")]
-pub enum SolverConfig {
-    /// Select-then-differentiate.
-    #[serde(rename = "hg-ms")]
-    HgMs(HgmsConfig),
-    /// Approximate implicit differentiation.
-    #[serde(rename = "aid")]
-    Aid(AidConfig),
-    /// Iterative differentiation through T unrolled steps.
-    #[serde(rename = "itd")]
-    Itd(ItdConfig),
-    /// BOME: first-order value-gap method.
-    #[serde(rename = "bome")]
-    Bome(BomeConfig),
-    /// F2SA: fully first-order penalty Lagrangian.
-    #[serde(rename = "f2sa")]
-    F2sa(F2saConfig),
-    /// V-PBGD / G-PBGD: penalty-based gradient descent.
-    #[serde(rename = "pbgd")]
-    Pbgd(PbgdConfig),
-    /// GALET: Hessian-vector products on ½‖Hw + ∇_y f‖².
-    #[serde(rename = "galet")]
-    Galet(GaletConfig),
-    /// PZOBO: Hessian-free zeroth-order estimate.
-    #[serde(rename = "pzobo")]
-    Pzobo(PzoboConfig),
-    /// Exact implicit reference (Newton-CG lower solve, then the implicit formula).
-    #[serde(rename = "implicit")]
-    Implicit(ImplicitConfig),
-    /// SOBA: stochastic single-loop (y, v, x) updates on minibatches.
-    #[serde(rename = "soba")]
-    Soba(SobaConfig),
-    /// SABA (stochastic).
-    #[serde(rename = "saba")]
-    Saba(SabaConfig),
-    /// SRBA (stochastic).
-    #[serde(rename = "srba")]
-    Srba(SrbaConfig),
-    /// VRBO (stochastic).
-    #[serde(rename = "vrbo")]
-    Vrbo(VrboConfig),
-    /// FSLA (stochastic).
-    #[serde(rename = "fsla")]
-    Fsla(FslaConfig),
-    /// StocBiO (stochastic).
-    #[serde(rename = "stocbio")]
-    Stocbio(StocbioConfig),
-    /// AmIGO (stochastic).
-    #[serde(rename = "amigo")]
-    Amigo(AmigoConfig),
-    /// BSA (stochastic).
-    #[serde(rename = "bsa")]
-    Bsa(BsaConfig),
-    /// TTSA (stochastic).
-    #[serde(rename = "ttsa")]
-    Ttsa(TtsaConfig),
-    /// MRBO (stochastic).
-    #[serde(rename = "mrbo")]
-    Mrbo(MrboConfig),
-    /// SUSTAIN (stochastic).
-    #[serde(rename = "sustain")]
-    Sustain(SustainConfig),
-    /// F2SA (stochastic).
-    #[serde(rename = "f2sa-stochastic")]
-    F2saStoch(F2saStochConfig),
-}
-
-impl Default for SolverConfig {
-    fn default() -> Self {
-        SolverConfig::HgMs(HgmsConfig::default())
-    }
-}
-
-impl SolverConfig {
-    /// Identifier.
-    pub fn name(&self) -> &'static str {
-        match self {
-            SolverConfig::HgMs(_) => "hg-ms",
-            SolverConfig::Aid(_) => "aid",
-            SolverConfig::Itd(_) => "itd",
-            SolverConfig::Bome(_) => "bome",
-            SolverConfig::F2sa(_) => "f2sa",
-            SolverConfig::Pbgd(_) => "pbgd",
-            SolverConfig::Galet(_) => "galet",
-            SolverConfig::Pzobo(_) => "pzobo",
-            SolverConfig::Implicit(_) => "implicit",
-            SolverConfig::Soba(_) => "soba",
-            SolverConfig::Saba(_) => "saba",
-            SolverConfig::Srba(_) => "srba",
-            SolverConfig::Vrbo(_) => "vrbo",
-            SolverConfig::Fsla(_) => "fsla",
-            SolverConfig::Stocbio(_) => "stocbio",
-            SolverConfig::Amigo(_) => "amigo",
-            SolverConfig::Bsa(_) => "bsa",
-            SolverConfig::Ttsa(_) => "ttsa",
-            SolverConfig::Mrbo(_) => "mrbo",
-            SolverConfig::Sustain(_) => "sustain",
-            SolverConfig::F2saStoch(_) => "f2sa-stochastic",
-        }
-    }
-    /// Validate values (errors name the field): every integer knob (steps, iterations, batch
-    /// sizes, samples, …) is at most [`MAX_SOLVER_COUNT`], then each solver's own checks.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Ok(v) = serde_json::to_value(self) {
-            check_counts("solver", &v)?;
-        }
-        match self {
-            SolverConfig::HgMs(c) => c.validate("solver"),
-            SolverConfig::Aid(c) => c.validate("solver"),
-            SolverConfig::Itd(c) => c.validate("solver"),
-            SolverConfig::Bome(c) => c.validate("solver"),
-            SolverConfig::F2sa(c) => c.validate("solver"),
-            SolverConfig::Pbgd(c) => c.validate("solver"),
-            SolverConfig::Galet(c) => c.validate("solver"),
-            SolverConfig::Pzobo(c) => c.validate("solver"),
-            SolverConfig::Implicit(c) => c.validate("solver"),
-            SolverConfig::Soba(c) => c.validate("solver"),
-            SolverConfig::Saba(c) => c.validate("solver"),
-            SolverConfig::Srba(c) => c.validate("solver"),
-            SolverConfig::Vrbo(c) => c.validate("solver"),
-            SolverConfig::Fsla(c) => c.validate("solver"),
-            SolverConfig::Stocbio(c) => c.validate("solver"),
-            SolverConfig::Amigo(c) => c.validate("solver"),
-            SolverConfig::Bsa(c) => c.validate("solver"),
-            SolverConfig::Ttsa(c) => c.validate("solver"),
-            SolverConfig::Mrbo(c) => c.validate("solver"),
-            SolverConfig::Sustain(c) => c.validate("solver"),
-            SolverConfig::F2saStoch(c) => c.validate("solver"),
-        }
-    }
-}
-
-/// Largest accepted integer knob of a solver (steps, iterations, batch sizes, samples): beyond
-/// it a configuration error rather than a run that never ends or an allocation failure.
-/// The same cap as HG-MS's own validation.
-pub const MAX_SOLVER_COUNT: u64 = bilevel_solvers::hgms::MAX_COUNT as u64;
-
-/// `prefix.key ≤ MAX_SOLVER_COUNT` for every integer leaf of `v` (seeds excepted).
-fn check_counts(prefix: &str, v: &serde_json::Value) -> Result<(), String> {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                check_counts(&format!("{prefix}.{k}"), x)?;
-            }
-            Ok(())
-        }
-        serde_json::Value::Number(n) => match n.as_u64() {
-            Some(c) if c > MAX_SOLVER_COUNT && !prefix.ends_with("seed") => Err(format!(
-                "{prefix}: must be at most {MAX_SOLVER_COUNT} (got {c})"
-            )),
-            _ => Ok(()),
-        },
-        _ => Ok(()),
-    }
-}
 
 /// Most vector entries a solver may be configured to store (5·10⁸ f64, 4 GB).
 pub const MAX_STORED_ENTRIES: u64 = 500_000_000;
@@ -388,19 +210,11 @@ fn located(text: &str, origin: &str, line: Option<usize>, msg: &str) -> String {
     }
 }
 
-/// Deserialise section `section` alone as `T` and return its error, if any. Used to locate
-/// errors inside the tagged `[solver]` and `[problem]` tables, whose values serde buffers (and so
-/// loses their positions) when it deserialises the tagged enum.
-fn probe<T: serde::de::DeserializeOwned>(
-    text: &str,
-    section: &str,
-) -> Option<(Option<usize>, String)> {
-    let sub = section_text(text, section);
-    toml::from_str::<T>(&sub).err().map(|e| {
-        // Lines of `sub` are the lines of `text`.
-        let line = e.span().map(|s| line_col(&sub, s.start).0);
-        (line, e.message().trim().to_string())
-    })
+/// The line (in `sub`, whose lines are the lines of the whole file) and message of a TOML error
+/// found by parsing a section's own text ([`section_text`]) alone.
+fn located_toml_error(sub: &str, e: &toml::de::Error) -> (Option<usize>, String) {
+    let line = e.span().map(|s| line_col(sub, s.start).0);
+    (line, e.message().trim().to_string())
 }
 
 /// A precise error for the tagged sections, found by deserialising each alone.
@@ -412,28 +226,14 @@ fn probe_sections(text: &str) -> Option<(Option<usize>, String)> {
             .and_then(|v| v.as_str())
             .map(str::to_string)
     };
-    use bilevel_problems as bp;
-    let solver = match name("solver").as_deref() {
-        Some("hg-ms") => probe::<HgmsConfig>(text, "solver"),
-        Some("aid") => probe::<AidConfig>(text, "solver"),
-        Some("itd") => probe::<ItdConfig>(text, "solver"),
-        Some("bome") => probe::<BomeConfig>(text, "solver"),
-        Some("f2sa") => probe::<F2saConfig>(text, "solver"),
-        Some("pbgd") => probe::<PbgdConfig>(text, "solver"),
-        Some("galet") => probe::<GaletConfig>(text, "solver"),
-        Some("pzobo") => probe::<PzoboConfig>(text, "solver"),
-        Some("implicit") => probe::<ImplicitConfig>(text, "solver"),
-        _ => None,
-    };
-    solver.or_else(|| match name("problem").as_deref() {
-        Some("circle-center") => probe::<bp::CircleCenterConfig>(text, "problem"),
-        Some("circle-radius") => probe::<bp::CircleRadiusConfig>(text, "problem"),
-        Some("affine") => probe::<bp::AffineConfig>(text, "problem"),
-        Some("sphere") => probe::<bp::SphereConfig>(text, "problem"),
-        Some("circle-tie") => probe::<bp::CircleTieConfig>(text, "problem"),
-        Some("circle-sine") => probe::<bp::CircleSineConfig>(text, "problem"),
-        Some("holder") => probe::<bp::HolderConfig>(text, "problem"),
-        _ => None,
+    let solver = name("solver").and_then(|n| {
+        let sub = section_text(text, "solver");
+        SolverConfig::table_error(&n, &sub).map(|e| located_toml_error(&sub, &e))
+    });
+    solver.or_else(|| {
+        let n = name("problem")?;
+        let sub = section_text(text, "problem");
+        ProblemConfig::table_error(&n, &sub).map(|e| located_toml_error(&sub, &e))
     })
 }
 
@@ -554,6 +354,30 @@ mod tests {
             "{}",
             e.0
         );
+        // Type errors inside every registered solver's and problem's table are located at their
+        // line (the registries drive the probing: no solver or problem is left out).
+        for info in bilevel_solvers::registry::SOLVERS {
+            let text = format!(
+                "[problem]\nname = \"quadratic\"\n[solver]\nname = \"{}\"\nno_such_knob = 1\n",
+                info.name
+            );
+            let e = parse(&text, "k.toml").unwrap_err();
+            assert!(
+                e.0.starts_with("k.toml:5:") && e.0.contains("no_such_knob"),
+                "{}: {}",
+                info.name,
+                e.0
+            );
+        }
+        for (name, _) in bilevel_problems::catalogue() {
+            let text = format!("[problem]\nname = \"{name}\"\nno_such_parameter = 1\n");
+            let e = parse(&text, "q.toml").unwrap_err();
+            assert!(
+                e.0.starts_with("q.toml:3:") && e.0.contains("no_such_parameter"),
+                "{name}: {}",
+                e.0
+            );
+        }
         let e = parse("[problem]\nname = \"no-such\"\n", "b.toml").unwrap_err();
         assert!(
             e.0.starts_with("b.toml:") && e.0.contains("no-such"),

@@ -235,12 +235,12 @@ fn main() -> ExitCode {
 }
 
 fn list() {
-    println!("Problems (PROBLEMS.md §A; every parameter settable under [problem]):");
+    println!("Problems (docs/PROBLEMS.md §A; every parameter settable under [problem]):");
     for (name, desc) in bilevel_problems::catalogue() {
         println!("  {name:<15} {desc}");
     }
     println!("\nSolvers ([solver] name = …):");
-    for (name, desc) in run::SOLVERS {
-        println!("  {name:<15} {desc}");
+    for s in bilevel_solvers::registry::SOLVERS {
+        println!("  {:<15} {}", s.name, s.description);
     }
 }

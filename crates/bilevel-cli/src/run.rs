@@ -5,30 +5,8 @@ use crate::plot::{self, Panel, Series};
 use crate::Failure;
 use bilevel_core::{Bilevel, OracleCounts};
 use bilevel_problems::BuiltProblem;
-use bilevel_solvers::aid::Aid;
-use bilevel_solvers::bome::Bome;
 use bilevel_solvers::executor::{self, InitialCounts, Observer, Record, RunOptions, StopReason};
-use bilevel_solvers::f2sa::F2sa;
-use bilevel_solvers::galet::Galet;
-use bilevel_solvers::hgms::Hgms;
-use bilevel_solvers::implicit::Implicit;
-use bilevel_solvers::itd::Itd;
 use bilevel_solvers::observers::{Checkpoint, CheckpointWriter, TraceWriter};
-use bilevel_solvers::pbgd::Pbgd;
-use bilevel_solvers::pzobo::Pzobo;
-use bilevel_solvers::stochastic::amigo::Amigo;
-use bilevel_solvers::stochastic::bsa::Bsa;
-use bilevel_solvers::stochastic::f2sa_stoch::F2saStoch;
-use bilevel_solvers::stochastic::fsla::Fsla;
-use bilevel_solvers::stochastic::mrbo::Mrbo;
-use bilevel_solvers::stochastic::saba::Saba;
-use bilevel_solvers::stochastic::soba::Soba;
-use bilevel_solvers::stochastic::srba::Srba;
-use bilevel_solvers::stochastic::stocbio::Stocbio;
-use bilevel_solvers::stochastic::sustain::Sustain;
-use bilevel_solvers::stochastic::ttsa::Ttsa;
-use bilevel_solvers::stochastic::vrbo::Vrbo;
-use bilevel_solvers::stochastic::Stochastic;
 use bilevel_solvers::{BilevelSolver, State};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -38,62 +16,9 @@ use std::path::{Path, PathBuf};
 /// The problems' common trait object.
 pub type DynProblem = dyn Bilevel<Y = Vec<f64>> + Send + Sync;
 
-/// Solvers with one-line descriptions (for `bilevel list`).
-pub const SOLVERS: &[(&str, &str)] = &[
-    (
-        "hg-ms",
-        "select-then-differentiate: lower steps, explicit optimistic selection, pseudoinverse hypergradient",
-    ),
-    (
-        "aid",
-        "approximate implicit differentiation: warm-started lower steps, CG/Neumann solve, no selection",
-    ),
-    ("itd", "iterative differentiation: reverse mode through T unrolled lower steps (HVP recursion)"),
-    ("bome", "BOME: first-order value-gap method, joint (x, y) step with an adaptive multiplier"),
-    ("f2sa", "F2SA: fully first-order penalty Lagrangian with an auxiliary lower variable z"),
-    ("pbgd", "V-PBGD / G-PBGD: penalty-based gradient descent with a ramped penalty"),
-    ("galet", "GALET: w by gradient descent on ½‖Hw + ∇_y f‖², for PL lower levels"),
-    ("pzobo", "PZOBO: Hessian-free zeroth-order estimate through the T-step map"),
-    ("implicit", "exact implicit reference: Newton-CG lower solve to tolerance, then the implicit formula"),
-    ("soba", "SOBA (stochastic): one minibatch step each on y, v ≈ H⁻¹∇_y f and x per iteration"),
-    ("saba", "SABA (stochastic): SOBA with SAGA memories for all five directions (variance reduced)"),
-    ("srba", "SRBA (stochastic): SARAH recursion on SOBA's directions with periodic full refresh"),
-    ("vrbo", "VRBO (stochastic): SPIDER estimators with periodic full-batch refresh"),
-    ("fsla", "FSLA (stochastic): single loop, momentum variance-reduced hypergradient"),
-    ("stocbio", "StocBiO (stochastic): inner SGD steps, Neumann-series v, outer step"),
-    ("amigo", "AmIGO (stochastic): warm-started SGD on y and on the linear system for v"),
-    ("bsa", "BSA (stochastic): inner SGD, random-truncation Neumann (HIA) hypergradient"),
-    ("ttsa", "TTSA (stochastic): two timescales, one inner step, HIA hypergradient"),
-    ("mrbo", "MRBO (stochastic): STORM momentum-recursive estimators, Neumann hypergradient"),
-    ("sustain", "SUSTAIN (stochastic): STORM momentum with the HIA hypergradient"),
-    ("f2sa-stochastic", "F2SA (stochastic): minibatch penalty Lagrangian, fully first order"),
-];
-
-/// Instantiate the configured solver.
-pub fn make_solver(cfg: &SolverConfig, m: usize) -> Box<dyn BilevelSolver<DynProblem>> {
-    match cfg {
-        SolverConfig::HgMs(c) => Box::new(Hgms::new(c.clone(), m)),
-        SolverConfig::Aid(c) => Box::new(Aid::new(c.clone(), m)),
-        SolverConfig::Itd(c) => Box::new(Itd::new(c.clone(), m)),
-        SolverConfig::Bome(c) => Box::new(Bome::new(c.clone(), m)),
-        SolverConfig::F2sa(c) => Box::new(F2sa::new(c.clone(), m)),
-        SolverConfig::Pbgd(c) => Box::new(Pbgd::new(c.clone(), m)),
-        SolverConfig::Galet(c) => Box::new(Galet::new(c.clone(), m)),
-        SolverConfig::Pzobo(c) => Box::new(Pzobo::new(c.clone(), m)),
-        SolverConfig::Implicit(c) => Box::new(Implicit::new(c.clone(), m)),
-        SolverConfig::Soba(c) => Box::new(Stochastic::new(Soba::new(c.clone(), m))),
-        SolverConfig::Saba(c) => Box::new(Stochastic::new(Saba::new(c.clone(), m))),
-        SolverConfig::Srba(c) => Box::new(Stochastic::new(Srba::new(c.clone(), m))),
-        SolverConfig::Vrbo(c) => Box::new(Stochastic::new(Vrbo::new(c.clone(), m))),
-        SolverConfig::Fsla(c) => Box::new(Stochastic::new(Fsla::new(c.clone(), m))),
-        SolverConfig::Stocbio(c) => Box::new(Stochastic::new(Stocbio::new(c.clone(), m))),
-        SolverConfig::Amigo(c) => Box::new(Stochastic::new(Amigo::new(c.clone(), m))),
-        SolverConfig::Bsa(c) => Box::new(Stochastic::new(Bsa::new(c.clone(), m))),
-        SolverConfig::Ttsa(c) => Box::new(Stochastic::new(Ttsa::new(c.clone(), m))),
-        SolverConfig::Mrbo(c) => Box::new(Stochastic::new(Mrbo::new(c.clone(), m))),
-        SolverConfig::Sustain(c) => Box::new(Stochastic::new(Sustain::new(c.clone(), m))),
-        SolverConfig::F2saStoch(c) => Box::new(Stochastic::new(F2saStoch::new(c.clone(), m))),
-    }
+/// Instantiate the configured solver (from the registry in `bilevel_solvers::registry`).
+pub fn make_solver(cfg: &SolverConfig, dim_x: usize) -> Box<dyn BilevelSolver<DynProblem>> {
+    cfg.build(dim_x)
 }
 
 /// A progress bar on stderr, drawn only on a terminal.

@@ -375,6 +375,12 @@ impl<Y: Vector> HypergradientSolver<Y> {
         &self.v
     }
 
+    /// Replace the stored solution (the next warm-started solve starts from `v`): used to
+    /// restore a warm start from a checkpoint.
+    pub fn set_v(&mut self, v: &Y) {
+        self.v.assign(v);
+    }
+
     /// The last right-hand side `∇_y f`.
     pub fn rhs(&self) -> &Y {
         &self.b

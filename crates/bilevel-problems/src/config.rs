@@ -238,44 +238,97 @@ problem_config! {
     }
 }
 
-/// A problem configuration, selected by its `name` key (kebab-case problem id).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case")]
-pub enum ProblemConfig {
-    /// `circle-center`.
-    CircleCenter(CircleCenterConfig),
-    /// `circle-radius`.
-    CircleRadius(CircleRadiusConfig),
-    /// `affine`.
-    Affine(AffineConfig),
-    /// `sphere`.
-    Sphere(SphereConfig),
-    /// `circle-tie`.
-    CircleTie(CircleTieConfig),
-    /// `circle-sine`.
-    CircleSine(CircleSineConfig),
-    /// `holder`.
-    Holder(HolderConfig),
-    /// `coreset`.
-    Coreset(CoresetConfig),
-    /// `non-singleton`.
-    NonSingleton(NonSingletonConfig),
-    /// `minimax`.
-    Minimax(MinimaxConfig),
-    /// `vpbgd-toy`.
-    VpbgdToy(VpbgdToyConfig),
-    /// `quadratic`.
-    Quadratic(QuadraticConfig),
-    /// `regsel-logistic`.
-    RegselLogistic(RegselLogisticConfig),
-    /// `regsel-multinomial`.
-    RegselMultinomial(RegselMultinomialConfig),
-    /// `hyper-cleaning`.
-    HyperCleaning(HyperCleaningConfig),
-    /// `overparam-regsel`.
-    OverparamRegsel(OverparamRegselConfig),
-    /// `overparam-cleaning`.
-    OverparamCleaning(OverparamCleaningConfig),
+/// Generates [`ProblemConfig`] (its variants, `name`, `with_defaults`, `table_error`) and the
+/// catalogue from one row per problem: `Variant => "name", ConfigType, "description";`.
+macro_rules! problem_registry {
+    ($( $variant:ident => $name:literal, $config:ty, $desc:literal; )*) => {
+        /// A problem configuration, selected by its `name` key (kebab-case problem id).
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "name")]
+        pub enum ProblemConfig {
+            $(
+                #[doc = $desc]
+                #[serde(rename = $name)]
+                $variant($config),
+            )*
+        }
+
+        /// Problem ids and one-line descriptions (for `bilevel list`), in registry order.
+        const CATALOGUE: &[(&str, &str)] = &[ $( ($name, $desc), )* ];
+
+        impl ProblemConfig {
+            /// The problem id (the `name` key).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( ProblemConfig::$variant(_) => $name, )*
+                }
+            }
+
+            /// The configuration of problem `name` with every parameter at its default, or
+            /// `None` for an unknown id (see [`catalogue`]).
+            pub fn with_defaults(name: &str) -> Option<Self> {
+                match name {
+                    $( $name => Some(ProblemConfig::$variant(<$config>::default())), )*
+                    _ => None,
+                }
+            }
+
+            /// Parse `table` — the `[problem]` table's own TOML text without its `name` key —
+            /// as problem `name`'s configuration and return the parser's error (with its span in
+            /// `table`), if any; `None` also for an unknown name. Used to locate errors inside
+            /// the tagged table, whose positions serde loses when it buffers the enum.
+            pub fn table_error(name: &str, table: &str) -> Option<toml::de::Error> {
+                match name {
+                    $( $name => toml::from_str::<$config>(table).err(), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+// The problem registry: one row per problem (adding a problem adds its row here and its arm in
+// `ProblemConfig::build`).
+problem_registry! {
+    CircleCenter => "circle-center", CircleCenterConfig,
+        "circle of radius R centred at x (k = 1); f = ½‖y − b‖², φ = ½(‖x − b‖ − R)²";
+    CircleRadius => "circle-radius", CircleRadiusConfig,
+        "circle of radius e^x about 0 (k = 1); f = ⟨a, y⟩ + ½x², φ = −‖a‖e^x + ½x²";
+    Affine => "affine", AffineConfig,
+        "affine subspace {A y = B x} (k = d − r), quadratic f; exact answer from the KKT system";
+    Sphere => "sphere", SphereConfig,
+        "unit sphere in R^d (k = d − 1); f = ⟨x, y⟩, φ = −‖x‖ (kink at x = 0)";
+    CircleTie => "circle-tie", CircleTieConfig,
+        "failure case: ties make kinks; unit circle, f = −y₁² + x y₁, φ = −1 − |x|";
+    CircleSine => "circle-sine", CircleSineConfig,
+        "failure case: kinks at every kπ; unit circle, f = sin(x) y₁, φ = −|sin x|";
+    Holder => "holder", HolderConfig,
+        "failure case: degenerate selection; g = ½y₂², f = y₁^{2p}/(2p) − x y₁, ∇φ Hölder-1/(2p−1)";
+    Coreset => "coreset", CoresetConfig,
+        "BOME toy: softmax weights of 4 points, g = ‖Σ p_i c_i − y‖², f = 0.1‖y − y₀‖², φ* = 0.72 in the limit";
+    NonSingleton => "non-singleton", NonSingletonConfig,
+        "BOME toy: S(w) = {y₁ = w}, y₂ free (k = 1); f = ½(w − y₂)² + ½(y₁ − 1)², φ = ½(w − 1)²";
+    Minimax => "minimax", MinimaxConfig,
+        "BOME toy: f = y w, g = −y w, y in the box [−10, 10] (projected); φ = 10|w|, w* = 0";
+    VpbgdToy => "vpbgd-toy", VpbgdToyConfig,
+        "V-PBGD toy: g = (x + y)² + x sin²(x + y) (PL, not strongly convex), S(x) = {−x}, x ∈ [0, 3]";
+    Quadratic => "quadratic", QuadraticConfig,
+        "quadratic benchmark: rank-one samples, Hessian spectrum in [μ, L], exact y*, ∇φ, x*, φ*";
+    RegselLogistic => "regsel-logistic", RegselLogisticConfig,
+        "per-feature L2 strengths e^x of binary logistic regression, chosen on validation loss \
+         (breast-cancer; spambase, files); exact y*, φ, ∇φ by Newton–CG";
+    RegselMultinomial => "regsel-multinomial", RegselMultinomialConfig,
+        "L2 strengths per class or per feature of softmax regression, chosen on validation loss \
+         (wine; any labelled set); exact y*, φ, ∇φ by Newton–CG";
+    HyperCleaning => "hyper-cleaning", HyperCleaningConfig,
+        "one weight σ(x_i) per training sample, corrupted labels, linear softmax model, ridge \
+         r‖Y‖² (fashion-mnist 20000/5000/10000; any set); exact y*, φ, ∇φ by Newton–CG";
+    OverparamRegsel => "overparam-regsel", OverparamRegselConfig,
+        "ridgeless least squares with per-feature scales e^x, n < p (k = p − n): optimistic φ \
+         is constant, gradient descent's selection depends on x (breast-cancer, train 20)";
+    OverparamCleaning => "overparam-cleaning", OverparamCleaningConfig,
+        "sample-weighted interpolating least squares on one-hot labels, n < p (k = (p − n)·classes); \
+         S(x) and φ constant: optimistic vs min-norm selection (breast-cancer, train 20)";
 }
 
 impl Default for ProblemConfig {
@@ -284,83 +337,6 @@ impl Default for ProblemConfig {
         ProblemConfig::CircleCenter(CircleCenterConfig::default())
     }
 }
-
-/// Problem ids and one-line descriptions (for `bilevel list`).
-const CATALOGUE: &[(&str, &str)] = &[
-    (
-        "circle-center",
-        "circle of radius R centred at x (k = 1); f = ½‖y − b‖², φ = ½(‖x − b‖ − R)²",
-    ),
-    (
-        "circle-radius",
-        "circle of radius e^x about 0 (k = 1); f = ⟨a, y⟩ + ½x², φ = −‖a‖e^x + ½x²",
-    ),
-    (
-        "affine",
-        "affine subspace {A y = B x} (k = d − r), quadratic f; exact answer from the KKT system",
-    ),
-    (
-        "sphere",
-        "unit sphere in R^d (k = d − 1); f = ⟨x, y⟩, φ = −‖x‖ (kink at x = 0)",
-    ),
-    (
-        "circle-tie",
-        "failure case: ties make kinks; unit circle, f = −y₁² + x y₁, φ = −1 − |x|",
-    ),
-    (
-        "circle-sine",
-        "failure case: kinks at every kπ; unit circle, f = sin(x) y₁, φ = −|sin x|",
-    ),
-    (
-        "holder",
-        "failure case: degenerate selection; g = ½y₂², f = y₁^{2p}/(2p) − x y₁, ∇φ Hölder-1/(2p−1)",
-    ),
-    (
-        "coreset",
-        "BOME toy: softmax weights of 4 points, g = ‖Σ p_i c_i − y‖², f = 0.1‖y − y₀‖², φ* = 0.72 in the limit",
-    ),
-    (
-        "non-singleton",
-        "BOME toy: S(w) = {y₁ = w}, y₂ free (k = 1); f = ½(w − y₂)² + ½(y₁ − 1)², φ = ½(w − 1)²",
-    ),
-    (
-        "minimax",
-        "BOME toy: f = y w, g = −y w, y in the box [−10, 10] (projected); φ = 10|w|, w* = 0",
-    ),
-    (
-        "vpbgd-toy",
-        "V-PBGD toy: g = (x + y)² + x sin²(x + y) (PL, not strongly convex), S(x) = {−x}, x ∈ [0, 3]",
-    ),
-    (
-        "quadratic",
-        "quadratic benchmark: rank-one samples, Hessian spectrum in [μ, L], exact y*, ∇φ, x*, φ*",
-    ),
-    (
-        "regsel-logistic",
-        "per-feature L2 strengths e^x of binary logistic regression, chosen on validation loss \
-         (breast-cancer; spambase, files); exact y*, φ, ∇φ by Newton–CG",
-    ),
-    (
-        "regsel-multinomial",
-        "L2 strengths per class or per feature of softmax regression, chosen on validation loss \
-         (wine; any labelled set); exact y*, φ, ∇φ by Newton–CG",
-    ),
-    (
-        "hyper-cleaning",
-        "one weight σ(x_i) per training sample, corrupted labels, linear softmax model, ridge \
-         r‖Y‖² (fashion-mnist 20000/5000/10000; any set); exact y*, φ, ∇φ by Newton–CG",
-    ),
-    (
-        "overparam-regsel",
-        "ridgeless least squares with per-feature scales e^x, n < p (k = p − n): optimistic φ \
-         is constant, gradient descent's selection depends on x (breast-cancer, train 20)",
-    ),
-    (
-        "overparam-cleaning",
-        "sample-weighted interpolating least squares on one-hot labels, n < p (k = (p − n)·classes); \
-         S(x) and φ constant: optimistic vs min-norm selection (breast-cancer, train 20)",
-    ),
-];
 
 /// Every problem's id with a one-line description.
 pub fn catalogue() -> &'static [(&'static str, &'static str)] {
@@ -431,29 +407,6 @@ fn resolve_start(
 }
 
 impl ProblemConfig {
-    /// The problem id (the `name` key).
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProblemConfig::CircleCenter(_) => "circle-center",
-            ProblemConfig::CircleRadius(_) => "circle-radius",
-            ProblemConfig::Affine(_) => "affine",
-            ProblemConfig::Sphere(_) => "sphere",
-            ProblemConfig::CircleTie(_) => "circle-tie",
-            ProblemConfig::CircleSine(_) => "circle-sine",
-            ProblemConfig::Holder(_) => "holder",
-            ProblemConfig::Coreset(_) => "coreset",
-            ProblemConfig::NonSingleton(_) => "non-singleton",
-            ProblemConfig::Minimax(_) => "minimax",
-            ProblemConfig::VpbgdToy(_) => "vpbgd-toy",
-            ProblemConfig::Quadratic(_) => "quadratic",
-            ProblemConfig::RegselLogistic(_) => "regsel-logistic",
-            ProblemConfig::RegselMultinomial(_) => "regsel-multinomial",
-            ProblemConfig::HyperCleaning(_) => "hyper-cleaning",
-            ProblemConfig::OverparamRegsel(_) => "overparam-regsel",
-            ProblemConfig::OverparamCleaning(_) => "overparam-cleaning",
-        }
-    }
-
     /// Resolve relative paths of a `[problem.data]` file source against `base` (the folder of
     /// the config file that named them); named sets and absolute paths are left alone.
     pub fn resolve_paths(&mut self, base: &std::path::Path) {
@@ -468,31 +421,6 @@ impl ProblemConfig {
         if let Some(d) = data.take() {
             *data = Some(d.with_base_dir(base));
         }
-    }
-
-    /// The configuration of problem `name` with every parameter at its default, or `None` for an
-    /// unknown id (see [`catalogue`]).
-    pub fn with_defaults(name: &str) -> Option<Self> {
-        Some(match name {
-            "circle-center" => ProblemConfig::CircleCenter(Default::default()),
-            "circle-radius" => ProblemConfig::CircleRadius(Default::default()),
-            "affine" => ProblemConfig::Affine(Default::default()),
-            "sphere" => ProblemConfig::Sphere(Default::default()),
-            "circle-tie" => ProblemConfig::CircleTie(Default::default()),
-            "circle-sine" => ProblemConfig::CircleSine(Default::default()),
-            "holder" => ProblemConfig::Holder(Default::default()),
-            "coreset" => ProblemConfig::Coreset(Default::default()),
-            "non-singleton" => ProblemConfig::NonSingleton(Default::default()),
-            "minimax" => ProblemConfig::Minimax(Default::default()),
-            "vpbgd-toy" => ProblemConfig::VpbgdToy(Default::default()),
-            "quadratic" => ProblemConfig::Quadratic(Default::default()),
-            "regsel-logistic" => ProblemConfig::RegselLogistic(Default::default()),
-            "regsel-multinomial" => ProblemConfig::RegselMultinomial(Default::default()),
-            "hyper-cleaning" => ProblemConfig::HyperCleaning(Default::default()),
-            "overparam-regsel" => ProblemConfig::OverparamRegsel(Default::default()),
-            "overparam-cleaning" => ProblemConfig::OverparamCleaning(Default::default()),
-            _ => return None,
-        })
     }
 
     /// Validate the parameters and construct the oracle and its starting point.

@@ -12,6 +12,7 @@ use crate::upper::{UpperConfig, UpperOptimizer};
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::hypergrad::{HypergradOptions, HypergradientSolver, LinearSolverKind};
 use bilevel_core::{Bilevel, Counted, Vector};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// AID configuration.
@@ -73,6 +74,8 @@ pub struct Aid<Y: Vector> {
     upper: UpperOptimizer,
     grad: Option<Y>,
     hyper: Option<HypergradientSolver<Y>>,
+    /// A warm start restored from a checkpoint, handed to `hyper` once it exists.
+    restored_v: Option<Y>,
 }
 
 impl<Y: Vector> Aid<Y> {
@@ -84,11 +87,15 @@ impl<Y: Vector> Aid<Y> {
             upper,
             grad: None,
             hyper: None,
+            restored_v: None,
         }
     }
 }
 
-impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y> {
+impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y>
+where
+    P::Y: Serialize + DeserializeOwned,
+{
     fn name(&self) -> &'static str {
         "aid"
     }
@@ -104,6 +111,16 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y> {
         let hyper = self
             .hyper
             .get_or_insert_with(|| HypergradientSolver::new(p));
+        if let Some(v) = self.restored_v.take() {
+            if v.dim() != hyper.v().dim() {
+                return Err(SolverError::Checkpoint(format!(
+                    "aid: `v` has {} entries, dim y is {}",
+                    v.dim(),
+                    hyper.v().dim()
+                )));
+            }
+            hyper.set_v(&v);
+        }
         let (lower_grad_norm, _) = descend(
             p,
             &state.x,
@@ -138,11 +155,22 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Aid<P::Y> {
         self.upper.step(&mut state.x, h);
     }
 
+    /// The upper optimiser and the linear solve's warm start `v` (with `warm_start`, the next
+    /// solve starts from it, so a resumed run continues exactly).
     fn checkpoint(&self) -> serde_json::Value {
-        serde_json::json!({ "upper": self.upper })
+        serde_json::json!({ "upper": self.upper, "v": self.hyper.as_ref().map(|h| h.v()) })
     }
 
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
-        restore_upper(&mut self.upper, saved)
+        restore_upper(&mut self.upper, saved)?;
+        // Checkpoints written before the warm start was saved have no `v` (start from 0).
+        self.restored_v = match saved.get("v") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value(v.clone())
+                    .map_err(|e| SolverError::Checkpoint(format!("aid: `v`: {e}")))?,
+            ),
+        };
+        Ok(())
     }
 }

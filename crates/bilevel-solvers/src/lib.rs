@@ -58,6 +58,7 @@ pub mod lower;
 pub mod observers;
 pub mod pbgd;
 pub mod pzobo;
+pub mod registry;
 pub mod stochastic;
 pub mod upper;
 
