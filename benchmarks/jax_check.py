@@ -55,7 +55,7 @@ TOL = 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
-# Objectives (must match crates/bilevel-problems/src/ml; see PROBLEMS.md §E)
+# Objectives (must match crates/bilevel-problems/src/ml; see docs/PROBLEMS.md §E)
 # ---------------------------------------------------------------------------------------------
 
 

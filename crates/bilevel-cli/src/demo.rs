@@ -1,5 +1,5 @@
 //! `bilevel demo`: HG-MS against AID on circle-center with the lower level started on the far
-//! side of the circle — the wrong-selection example of PROBLEMS.md §A — from configs embedded in
+//! side of the circle — the wrong-selection example of docs/PROBLEMS.md §A — from configs embedded in
 //! the binary (`configs/demo-*.toml`).
 
 use crate::config;

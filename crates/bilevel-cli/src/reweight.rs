@@ -196,7 +196,7 @@ pub fn reweight_command(
     let cfg = load_config(config)?;
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // One thread is ≈3× faster than two for these small matrices on a 2-core machine
-        // (CANDLE.md); `--threads` overrides.
+        // (docs/CANDLE.md); `--threads` overrides.
         std::env::set_var("RAYON_NUM_THREADS", threads.unwrap_or(1).to_string());
     } else if let Some(t) = threads {
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());

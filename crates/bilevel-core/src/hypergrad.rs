@@ -4,7 +4,7 @@
 //! Under a local Polyak–Łojasiewicz condition, at the optimistic selection `y*` the right-hand
 //! side `b = ∇_y f` lies in `range H` (first-order optimality on the manifold `S(x)` whose tangent
 //! space is `ker H`), so `H v = b` is consistent and `h = ∇φ(x)` (Masiha, Shen, Kiyavash, He 2026;
-//! ALGORITHMS.md §1). Diagnostics:
+//! docs/ALGORITHMS.md §1). Diagnostics:
 //!
 //! * the Krylov solve's iterations, relative residual and status;
 //! * the **kernel component** `‖P_ker H · b‖`: nonzero means `y` is not the optimistic selection

@@ -1,5 +1,5 @@
 //! Minibatch sampling for finite sums `F(z) = (1/n) Σ_{i<n} F_i(z)` (the stochastic solvers of
-//! ALGORITHMS.md §5).
+//! docs/ALGORITHMS.md §5).
 //!
 //! Two schemes, both seeded:
 //!

@@ -4,7 +4,7 @@
 //!
 //! with `H = ∇²_y Σ_i p_i L_i(y)` (+ the regulariser's Hessian), applied by exact double
 //! backward (or the labelled finite-difference fallback) and inverted by MINRES (minimum-norm
-//! for singular `H`, ALGORITHMS.md §1–2) or CG, optionally on a parameter subset `S` (then
+//! for singular `H`, docs/ALGORITHMS.md §1–2) or CG, optionally on a parameter subset `S` (then
 //! `H_SS v_S = ∇_S L_val`, a block-diagonal approximation that bounds memory). The cross
 //! term is `J v = ∂_x ⟨∇_y g, v⟩ = (diag p − p pᵀ)[⟨∇L_i, v⟩]`, one gradient per source.
 

@@ -1,4 +1,4 @@
-//! Data-mixture reweighting for language models (ALGORITHMS.md §2 practical variant, §6).
+//! Data-mixture reweighting for language models (docs/ALGORITHMS.md §2 practical variant, §6).
 //!
 //! Upper variable: logits `x ∈ R^N` over N training sources, `p = softmax(x)`. Lower level:
 //! model weights `y` minimising `g(x, y) = Σ_i p_i L_i(y)` (mean token loss on source i).

@@ -1,4 +1,4 @@
-//! The reweighting methods (ALGORITHMS.md §2 practical variant, §6), each one step at a
+//! The reweighting methods (docs/ALGORITHMS.md §2 practical variant, §6), each one step at a
 //! time, charged to a [`Budget`], resumable from a [`Snapshot`].
 //!
 //! | method | per step | output |
@@ -316,7 +316,7 @@ macro_rules! logits_state {
     };
 }
 
-/// HG-MS practical (ALGORITHMS.md §2): select, then differentiate.
+/// HG-MS practical (docs/ALGORITHMS.md §2): select, then differentiate.
 pub struct Hgms {
     core: Core,
     cfg: HgmsConfig,

@@ -3,7 +3,7 @@
 //! GGUF name, so gradients, AdamW and exact double-backward HVPs run on them.
 //!
 //! The forward is written only with ops whose double backward is exact in candle
-//! (CANDLE.md): RMSNorm from `sqr`/`mean_keepdim`/`sqrt`/`broadcast_*`, softmax from
+//! (docs/CANDLE.md): RMSNorm from `sqr`/`mean_keepdim`/`sqrt`/`broadcast_*`, softmax from
 //! `exp`/`sum`, rotary embeddings from `narrow`/`broadcast_mul`/`cat`, SiLU-gated MLP,
 //! grouped-query attention (query heads `g·r … g·r + r − 1` share key/value head `g`), the
 //! output projection tied to `token_embd.weight` unless the file has `output.weight`.

@@ -1,6 +1,6 @@
 //! A decoder-only transformer (pre-LN blocks, causal multi-head attention, GELU MLP, learned
 //! positions, tied output embedding) built only from ops whose double backward is exact in
-//! candle (CANDLE.md): layer norm, softmax and GELU are written out; the loss uses
+//! candle (docs/CANDLE.md): layer norm, softmax and GELU are written out; the loss uses
 //! `index_select`.
 
 use bilevel_core::rng::Rng;

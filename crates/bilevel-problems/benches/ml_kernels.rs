@@ -8,7 +8,7 @@
 //!   pixel data of that shape), f64, sigmoid weights, r = 0.2: the value, the full gradient
 //!   `grad_g` (∇_x g and ∇_Y g in one pass; 2·2·n·p·k flops), the HVP (2·n·p·2k + 2·n·p·k), the
 //!   cross product (2·n·p·2k), each with GB/s = 8·n·p bytes (one pass over X) per time; and a
-//!   hypergradient as PERFORMANCE.md counts it (50 lower gradient steps, 20 CG iterations, one
+//!   hypergradient as docs/PERFORMANCE.md counts it (50 lower gradient steps, 20 CG iterations, one
 //!   cross product and one upper gradient);
 //! * regsel-logistic at 2300 × 57 (Spambase's training size; Spambase when cached): gradient,
 //!   HVP and the same hypergradient workload;
@@ -182,7 +182,7 @@ fn cached(name: &str) -> Option<(Dataset, Option<Dataset>)> {
     }
 }
 
-/// The workload PERFORMANCE.md times as one hypergradient: 50 gradient steps on y (warm
+/// The workload docs/PERFORMANCE.md times as one hypergradient: 50 gradient steps on y (warm
 /// start), 20 CG iterations on `H v = ∇_y f`, one upper gradient and one cross product.
 fn hypergradient_workload(p: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y0: &[f64], eta: f64) -> f64 {
     let (m, d) = (p.dim_x(), p.dim_y());

@@ -1,5 +1,5 @@
 //! `affine`: an affine subspace of dimension `d − r` as lower-level solution set, with a strongly
-//! convex quadratic upper level (PROBLEMS.md §A).
+//! convex quadratic upper level (docs/PROBLEMS.md §A).
 
 use crate::error::ProblemError;
 use crate::wrapper::ProblemDef;

@@ -1,5 +1,5 @@
 //! Toy problems of the BOME paper (Liu, Ye, Wright, Stone, Liu: "BOME! Bilevel Optimization Made
-//! Easy", NeurIPS 2022) with exact optima (PROBLEMS.md §B): `coreset`, `non-singleton`, `minimax`.
+//! Easy", NeurIPS 2022) with exact optima (docs/PROBLEMS.md §B): `coreset`, `non-singleton`, `minimax`.
 
 use crate::error::{check_positive, check_vector, ProblemError};
 use crate::wrapper::ProblemDef;

@@ -1,4 +1,4 @@
-//! Circles as lower-level solution sets (PROBLEMS.md §A): `circle-center` (the circle moves with
+//! Circles as lower-level solution sets (docs/PROBLEMS.md §A): `circle-center` (the circle moves with
 //! x) and `circle-radius` (its radius depends on x).
 
 use crate::error::{check_positive, check_vector, ProblemError};
@@ -18,7 +18,7 @@ use bilevel_core::NamedArray;
 ///   `x = b`).
 ///
 /// Products: with `u = y − x`, `s = ‖u‖² − R²`: `H v = s v + 2⟨u, v⟩u` and `J v = −H v`.
-/// Reference (PROBLEMS.md): `R = 1.5`, `b = (0.3, −0.2)`, `x = (2, 1)` gives
+/// Reference (docs/PROBLEMS.md): `R = 1.5`, `b = (0.3, −0.2)`, `x = (2, 1)` gives
 /// `∇φ = (0.47454821, 0.33497520)`. Minimising φ drives `‖x − b‖ → R`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CircleCenter {
@@ -145,7 +145,7 @@ impl ProblemDef for CircleCenter {
 /// * `y*(x) = −e^x a/‖a‖`, `φ(x) = −‖a‖e^x + ½x²`, `∇φ(x) = −‖a‖e^x + x`.
 ///
 /// Products: with `s = ‖y‖² − e^{2x}`: `H v = s v + 2⟨y, v⟩y`, `J v = −2e^{2x}⟨y, v⟩`.
-/// Reference (PROBLEMS.md): `a = (0.7, −1.2)`, `x = 0.3` gives `∇φ = −1.57528379`.
+/// Reference (docs/PROBLEMS.md): `a = (0.7, −1.2)`, `x = 0.3` gives `∇φ = −1.57528379`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CircleRadius {
     a: [f64; 2],
@@ -251,7 +251,7 @@ mod tests {
     fn circle_center_reference_values() {
         let p = CircleCenter::default();
         let g = p.reference_grad_phi(&[2.0, 1.0]).unwrap();
-        // PROBLEMS.md prints 8 digits.
+        // docs/PROBLEMS.md prints 8 digits.
         assert!((g[0] - 0.47454821).abs() < 1e-8, "{g:?}");
         assert!((g[1] - 0.33497520).abs() < 1e-8, "{g:?}");
         // Closed form by hand: x − b = (1.7, 1.2), ‖x − b‖ = √4.33.

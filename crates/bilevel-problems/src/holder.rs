@@ -1,4 +1,4 @@
-//! Failure case "degenerate selection breaks Hölder regularity" (PROBLEMS.md §A).
+//! Failure case "degenerate selection breaks Hölder regularity" (docs/PROBLEMS.md §A).
 
 use crate::error::ProblemError;
 use crate::wrapper::ProblemDef;

@@ -1,4 +1,4 @@
-//! Failure case "ties make kinks" (PROBLEMS.md §A): on the unit circle the optimistic selection
+//! Failure case "ties make kinks" (docs/PROBLEMS.md §A): on the unit circle the optimistic selection
 //! jumps between two antipodal points, and φ has kinks where the two tie.
 //!
 //! Both problems use `g(x, y) = ¼(‖y‖² − 1)²`, `y ∈ R²`, `x ∈ R` (g independent of x, so

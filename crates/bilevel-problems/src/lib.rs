@@ -1,11 +1,11 @@
 //! # bilevel-problems
 //!
-//! Bilevel problems with exact answers, the project's correctness oracles (PROBLEMS.md §A):
+//! Bilevel problems with exact answers, the project's correctness oracles (docs/PROBLEMS.md §A):
 //! lower levels whose solution set is a manifold (`circle-center`, `circle-radius`, `affine`,
 //! `sphere`) and the failure cases that the select-then-differentiate theory predicts
 //! (`circle-tie`, `circle-sine`: ties make kinks; `holder`: degenerate selection); the toys of
 //! the BOME paper (`coreset`, `non-singleton`, `minimax` with a box-constrained lower level,
-//! PROBLEMS.md §B) and of the V-PBGD paper (`vpbgd-toy`, §C); and the stochastic `quadratic`
+//! docs/PROBLEMS.md §B) and of the V-PBGD paper (`vpbgd-toy`, §C); and the stochastic `quadratic`
 //! benchmark with rank-one samples and exact `y*`, `∇φ`, `x*`, `φ*` (§D). The [`ml`] module has
 //! the machine-learning problems on real data (§E): `regsel-logistic`, `regsel-multinomial`,
 //! `hyper-cleaning`, and the over-parameterised `overparam-regsel` and `overparam-cleaning`.

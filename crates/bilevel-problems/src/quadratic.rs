@@ -1,4 +1,4 @@
-//! `quadratic`: the quadratic benchmark with a closed-form hyper-objective (PROBLEMS.md §D).
+//! `quadratic`: the quadratic benchmark with a closed-form hyper-objective (docs/PROBLEMS.md §D).
 
 use crate::affine::{gemv, rm, row_dot};
 use crate::error::{check_positive, ProblemError};

@@ -1,4 +1,4 @@
-//! `sphere`: the unit sphere of any dimension as lower-level solution set (PROBLEMS.md §A).
+//! `sphere`: the unit sphere of any dimension as lower-level solution set (docs/PROBLEMS.md §A).
 
 use crate::error::ProblemError;
 use crate::shell::{shell_grad, shell_hvp, shell_value};

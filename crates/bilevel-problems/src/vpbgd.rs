@@ -1,5 +1,5 @@
 //! `vpbgd-toy`: the penalty-method toy of the V-PBGD paper (Shen & Chen, "On Penalty-based
-//! Bilevel Gradient Descent Method", ICML 2023), PROBLEMS.md §C.
+//! Bilevel Gradient Descent Method", ICML 2023), docs/PROBLEMS.md §C.
 
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};

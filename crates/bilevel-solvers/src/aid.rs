@@ -1,5 +1,5 @@
 //! AID: approximate implicit differentiation (Pedregosa 2016; Ghadimi & Wang 2018; Ji et al.
-//! 2021), ALGORITHMS.md §3.
+//! 2021), docs/ALGORITHMS.md §3.
 //!
 //! Per outer iteration: `K` warm-started steps `y ← y − β ∇_y g`; `v` from `Q` CG (warm-started
 //! by default) or truncated Neumann steps on `H v = ∇_y f`; `x ← x − α (∇_x f − J v)`.

@@ -1,5 +1,5 @@
 //! BOME: Bilevel Optimization Made Easy (Liu, Ye, Wright, Stone & Liu, NeurIPS 2022), a
-//! first-order value-gap method, ALGORITHMS.md §4.
+//! first-order value-gap method, docs/ALGORITHMS.md §4.
 //!
 //! Per outer iteration at `(x, y)`:
 //!

@@ -1,5 +1,5 @@
 //! F2SA: fully first-order stochastic approximation (Kwon, Kwon, Wright & Nowak, ICML 2023),
-//! ALGORITHMS.md §4.
+//! docs/ALGORITHMS.md §4.
 //!
 //! Penalty Lagrangian `L_λ(x, y, z) = f(x, y) + λ(g(x, y) − g(x, z))`. Per outer iteration
 //! `t = 1, 2, …` (`t` = completed iterations + 1):

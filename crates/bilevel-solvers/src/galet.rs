@@ -1,5 +1,5 @@
 //! GALET: generalized alternating method for bilevel problems with a PL lower level (Xiao, Lu &
-//! Chen, NeurIPS 2023), ALGORITHMS.md §4.
+//! Chen, NeurIPS 2023), docs/ALGORITHMS.md §4.
 //!
 //! Per outer iteration at `x`:
 //!

@@ -1,5 +1,5 @@
 //! Exact implicit reference (as JAXopt's implicit differentiation with a tight inner solve),
-//! ALGORITHMS.md §3: the reference `φ(x)` and `∇φ(x)` for benchmarks.
+//! docs/ALGORITHMS.md §3: the reference `φ(x)` and `∇φ(x)` for benchmarks.
 //!
 //! Per outer iteration at `x`, warm-started from the previous `y`:
 //!

@@ -1,6 +1,6 @@
 //! ITD: iterative differentiation, reverse mode through `T` unrolled lower-level steps
 //! (Maclaurin, Duvenaud & Adams 2015; Franceschi et al. 2017; Ji, Yang & Liang 2021),
-//! ALGORITHMS.md §3.
+//! docs/ALGORITHMS.md §3.
 //!
 //! Per outer iteration, from the warm-started `y_0` (the previous iteration's `y_T`):
 //!

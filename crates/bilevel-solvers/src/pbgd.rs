@@ -1,5 +1,5 @@
 //! V-PBGD and G-PBGD: penalty-based bilevel gradient descent (Shen & Chen, "On Penalty-based
-//! Bilevel Gradient Descent Method", ICML 2023), ALGORITHMS.md §4.
+//! Bilevel Gradient Descent Method", ICML 2023), docs/ALGORITHMS.md §4.
 //!
 //! * `variant = "v-pbgd"` (default), value-function penalty `F_γ = f + γ(g − g*)`: each
 //!   iteration runs `T` GD steps on `g(x, ·)` from the warm-started `ω` (the previous `ω`; the

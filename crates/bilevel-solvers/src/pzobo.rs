@@ -1,6 +1,6 @@
 //! PZOBO: Hessian-free bilevel optimisation by zeroth-order estimates of the Jacobian of the
 //! `T`-step lower map (Sow, Ji & Liang, "On the Convergence Theory for Hessian-Free Bilevel
-//! Algorithms", NeurIPS 2022), ALGORITHMS.md §4.
+//! Algorithms", NeurIPS 2022), docs/ALGORITHMS.md §4.
 //!
 //! Per outer iteration at `x`, from a start `y_s`:
 //!

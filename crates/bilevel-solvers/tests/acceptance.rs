@@ -1,4 +1,4 @@
-//! Acceptance tests of the core issue against the exact answers of PROBLEMS.md §A.
+//! Acceptance tests of the core issue against the exact answers of docs/PROBLEMS.md §A.
 
 use bilevel_core::derivatives::relative_error;
 use bilevel_core::{Bilevel, Counted};
@@ -32,7 +32,7 @@ fn hgms(cfg: HgmsConfig, m: usize) -> Hgms<Vec<f64>> {
     Hgms::new(cfg, m)
 }
 
-/// PROBLEMS.md reference values, through the library, with analytic and dual-number products.
+/// docs/PROBLEMS.md reference values, through the library, with analytic and dual-number products.
 #[test]
 fn reference_values_are_reproduced() {
     for derivatives in [Derivatives::Analytic, Derivatives::Dual] {

@@ -1,5 +1,5 @@
 //! Acceptance tests of the first-order and classical family (issue 3) on the BOME toys and the
-//! quadratic benchmark, against the exact answers of PROBLEMS.md §B and §D.
+//! quadratic benchmark, against the exact answers of docs/PROBLEMS.md §B and §D.
 
 use bilevel_core::Bilevel;
 use bilevel_problems::ProblemConfig;

@@ -1,5 +1,5 @@
 //! `hyper-cleaning`: learn one weight per training sample so that a linear softmax classifier
-//! trained on corrupted labels does well on clean validation data (PROBLEMS.md §E.2).
+//! trained on corrupted labels does well on clean validation data (docs/PROBLEMS.md §E.2).
 
 use super::data::MlData;
 use super::kernels::{sigmoid, BatchEngine, Engine};

@@ -1,5 +1,5 @@
 //! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
-//! validation split (PROBLEMS.md §E.1).
+//! validation split (docs/PROBLEMS.md §E.1).
 
 use super::data::{Design, MlData};
 use super::kernels::{sigmoid, softplus, BatchEngine, BatchPass, Engine, ExpCache, Pass};

@@ -1,4 +1,4 @@
-//! Machine-learning bilevel problems on real data (PROBLEMS.md §E): regularisation selection
+//! Machine-learning bilevel problems on real data (docs/PROBLEMS.md §E): regularisation selection
 //! for logistic and multinomial regression, data hyper-cleaning, and over-parameterised variants
 //! whose lower level has a manifold of minimisers.
 //!

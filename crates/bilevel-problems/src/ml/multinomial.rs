@@ -1,5 +1,5 @@
 //! `regsel-multinomial`: L2 strengths per class or per feature of a softmax regression,
-//! selected on a validation split (PROBLEMS.md §E.1, multinomial version).
+//! selected on a validation split (docs/PROBLEMS.md §E.1, multinomial version).
 
 use super::data::{Design, MlData};
 use super::kernels::{BatchEngine, Engine, ExpCache};

@@ -1,4 +1,4 @@
-//! Over-parameterised lower levels (PROBLEMS.md §E.3): fewer training samples than parameters,
+//! Over-parameterised lower levels (docs/PROBLEMS.md §E.3): fewer training samples than parameters,
 //! so the training loss has a manifold of minimisers, and the optimistic selection differs from
 //! the point gradient descent reaches.
 //!

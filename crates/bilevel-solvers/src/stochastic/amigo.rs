@@ -1,5 +1,5 @@
 //! AmIGO: amortized implicit gradient optimization (Arbel & Mairal, "Amortized Implicit
-//! Differentiation for Stochastic Bilevel Optimization", ICLR 2022), ALGORITHMS.md §5.
+//! Differentiation for Stochastic Bilevel Optimization", ICLR 2022), docs/ALGORITHMS.md §5.
 //!
 //! One iteration `t`, every auxiliary variable warm-started from the previous iteration:
 //!

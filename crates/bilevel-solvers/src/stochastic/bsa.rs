@@ -1,5 +1,5 @@
 //! BSA: bilevel stochastic approximation (Ghadimi & Wang, "Approximation Methods for Bilevel
-//! Programming", arXiv:1802.02246, 2018), ALGORITHMS.md §5.
+//! Programming", arXiv:1802.02246, 2018), docs/ALGORITHMS.md §5.
 //!
 //! One iteration `t`:
 //!

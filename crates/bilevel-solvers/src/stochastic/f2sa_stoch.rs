@@ -1,7 +1,7 @@
 //! Stochastic F2SA: fully first-order stochastic approximation (Kwon, Kwon, Wright & Nowak, "A
 //! Fully First-Order Method for Stochastic Bilevel Optimization", ICML 2023), the minibatch
 //! version of [`crate::f2sa`] as in the reference benchmark (benchopt `benchmark_bilevel`,
-//! `solvers/f2sa.py`); ALGORITHMS.md §4–5.
+//! `solvers/f2sa.py`); docs/ALGORITHMS.md §4–5.
 //!
 //! Penalty Lagrangian `L_λ(x, y, z) = f(x, y) + λ(g(x, y) − g(x, z))`: `y` minimises
 //! `f + λg`, `z` minimises `g`, and `∇_x L_λ → ∇φ` as λ → ∞. One iteration `t` (0-based):

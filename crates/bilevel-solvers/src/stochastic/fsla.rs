@@ -1,5 +1,5 @@
 //! FSLA: Fully Single Loop Algorithm (Li, Gu & Huang, "A fully single loop algorithm for bilevel
-//! optimization without Hessian inverse", AAAI 2022), ALGORITHMS.md §5.
+//! optimization without Hessian inverse", AAAI 2022), docs/ALGORITHMS.md §5.
 //!
 //! One SGD step on `y`, one on the auxiliary `v ≈ H⁻¹∇_y f`, and a STORM-type momentum
 //! variance-reduced hypergradient evaluated at the new and at the previous point with the same

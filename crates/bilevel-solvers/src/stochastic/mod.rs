@@ -1,4 +1,4 @@
-//! Stochastic bilevel solvers for finite sums (ALGORITHMS.md §5).
+//! Stochastic bilevel solvers for finite sums (docs/ALGORITHMS.md §5).
 //!
 //! `g(x, y) = (1/n) Σ_i g_i(x, y) + r_g`, `f(x, y) = (1/m) Σ_j f_j(x, y) + r_f`, seen only through the
 //! minibatch oracles of [`Bilevel`] (`*_batch`, one counted call per batch evaluation; problems that

@@ -1,5 +1,5 @@
 //! MRBO: momentum-based recursive bilevel optimizer (Yang, Ji & Liang, "Provably Faster
-//! Algorithms for Bilevel Optimization", NeurIPS 2021, Algorithm 1), ALGORITHMS.md §5; the
+//! Algorithms for Bilevel Optimization", NeurIPS 2021, Algorithm 1), docs/ALGORITHMS.md §5; the
 //! recursion is shared with SUSTAIN ([`super::sustain`]).
 //!
 //! STORM-type momentum-recursive estimators `d_y ≈ ∇_y g` and `d_x ≈ ∇φ`, each corrected by the

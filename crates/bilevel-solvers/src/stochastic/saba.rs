@@ -1,6 +1,6 @@
 //! SABA: Stochastic Average Bilevel Algorithm (Dagréou, Ablin, Vaiter & Moreau, "A framework for
 //! bilevel optimization that enables stochastic and global variance reduction algorithms",
-//! NeurIPS 2022), ALGORITHMS.md §5.
+//! NeurIPS 2022), docs/ALGORITHMS.md §5.
 //!
 //! SOBA ([`super::soba`]) with each of its five directions replaced by a SAGA estimate. The
 //! samples of each level are cut into the sampler's contiguous chunks (`C_in = ⌈n/b⌉` for g,

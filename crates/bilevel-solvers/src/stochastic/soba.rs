@@ -1,5 +1,5 @@
 //! SOBA: StOchastic Bilevel Algorithm (Dagréou, Ablin, Vaiter & Moreau, NeurIPS 2022),
-//! ALGORITHMS.md §5.
+//! docs/ALGORITHMS.md §5.
 //!
 //! One iteration `t` with an inner batch `i` (g's samples) and an outer batch `j` (f's samples),
 //! every oracle at the current `(x, y, v)`:

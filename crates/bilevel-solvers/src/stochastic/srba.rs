@@ -1,6 +1,6 @@
 //! SRBA: Stochastic Recursive Bilevel Algorithm (Dagréou, Moreau, Vaiter & Ablin, "A lower bound
 //! and a near-optimal algorithm for bilevel empirical risk minimization", AISTATS 2024,
-//! arXiv:2302.08766), ALGORITHMS.md §5.
+//! arXiv:2302.08766), docs/ALGORITHMS.md §5.
 //!
 //! SARAH's recursive estimates on SOBA's three directions at `z = (y, v, x)`:
 //! `D_y = ∇_y g`, `D_v = H v − ∇_y f`, `D_x = ∇_x f − J v`. Iteration `t`:

@@ -1,5 +1,5 @@
 //! StocBiO: stochastic bilevel optimizer (Ji, Yang & Liang, "Bilevel Optimization: Convergence
-//! Analysis and Enhanced Design", ICML 2021), ALGORITHMS.md §5; also the building blocks shared
+//! Analysis and Enhanced Design", ICML 2021), docs/ALGORITHMS.md §5; also the building blocks shared
 //! by the other double-loop and Neumann-based solvers (BSA, TTSA, MRBO, SUSTAIN, AmIGO).
 //!
 //! One iteration `t`:

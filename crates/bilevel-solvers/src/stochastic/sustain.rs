@@ -1,6 +1,6 @@
 //! SUSTAIN: single-timescale double-momentum stochastic bilevel optimization (Khanduri, Zeng,
 //! Hong, Wai, Wang & Yang, "A Near-Optimal Algorithm for Stochastic Bilevel Optimization via
-//! Double-Momentum", NeurIPS 2021), ALGORITHMS.md §5.
+//! Double-Momentum", NeurIPS 2021), docs/ALGORITHMS.md §5.
 //!
 //! The momentum-recursive structure of MRBO ([`super::mrbo`]): with a lower batch `i`, an upper
 //! batch `j` and the same HVP batches at the new iterate `z_t` and the previous one `z_{t−1}`,

@@ -1,6 +1,6 @@
 //! TTSA: two-timescale stochastic approximation (Hong, Wai, Wang & Yang, "A Two-Timescale
 //! Stochastic Algorithm Framework for Bilevel Optimization: Complexity Analysis and Application
-//! to Actor-Critic", SIAM J. Optim. 2023), ALGORITHMS.md §5.
+//! to Actor-Critic", SIAM J. Optim. 2023), docs/ALGORITHMS.md §5.
 //!
 //! One iteration `t`, single loop:
 //!

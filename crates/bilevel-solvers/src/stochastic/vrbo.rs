@@ -1,5 +1,5 @@
 //! VRBO: Variance-Reduced Bilevel Optimizer (Yang, Ji & Liang, "Provably faster algorithms for
-//! bilevel optimization", NeurIPS 2021, Algorithm 2), ALGORITHMS.md §5.
+//! bilevel optimization", NeurIPS 2021, Algorithm 2), docs/ALGORITHMS.md §5.
 //!
 //! SPIDER estimates `u ≈ ∇_y g` and `w ≈ ∇̂φ` anchored at the point `z̄ = (x̄, ȳ)` where they were
 //! last updated, with the Neumann hypergradient estimate
