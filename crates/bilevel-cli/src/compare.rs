@@ -328,6 +328,7 @@ pub fn compare_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<
                 solver,
                 budget: budget.clone(),
                 output: output.clone(),
+                built: None,
             };
             let dir = out.join(format!("{label}/seed-{seed}"));
             let ex = execute(&cfg, &dir, false, &format!("{label} seed {seed}"))?;

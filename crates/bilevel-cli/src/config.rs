@@ -17,11 +17,12 @@
 //! diagnostics_every = 1
 //! ```
 
-use bilevel_problems::ProblemConfig;
+use bilevel_problems::{BuiltProblem, ProblemConfig};
 use bilevel_solvers::executor::Budget;
 pub use bilevel_solvers::registry::SolverConfig;
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Most vector entries a solver may be configured to store (5·10⁸ f64, 4 GB).
 pub const MAX_STORED_ENTRIES: u64 = 500_000_000;
@@ -107,6 +108,21 @@ pub struct RunConfig {
     /// Outputs.
     #[serde(default)]
     pub output: OutputConfig,
+    /// The problem as built while validating the configuration ([`parse_at`]), so that a run
+    /// builds it (and loads its data) once; `None` where a configuration is assembled in code,
+    /// and then [`RunConfig::built_problem`] builds it.
+    #[serde(skip)]
+    pub built: Option<Arc<BuiltProblem>>,
+}
+
+impl RunConfig {
+    /// The built problem: the one validation built, or a new one.
+    pub fn built_problem(&self) -> Result<Arc<BuiltProblem>, bilevel_problems::ProblemError> {
+        match &self.built {
+            Some(b) => Ok(Arc::clone(b)),
+            None => self.problem.build().map(Arc::new),
+        }
+    }
 }
 
 /// A configuration error, already formatted as `FILE:LINE: field: message`.
@@ -282,8 +298,10 @@ pub fn parse_at(text: &str, origin: &str, base: &Path) -> Result<RunConfig, Conf
         }
     }
 
-    // Building the problem validates its parameters (vector lengths, positivity).
-    cfg.problem.build().map_err(|e| semantic(e.to_string()))?;
+    // Building the problem validates its parameters (vector lengths, positivity); the run uses
+    // this build.
+    let built = cfg.problem.build().map_err(|e| semantic(e.to_string()))?;
+    cfg.built = Some(Arc::new(built));
     Ok(cfg)
 }
 

@@ -246,8 +246,7 @@ pub fn hypergrad_command(
 ) -> Result<(), Failure> {
     let (cfg, _) = config::load(path).map_err(|e| Failure::config(e.0))?;
     let built = cfg
-        .problem
-        .build()
+        .built_problem()
         .map_err(|e| Failure::config(e.to_string()))?;
     let out = evaluate(&cfg, &built, repeats)?;
     if let Some(dir) = export_dir {

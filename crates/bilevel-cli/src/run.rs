@@ -282,8 +282,7 @@ pub fn execute(
     label: &str,
 ) -> Result<Executed, Failure> {
     let built = cfg
-        .problem
-        .build()
+        .built_problem()
         .map_err(|e| Failure::config(e.to_string()))?;
     let problem: &DynProblem = built.problem.as_ref();
     crate::config::check_solver_memory(&cfg.solver, problem.dim_y()).map_err(Failure::config)?;
