@@ -313,8 +313,14 @@ impl KnownCorpus {
     /// GSM8K: the split's file is in [`gsm8k_dir`]).
     pub fn is_present(&self, cache: &Path) -> bool {
         match self.name {
-            "gsm8k-train" => gsm8k_dir().join(Gsm8kSplit::Train.file_name()).is_file(),
-            "gsm8k-test" => gsm8k_dir().join(Gsm8kSplit::Test.file_name()).is_file(),
+            "gsm8k-train" | "gsm8k-test" => {
+                let split = if self.name == "gsm8k-train" {
+                    Gsm8kSplit::Train
+                } else {
+                    Gsm8kSplit::Test
+                };
+                gsm8k_override_dir().is_none_or(|d| d.join(split.file_name()).is_file())
+            }
             _ => self.dir_in(cache).join(DOCUMENTS_FILE).is_file(),
         }
     }
@@ -656,28 +662,52 @@ impl Gsm8kExample {
     }
 }
 
-/// The folder holding GSM8K: `$BILEVEL_GSM8K_DIR` when set (and not empty), else the repository's
-/// `data/gsm8k` (found from this crate's source folder at compile time).
-pub fn gsm8k_dir() -> PathBuf {
-    match std::env::var_os("BILEVEL_GSM8K_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-            // crates/bilevel-data -> the repository root.
-            let root = crate_dir.ancestors().nth(2).unwrap_or(crate_dir);
-            root.join("data").join("gsm8k")
-        }
-    }
+/// The committed GSM8K splits (`data/gsm8k`, MIT licence), embedded at build time so that an
+/// installed `bilevel` finds them from any folder, with no path into the source tree.
+const EMBEDDED_GSM8K_TRAIN: &[u8] = include_bytes!("../../../data/gsm8k/train.jsonl");
+const EMBEDDED_GSM8K_TEST: &[u8] = include_bytes!("../../../data/gsm8k/test.jsonl");
+
+/// The override folder for GSM8K: `$BILEVEL_GSM8K_DIR` when set and not empty (a folder holding
+/// `train.jsonl` and `test.jsonl`); `None` means the copy embedded in the binary.
+pub fn gsm8k_override_dir() -> Option<PathBuf> {
+    std::env::var_os("BILEVEL_GSM8K_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
-/// The GSM8K examples of `split` from the committed copy ([`gsm8k_dir`]), in file order.
+/// Where GSM8K is read from, for messages: the override folder ([`gsm8k_override_dir`]), else the
+/// repository's `data/gsm8k` (whose files are embedded in the binary, so it need not exist at
+/// run time).
+pub fn gsm8k_dir() -> PathBuf {
+    gsm8k_override_dir().unwrap_or_else(|| {
+        let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // crates/bilevel-data -> the repository root.
+        let root = crate_dir.ancestors().nth(2).unwrap_or(crate_dir);
+        root.join("data").join("gsm8k")
+    })
+}
+
+/// The GSM8K examples of `split`, in file order: from `$BILEVEL_GSM8K_DIR` when set, else from
+/// the copy embedded at build time.
 ///
-/// Errors: [`DataError::NoSuchDir`] when the folder is missing (naming it and
+/// Errors: [`DataError::NoSuchDir`] when the override folder is missing (naming it and
 /// `BILEVEL_GSM8K_DIR`), [`DataError::Io`] naming a missing file, [`DataError::NotUtf8`], or
 /// [`DataError::Invalid`] naming the line of a record that is not
 /// `{"question": "…", "answer": "…"}` with non-empty strings.
 pub fn gsm8k_examples(split: Gsm8kSplit) -> Result<Vec<Gsm8kExample>> {
-    gsm8k_examples_in(&gsm8k_dir(), split)
+    match gsm8k_override_dir() {
+        Some(dir) => gsm8k_examples_in(&dir, split),
+        None => {
+            let bytes = match split {
+                Gsm8kSplit::Train => EMBEDDED_GSM8K_TRAIN,
+                Gsm8kSplit::Test => EMBEDDED_GSM8K_TEST,
+            };
+            parse_gsm8k(
+                bytes,
+                &format!("(embedded) data/gsm8k/{}", split.file_name()),
+            )
+        }
+    }
 }
 
 /// GSM8K examples of `split` as documents, each [`Gsm8kExample::document`]:
@@ -694,8 +724,8 @@ fn gsm8k_examples_in(dir: &Path, split: Gsm8kSplit) -> Result<Vec<Gsm8kExample>>
         return Err(DataError::NoSuchDir {
             source_name: split.name().to_string(),
             path: dir.to_path_buf(),
-            hint: "; GSM8K is committed in the repository's data/gsm8k, or set \
-                   BILEVEL_GSM8K_DIR to a folder holding train.jsonl and test.jsonl"
+            hint: "; BILEVEL_GSM8K_DIR must name a folder holding train.jsonl and test.jsonl \
+                   (unset it to use the copy embedded in the binary)"
                 .to_string(),
         });
     }
@@ -705,7 +735,13 @@ fn gsm8k_examples_in(dir: &Path, split: Gsm8kSplit) -> Result<Vec<Gsm8kExample>>
         source_name: name.clone(),
         source,
     })?;
-    let text = utf8(&bytes, &name)?;
+    parse_gsm8k(&bytes, &name)
+}
+
+/// GSM8K records, one JSON object `{"question", "answer"}` per line, read from `name`.
+fn parse_gsm8k(bytes: &[u8], name: &str) -> Result<Vec<Gsm8kExample>> {
+    let name = name.to_string();
+    let text = utf8(bytes, &name)?;
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         if raw.trim().is_empty() {
@@ -850,6 +886,16 @@ mod tests {
         let train = gsm8k_examples(Gsm8kSplit::Train).unwrap();
         let test = gsm8k_examples(Gsm8kSplit::Test).unwrap();
         assert_eq!((train.len(), test.len()), (7473, 1319));
+        // The embedded copy is the repository's data/gsm8k, record for record.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/gsm8k");
+        for (split, embedded) in [(Gsm8kSplit::Train, &train), (Gsm8kSplit::Test, &test)] {
+            let files = gsm8k_examples_in(&repo, split).unwrap();
+            assert_eq!(files.len(), embedded.len());
+            assert!(files
+                .iter()
+                .zip(embedded.iter())
+                .all(|(a, b)| a.question == b.question && a.answer == b.answer));
+        }
         assert!(train
             .iter()
             .chain(&test)

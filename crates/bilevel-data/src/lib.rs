@@ -35,8 +35,9 @@ mod text;
 
 pub use arff::{load_arff, load_arff_file, ArffOptions};
 pub use corpus::{
-    fetchable_corpora, gsm8k, gsm8k_dir, gsm8k_examples, known_corpora, known_corpus, load_corpus,
-    load_named_corpus, Corpus, CorpusOrigin, CorpusSpec, Gsm8kExample, Gsm8kSplit, KnownCorpus,
+    fetchable_corpora, gsm8k, gsm8k_dir, gsm8k_examples, gsm8k_override_dir, known_corpora,
+    known_corpus, load_corpus, load_named_corpus, Corpus, CorpusOrigin, CorpusSpec, Gsm8kExample,
+    Gsm8kSplit, KnownCorpus,
 };
 pub use csv::{load_csv, load_csv_file, CsvOptions, LabelColumn};
 pub use error::{DataError, Result};
