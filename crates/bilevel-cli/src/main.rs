@@ -15,6 +15,8 @@
 //! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage, 3 warnings
 //! under `--strict`.
 
+#![deny(missing_docs)]
+
 mod bench;
 mod compare;
 mod config;

@@ -11,6 +11,8 @@
 //! retrain from scratch on each learned mixture with several seeds, evaluate on the target's
 //! test split and on every source's held-out split.
 
+#![deny(missing_docs)]
+
 pub mod budget;
 pub mod data;
 mod error;

@@ -17,6 +17,8 @@
 //! binary does) before any backward on any thread; [`derivatives::hvp`] refuses to run when
 //! it is not set instead of silently returning zeros.
 
+#![deny(missing_docs)]
+
 pub mod bpe;
 pub mod derivatives;
 mod error;
