@@ -17,7 +17,7 @@
 //! reported as `problem.FIELD: explanation (got VALUE)`.
 
 use crate::affine::Affine;
-use crate::bome::{Coreset, Minimax, NonSingleton};
+use crate::bome_toys::{Coreset, Minimax, NonSingleton};
 use crate::circle::{CircleCenter, CircleRadius};
 use crate::error::{check_vector, ProblemError};
 use crate::holder::Holder;
@@ -28,7 +28,7 @@ use crate::ml::config::{
 };
 use crate::quadratic::{Quadratic, QuadraticParams};
 use crate::sphere::Sphere;
-use crate::vpbgd::VpbgdToy;
+use crate::vpbgd_toy::VpbgdToy;
 use crate::wrapper::{Derivatives, ProblemDef, WithDerivatives};
 use bilevel_core::derivatives::DEFAULT_FD_EPS;
 use bilevel_core::Bilevel;

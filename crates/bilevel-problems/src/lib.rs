@@ -30,7 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod affine;
-pub mod bome;
+pub mod bome_toys;
 pub mod circle;
 pub mod config;
 pub mod error;
@@ -40,14 +40,14 @@ pub mod ml;
 pub mod quadratic;
 mod shell;
 pub mod sphere;
-pub mod vpbgd;
+pub mod vpbgd_toy;
 pub mod wrapper;
 
 #[cfg(test)]
 mod testing;
 
 pub use affine::Affine;
-pub use bome::{Coreset, Minimax, NonSingleton};
+pub use bome_toys::{Coreset, Minimax, NonSingleton};
 pub use circle::{CircleCenter, CircleRadius};
 pub use config::{
     catalogue, AffineConfig, BuiltProblem, CircleCenterConfig, CircleRadiusConfig,
@@ -68,5 +68,5 @@ pub use ml::{
 };
 pub use quadratic::{AveragedMatrices, Level, Quadratic, QuadraticParams, SampleFactors};
 pub use sphere::Sphere;
-pub use vpbgd::VpbgdToy;
+pub use vpbgd_toy::VpbgdToy;
 pub use wrapper::{Derivatives, ProblemDef, WithDerivatives};
