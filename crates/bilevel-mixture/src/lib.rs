@@ -10,6 +10,19 @@
 //! one currency ([`Budget`]: tokens × passes); [`experiment`] runs the protocol: reweight,
 //! retrain from scratch on each learned mixture with several seeds, evaluate on the target's
 //! test split and on every source's held-out split.
+//!
+//! **Where this crate differs from `bilevel-solvers`, and why.** The lower level here is a candle
+//! model trained by AdamW on token batches, not a `Bilevel` oracle on host vectors, so the
+//! solvers' executor does not run it; three pieces exist beside their solver counterparts:
+//! * [`methods::LogitAdam`] is the same Adam update as the solvers' upper optimiser
+//!   (`x ← x − lr m̂/(√v̂ + 10⁻⁸)`, β = 0.9, 0.999) on the N logits; it is kept local so that this
+//!   crate does not depend on `bilevel-solvers` for twenty lines (a shared optimiser would move to
+//!   `bilevel-core`).
+//! * [`Budget`] counts **token-passes** (forward T, gradient 3T, HVP 6T), the currency in which
+//!   language-model methods are compared at matched cost; the solvers' budget counts oracle calls
+//!   and gradient-equivalents of problems whose oracles have no token count.
+//! * [`snapshot`] stores model weights (safetensors) with the method state, where a solver's
+//!   checkpoint is a JSON value of host vectors.
 
 #![deny(missing_docs)]
 
