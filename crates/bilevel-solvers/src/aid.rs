@@ -6,9 +6,10 @@
 //! No selection: at a non-optimistic point of a solution manifold this is the gradient of the
 //! gradient-descent-selection objective, which the kernel-component diagnostic reveals.
 
-use crate::hgms::{restore_upper, validate_hypergrad};
+use crate::checkpoint::restore_upper;
 use crate::lower::descend;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::validate_hypergrad;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::hypergrad::{HypergradOptions, HypergradientSolver, LinearSolverKind};
 use bilevel_core::{Bilevel, Counted, Vector};

@@ -17,10 +17,10 @@
 //! are taken at the `y` the direction was computed at; `extra` holds `lambda`, `q` and
 //! `grad_q_norm`. Cost: `T + 3` gradients and two `g` values per iteration, no HVP.
 
-use crate::hgms::restore_upper;
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::{Deserialize, Serialize};

@@ -15,9 +15,9 @@
 //! are constant. ξ is `upper.lr`. `z` starts at the `y` of the first call; `z` and `λ` are saved
 //! in checkpoints. `extra` reports `lambda` (the value used for this direction). No HVP.
 
-use crate::hgms::restore_upper;
-use crate::itd::{nonnegative, positive};
+use crate::checkpoint::restore_upper;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::{nonnegative, positive};
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

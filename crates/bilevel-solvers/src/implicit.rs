@@ -19,9 +19,10 @@
 //! heuristic (projected Newton without active-set handling). `extra` reports `newton_steps` and
 //! `fallback_steps` (gradient steps taken instead of Newton steps).
 
-use crate::hgms::{restore_upper, validate_hypergrad};
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
+use crate::validate::validate_hypergrad;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::hypergrad::{HypergradOptions, HypergradientSolver, LinearSolverKind};
 use bilevel_core::krylov::{cg, CgWorkspace, KrylovOptions};

@@ -48,6 +48,7 @@
 
 pub mod aid;
 pub mod bome;
+mod checkpoint;
 pub mod executor;
 pub mod f2sa;
 pub mod galet;
@@ -60,6 +61,7 @@ pub mod pbgd;
 pub mod pzobo;
 pub mod stochastic;
 pub mod upper;
+pub mod validate;
 
 #[cfg(test)]
 mod testutil;

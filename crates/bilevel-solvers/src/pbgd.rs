@@ -22,10 +22,10 @@
 //! the `y` the direction was computed at; `extra` holds `gamma` and `gap` (`g(x, y) − g(x, ω)`,
 //! V-PBGD) or `grad_g_norm_sq` (G-PBGD).
 
-use crate::hgms::restore_upper;
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
