@@ -202,9 +202,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
         } else {
             f64::INFINITY
         };
-        state
-            .y
-            .axpy(-self.upper.config.lr * self.step_scale, &wk.fy);
+        state.y.axpy(-self.upper.lr() * self.step_scale, &wk.fy);
         p.project_y(&mut state.y);
         Ok(StepReport {
             f,

@@ -228,8 +228,8 @@ where
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
         let cfg = &self.config;
         let t = state.iteration + 1;
-        self.upper.config.lr = cfg.schedule(cfg.upper.lr, cfg.decay_x, t);
-        self.upper.step(&mut state.x, h);
+        let lr = cfg.schedule(cfg.upper.lr, cfg.decay_x, t);
+        self.upper.step_with(lr, &mut state.x, h);
         self.lambda += cfg.schedule(cfg.lambda_step, cfg.decay_lambda, t);
         if let Some(cap) = cfg.lambda_max {
             self.lambda = self.lambda.min(cap);

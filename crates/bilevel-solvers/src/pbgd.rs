@@ -216,7 +216,7 @@ where
         let lower_grad_norm = wk.gy.norm();
         // Stationarity of the penalised problem: the joint direction (x and y parts).
         let stationarity = (bilevel_core::vector::dot(&h, &h) + wk.fy.dot(&wk.fy)).sqrt();
-        state.y.axpy(-self.upper.config.lr, &wk.fy);
+        state.y.axpy(-self.upper.lr(), &wk.fy);
         p.project_y(&mut state.y);
         Ok(StepReport {
             f,
