@@ -221,6 +221,10 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
         })
     }
 
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
+    }
+
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
         if self.step_scale == 1.0 {
             self.upper.step(&mut state.x, h);

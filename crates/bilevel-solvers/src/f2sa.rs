@@ -225,6 +225,10 @@ where
         })
     }
 
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
+    }
+
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
         let cfg = &self.config;
         let t = state.iteration + 1;

@@ -150,8 +150,8 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Itd<P::Y> {
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

@@ -229,8 +229,8 @@ where
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

@@ -345,7 +345,10 @@ impl<P: Bilevel + ?Sized, S: StochasticStep<P>> BilevelSolver<P> for Stochastic<
         })
     }
 
-    fn upper_step(&mut self, _state: &mut State<P::Y>, _h: &[f64]) {}
+    /// `x` moved inside `hypergradient` (the stochastic step).
+    fn upper_optimizer(&mut self) -> Option<&mut crate::upper::UpperOptimizer> {
+        None
+    }
 
     fn estimates_hypergradient(&self) -> bool {
         self.step.estimates_hypergradient()
