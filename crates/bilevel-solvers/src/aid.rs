@@ -6,9 +6,10 @@
 //! No selection: at a non-optimistic point of a solution manifold this is the gradient of the
 //! gradient-descent-selection objective, which the kernel-component diagnostic reveals.
 
-use crate::hgms::{restore_upper, validate_hypergrad};
+use crate::checkpoint::restore_upper;
 use crate::lower::descend;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::validate_hypergrad;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::hypergrad::{HypergradOptions, HypergradientSolver, LinearSolverKind};
 use bilevel_core::{Bilevel, Counted, Vector};
@@ -151,8 +152,8 @@ where
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     /// The upper optimiser and the linear solve's warm start `v` (with `warm_start`, the next

@@ -17,10 +17,10 @@
 //! are taken at the `y` the direction was computed at; `extra` holds `lambda`, `q` and
 //! `grad_q_norm`. Cost: `T + 3` gradients and two `g` values per iteration, no HVP.
 
-use crate::hgms::restore_upper;
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::{Deserialize, Serialize};
@@ -202,9 +202,7 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
         } else {
             f64::INFINITY
         };
-        state
-            .y
-            .axpy(-self.upper.config.lr * self.step_scale, &wk.fy);
+        state.y.axpy(-self.upper.lr() * self.step_scale, &wk.fy);
         p.project_y(&mut state.y);
         Ok(StepReport {
             f,
@@ -221,6 +219,10 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Bome<P::Y> {
             stationarity: Some(stationarity),
             ..StepReport::default()
         })
+    }
+
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {

@@ -15,9 +15,9 @@
 //! are constant. ξ is `upper.lr`. `z` starts at the `y` of the first call; `z` and `λ` are saved
 //! in checkpoints. `extra` reports `lambda` (the value used for this direction). No HVP.
 
-use crate::hgms::restore_upper;
-use crate::itd::{nonnegative, positive};
+use crate::checkpoint::restore_upper;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::{nonnegative, positive};
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
@@ -225,11 +225,15 @@ where
         })
     }
 
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
+    }
+
     fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
         let cfg = &self.config;
         let t = state.iteration + 1;
-        self.upper.config.lr = cfg.schedule(cfg.upper.lr, cfg.decay_x, t);
-        self.upper.step(&mut state.x, h);
+        let lr = cfg.schedule(cfg.upper.lr, cfg.decay_x, t);
+        self.upper.step_with(lr, &mut state.x, h);
         self.lambda += cfg.schedule(cfg.lambda_step, cfg.decay_lambda, t);
         if let Some(cap) = cfg.lambda_max {
             self.lambda = self.lambda.min(cap);

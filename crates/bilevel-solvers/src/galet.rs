@@ -13,10 +13,10 @@
 //! No explicit selection: GALET reaches KKT points of `min f s.t. ∇_y g = 0`. `w` is saved in
 //! checkpoints. `extra` reports `w_residual`, `‖H w + ∇_y f‖` before the last `w` step.
 
-use crate::hgms::restore_upper;
-use crate::itd::{nonnegative, positive};
+use crate::checkpoint::restore_upper;
 use crate::lower::descend;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::{nonnegative, positive};
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
@@ -165,8 +165,8 @@ where
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

@@ -33,8 +33,10 @@
 //! The paper (Masiha, Shen, Kiyavash, He 2026) was available to us only as an abstract; the
 //! selection strategies and checks are our construction from its structure and the mathematics.
 
+use crate::checkpoint::restore_upper;
 use crate::lower::{LowerOutcome, LowerSolver, LowerStatus, StepSize};
 use crate::upper::{UpperConfig, UpperOptimizer};
+pub use crate::validate::{check_count, validate_hypergrad, MAX_COUNT, MAX_KRYLOV_DIM};
 use crate::warnings as codes;
 use crate::{
     BilevelSolver, ChecksReport, SelectionReport, SolverError, State, StepReport, Warning,
@@ -213,12 +215,6 @@ impl Default for HgmsConfig {
     }
 }
 
-/// Largest accepted iteration-count knob (steps, Krylov and Lanczos limits, starts): beyond it a
-/// configuration error, not an allocation failure or a run that never ends.
-pub const MAX_COUNT: usize = 10_000_000;
-/// Largest accepted Krylov/Lanczos dimension limit (their bases hold that many vectors of dim y).
-pub const MAX_KRYLOV_DIM: usize = 100_000;
-
 impl HgmsConfig {
     /// Check every value; errors name the field (prefixed by `prefix`, e.g. `solver`).
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
@@ -301,50 +297,6 @@ impl HgmsConfig {
         validate_hypergrad(&self.hypergradient, &format!("{prefix}.hypergradient"))?;
         self.upper.validate(&format!("{prefix}.upper"))
     }
-}
-
-/// `v ≤ cap`, else an error naming the field and the cap.
-pub fn check_count(prefix: &str, name: &str, v: usize, cap: usize) -> Result<(), String> {
-    if v > cap {
-        return Err(format!("{prefix}.{name}: must be at most {cap} (got {v})"));
-    }
-    Ok(())
-}
-
-/// Validate linear-solve options; errors name the field.
-pub fn validate_hypergrad(h: &HypergradOptions, prefix: &str) -> Result<(), String> {
-    if !(h.shift >= 0.0 && h.shift.is_finite()) {
-        return Err(format!("{prefix}.shift: must be ≥ 0 (got {})", h.shift));
-    }
-    if h.rtol.is_nan() || h.rtol <= 0.0 {
-        return Err(format!("{prefix}.rtol: must be positive (got {})", h.rtol));
-    }
-    if !(h.neumann_eta > 0.0 && h.neumann_eta.is_finite()) {
-        return Err(format!(
-            "{prefix}.neumann_eta: must be positive (got {})",
-            h.neumann_eta
-        ));
-    }
-    if !(h.diagnostics.null_rtol > 0.0 && h.diagnostics.null_rtol < 1.0) {
-        return Err(format!(
-            "{prefix}.diagnostics.null_rtol: must lie in (0, 1) (got {})",
-            h.diagnostics.null_rtol
-        ));
-    }
-    check_count(prefix, "max_iter", h.max_iter, MAX_COUNT)?;
-    check_count(
-        prefix,
-        "diagnostics.lanczos_max_iter",
-        h.diagnostics.lanczos_max_iter,
-        MAX_KRYLOV_DIM,
-    )?;
-    check_count(
-        prefix,
-        "diagnostics.sketch_max_columns",
-        h.diagnostics.sketch_max_columns,
-        MAX_KRYLOV_DIM,
-    )?;
-    Ok(())
 }
 
 /// Buffers reused across iterations.
@@ -1278,8 +1230,8 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Hgms<P::Y> {
         }
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {
@@ -1440,26 +1392,6 @@ pub const KERNEL_RTOL: f64 = 1e-6;
 /// A smallest tangent curvature below this fraction of its terms' size (or terms that vanish)
 /// is degenerate (`selection-degenerate`).
 pub const DEGENERATE_RTOL: f64 = 1e-8;
-
-/// Restore an [`UpperOptimizer`] saved under key `upper`, keeping the configured step rule.
-pub(crate) fn restore_upper(
-    upper: &mut UpperOptimizer,
-    saved: &serde_json::Value,
-) -> Result<(), SolverError> {
-    let u: UpperOptimizer = serde_json::from_value(saved["upper"].clone())
-        .map_err(|e| SolverError::Checkpoint(format!("upper optimizer state: {e}")))?;
-    if u.m.len() != upper.m.len() {
-        return Err(SolverError::Checkpoint(format!(
-            "upper optimizer has {} entries, problem has {}",
-            u.m.len(),
-            upper.m.len()
-        )));
-    }
-    upper.m = u.m;
-    upper.s = u.s;
-    upper.t = u.t;
-    Ok(())
-}
 
 /// Armijo gradient descent on `F = f + g/σ` from `y`; returns the steps taken.
 fn penalty_stage<P: Bilevel + ?Sized>(

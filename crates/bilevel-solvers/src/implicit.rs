@@ -19,9 +19,10 @@
 //! heuristic (projected Newton without active-set handling). `extra` reports `newton_steps` and
 //! `fallback_steps` (gradient steps taken instead of Newton steps).
 
-use crate::hgms::{restore_upper, validate_hypergrad};
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
+use crate::validate::validate_hypergrad;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::hypergrad::{HypergradOptions, HypergradientSolver, LinearSolverKind};
 use bilevel_core::krylov::{cg, CgWorkspace, KrylovOptions};
@@ -287,8 +288,8 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Implicit<P::Y> {
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

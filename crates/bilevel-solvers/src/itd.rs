@@ -15,8 +15,9 @@
 //! projection's Jacobian (exact wherever the box constraints are inactive). Cost per iteration:
 //! `T + 1` lower gradients, one upper gradient, `T` HVPs and `T` cross products.
 
-use crate::hgms::restore_upper;
+use crate::checkpoint::restore_upper;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::{Deserialize, Serialize};
@@ -48,26 +49,6 @@ impl ItdConfig {
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         positive(prefix, "lower_lr", self.lower_lr)?;
         self.upper.validate(&format!("{prefix}.upper"))
-    }
-}
-
-/// `Err` naming `{prefix}.{name}` unless `v` is a positive finite number.
-pub(crate) fn positive(prefix: &str, name: &str, v: f64) -> Result<(), String> {
-    if v > 0.0 && v.is_finite() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{prefix}.{name}: must be a positive number (got {v})"
-        ))
-    }
-}
-
-/// `Err` naming `{prefix}.{name}` unless `v` is a finite number ≥ 0.
-pub(crate) fn nonnegative(prefix: &str, name: &str, v: f64) -> Result<(), String> {
-    if v >= 0.0 && v.is_finite() {
-        Ok(())
-    } else {
-        Err(format!("{prefix}.{name}: must be ≥ 0 (got {v})"))
     }
 }
 
@@ -169,8 +150,8 @@ impl<P: Bilevel + ?Sized> BilevelSolver<P> for Itd<P::Y> {
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

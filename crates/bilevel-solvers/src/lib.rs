@@ -48,6 +48,7 @@
 
 pub mod aid;
 pub mod bome;
+mod checkpoint;
 pub mod executor;
 pub mod f2sa;
 pub mod galet;
@@ -61,6 +62,7 @@ pub mod pzobo;
 pub mod registry;
 pub mod stochastic;
 pub mod upper;
+pub mod validate;
 
 #[cfg(test)]
 mod testutil;
@@ -389,8 +391,17 @@ pub trait BilevelSolver<P: Bilevel + ?Sized> {
         state: &mut State<P::Y>,
         with_diagnostics: bool,
     ) -> Result<StepReport, SolverError>;
-    /// Upper-level step with the hypergradient `h`.
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]);
+    /// The optimiser that moves `x` (`x ← Π(x − α h)`, or Adam), or `None` for solvers that move
+    /// `x` inside `hypergradient` (the stochastic ones).
+    fn upper_optimizer(&mut self) -> Option<&mut upper::UpperOptimizer>;
+    /// Upper-level step with the hypergradient `h`: by default one step of
+    /// [`BilevelSolver::upper_optimizer`] (none where it is `None`); BOME (scaled `h`) and F2SA
+    /// (scheduled step, λ update) override it.
+    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
+        if let Some(upper) = self.upper_optimizer() {
+            upper.step(&mut state.x, h);
+        }
+    }
     /// Whether the `hypergradient` of one evaluation estimates ∇φ at `state.x` (`true`), or is
     /// the x-part of a joint or penalty step (BOME, PBGD, F2SA), which `bilevel hypergrad` then
     /// flags `not-a-hypergradient`.

@@ -22,10 +22,10 @@
 //! the `y` the direction was computed at; `extra` holds `gamma` and `gap` (`g(x, y) − g(x, ω)`,
 //! V-PBGD) or `grad_g_norm_sq` (G-PBGD).
 
-use crate::hgms::restore_upper;
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
@@ -216,7 +216,7 @@ where
         let lower_grad_norm = wk.gy.norm();
         // Stationarity of the penalised problem: the joint direction (x and y parts).
         let stationarity = (bilevel_core::vector::dot(&h, &h) + wk.fy.dot(&wk.fy)).sqrt();
-        state.y.axpy(-self.upper.config.lr, &wk.fy);
+        state.y.axpy(-self.upper.lr(), &wk.fy);
         p.project_y(&mut state.y);
         Ok(StepReport {
             f,
@@ -230,8 +230,8 @@ where
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

@@ -24,10 +24,10 @@
 //! gives the same trace, including after a resume. Cost: `(Q + 1) T` lower gradients, one upper
 //! gradient and one more lower gradient (for the reported gap) per iteration; no HVP.
 
-use crate::hgms::restore_upper;
-use crate::itd::positive;
+use crate::checkpoint::restore_upper;
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::rng::Rng;
 use bilevel_core::{Bilevel, Counted, Vector};
@@ -229,8 +229,8 @@ where
         })
     }
 
-    fn upper_step(&mut self, state: &mut State<P::Y>, h: &[f64]) {
-        self.upper.step(&mut state.x, h);
+    fn upper_optimizer(&mut self) -> Option<&mut UpperOptimizer> {
+        Some(&mut self.upper)
     }
 
     fn checkpoint(&self) -> serde_json::Value {

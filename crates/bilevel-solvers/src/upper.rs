@@ -105,14 +105,25 @@ impl UpperOptimizer {
         x.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
     }
 
-    /// One step with hypergradient `h`, then projection.
+    /// The configured step size α (`upper.lr`).
+    pub fn lr(&self) -> f64 {
+        self.config.lr
+    }
+
+    /// One step with hypergradient `h` and the configured step size α, then projection.
     pub fn step(&mut self, x: &mut [f64], h: &[f64]) {
+        self.step_with(self.config.lr, x, h);
+    }
+
+    /// One step with hypergradient `h` and step size `lr` in place of α (a schedule `α_t`),
+    /// then projection: `x ← Π(x − lr·h)` (plain) or `x ← Π(x − lr·m̂/(√ŝ + ε))` (Adam).
+    pub fn step_with(&mut self, lr: f64, x: &mut [f64], h: &[f64]) {
         let c = &self.config;
         self.t += 1;
         match c.method {
             UpperMethod::Plain => {
                 for (xi, hi) in x.iter_mut().zip(h) {
-                    *xi -= c.lr * hi;
+                    *xi -= lr * hi;
                 }
             }
             UpperMethod::Adam => {
@@ -123,7 +134,7 @@ impl UpperOptimizer {
                     self.s[i] = c.beta2 * self.s[i] + (1.0 - c.beta2) * h[i] * h[i];
                     let mhat = self.m[i] / b1t;
                     let shat = self.s[i] / b2t;
-                    x[i] -= c.lr * mhat / (shat.sqrt() + c.eps);
+                    x[i] -= lr * mhat / (shat.sqrt() + c.eps);
                 }
             }
         }
@@ -141,6 +152,12 @@ mod tests {
         let mut x = vec![1.0, -1.0];
         o.step(&mut x, &[2.0, -4.0]);
         assert_eq!(x, vec![0.8, -0.6]);
+        // step_with(α_t) uses α_t in place of the configured α, which it leaves alone.
+        let mut o2 = UpperOptimizer::new(UpperConfig::default(), 2);
+        let mut x2 = vec![1.0, -1.0];
+        o2.step_with(0.05, &mut x2, &[2.0, -4.0]);
+        assert_eq!(x2, vec![0.9, -0.8]);
+        assert_eq!((o2.lr(), o2.t), (0.1, 1));
         // Adam's first step moves each coordinate by lr·sign(h) (up to ε).
         let cfg = UpperConfig {
             method: UpperMethod::Adam,

@@ -2,41 +2,18 @@
 //! tables and samplers are set up then), counted by a global allocator that tallies this thread's
 //! allocations. Problems: the quadratic benchmark and per-feature L2 selection (logistic).
 
+mod common;
+
 use bilevel_core::{Bilevel, Counted};
 use bilevel_problems::ml::data::{synthetic, MlData, SplitSize, SplitSpec, Standardize};
 use bilevel_problems::ml::RegselLogistic;
 use bilevel_problems::{Quadratic, QuadraticParams, WithDerivatives};
 use bilevel_solvers::stochastic::{Stochastic, StochasticStep};
 use bilevel_solvers::State;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::alloc::{allocations, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCS.with(|c| c.get())
-}
 
 /// Run the solver a little (warm-up: first iteration, first full refresh, memory tables), then
 /// count the allocations of many more iterations: must be zero.

@@ -25,8 +25,9 @@
 //! of its start after 3000 iterations, on the test instance (the `testkit` quadratic: n = 200,
 //! m = 150, d = 20, m_x = 10) 1.7e-3 / 2.5e-4 / 7.5e-5.
 
-use super::stocbio::{at_least_one, optional_positive, sgd_lower};
-use super::{descend, load_field, nonnegative, Common, Context, Schedule, StochasticStep};
+use super::inner::sgd_lower;
+use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::{at_least_one, nonnegative, optional_positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

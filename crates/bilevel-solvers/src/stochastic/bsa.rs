@@ -26,8 +26,9 @@
 //! test instance and 1.0e-2 on the default benchmark after 3000 iterations. `extra` reports
 //! the last drawn depth `hia_depth`.
 
-use super::stocbio::{at_least_one, DoubleLoop};
-use super::{nonnegative, positive, Common, Context, StochasticStep};
+use super::inner::DoubleLoop;
+use super::{Common, Context, StochasticStep};
+use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

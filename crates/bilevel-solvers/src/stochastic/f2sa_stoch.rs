@@ -39,10 +39,8 @@
 //! bias as a floor: ‖∇φ‖² ≈ 5.9e-3 of its start on the test instance and 4.3e-2 on the default
 //! quadratic benchmark after 3000 iterations (4.3e-3 and 3.5e-2 after 30 000).
 
-use super::stocbio::at_least_one;
-use super::{
-    descend, load_field, nonnegative, positive, Common, Context, Schedule, StochasticStep,
-};
+use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

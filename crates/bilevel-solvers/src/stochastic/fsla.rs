@@ -28,10 +28,8 @@
 //! iteration: one lower gradient, one HVP, two cross products and three upper gradients (one for
 //! `v`, two for the hypergradient).
 
-use super::{
-    descend, load_direction, load_field, nonnegative, positive, Common, Context, Schedule,
-    StochasticStep,
-};
+use super::{descend, load_direction, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::{nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Scheme, Vector};
 use serde::de::DeserializeOwned;

@@ -18,6 +18,7 @@
 //! seed, and an optional box on `x`. Step schedules are `ρ_t = ρ/(t+1)^a`, `γ_t = γ/(t+1)^b`
 //! ([`Schedule`]) with each solver's exponents.
 
+use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
 use bilevel_core::rng::Rng;
 use bilevel_core::{Batch, BatchSampler, Bilevel, Counted, Level, Scheme, Vector};
@@ -43,7 +44,9 @@ pub mod amigo;
 pub mod bsa;
 pub mod f2sa_stoch;
 pub mod fsla;
+mod inner;
 pub mod mrbo;
+mod neumann;
 pub mod saba;
 pub mod soba;
 pub mod srba;
@@ -124,8 +127,6 @@ impl Common {
         }
     }
 }
-
-pub(crate) use crate::itd::{nonnegative, positive};
 
 /// Decreasing steps `ρ_t = ρ/(t+1)^a` (inner) and `γ_t = γ/(t+1)^b` (outer), `γ = ρ/outer_ratio`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -344,7 +345,10 @@ impl<P: Bilevel + ?Sized, S: StochasticStep<P>> BilevelSolver<P> for Stochastic<
         })
     }
 
-    fn upper_step(&mut self, _state: &mut State<P::Y>, _h: &[f64]) {}
+    /// `x` moved inside `hypergradient` (the stochastic step).
+    fn upper_optimizer(&mut self) -> Option<&mut crate::upper::UpperOptimizer> {
+        None
+    }
 
     fn estimates_hypergradient(&self) -> bool {
         self.step.estimates_hypergradient()

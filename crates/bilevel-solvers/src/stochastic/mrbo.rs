@@ -31,10 +31,10 @@
 //! default quadratic benchmark). Measured with the defaults after 3000 iterations: 3.4e-4 on
 //! the test instance, 1.2e-2 on the default benchmark.
 
-use super::stocbio::{draw_depth, inverse_hvp, KeptBatch, Neumann, NeumannWork, System};
-use super::{
-    descend, load_field, nonnegative, positive, Common, Context, Schedule, StochasticStep,
-};
+use super::inner::KeptBatch;
+use super::neumann::{draw_depth, inverse_hvp, Neumann, NeumannWork, System};
+use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::{nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

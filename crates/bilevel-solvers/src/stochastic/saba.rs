@@ -34,7 +34,8 @@
 //! Memory: `(C_in + 1)(2d + m_x) + (C_out + 1)(d + m_x)` floats, reported as `memory_floats` and
 //! `memory_mib` in `extra`.
 
-use super::{descend, load_field, nonnegative, Common, Context, Schedule, StochasticStep};
+use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::nonnegative;
 use crate::{SolverError, State};
 use bilevel_core::{Batch, Bilevel, Counted, Scheme, Vector};
 use serde::de::DeserializeOwned;

@@ -13,7 +13,8 @@
 //! outer_ratio = 1, batch 64. Per iteration: one lower batch (gradient, HVP and cross product in
 //! one call) and one upper batch gradient.
 
-use super::{descend, load_field, nonnegative, Common, Context, Schedule, StochasticStep};
+use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::nonnegative;
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

@@ -35,9 +35,8 @@
 //! default keeps a margin below it. Per iteration: two lower batch calls (gradient, HVP and cross
 //! product each) and two upper batch gradients, or one full call of each on a refresh.
 
-use super::{
-    descend, load_direction, load_field, nonnegative, Common, Context, Schedule, StochasticStep,
-};
+use super::{descend, load_direction, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::nonnegative;
 use crate::{SolverError, State};
 use bilevel_core::{Batch, Bilevel, Counted, Level, Scheme, Vector};
 use serde::de::DeserializeOwned;

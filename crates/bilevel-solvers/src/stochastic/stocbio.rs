@@ -1,6 +1,7 @@
 //! StocBiO: stochastic bilevel optimizer (Ji, Yang & Liang, "Bilevel Optimization: Convergence
-//! Analysis and Enhanced Design", ICML 2021), docs/ALGORITHMS.md §5; also the building blocks shared
-//! by the other double-loop and Neumann-based solvers (BSA, TTSA, MRBO, SUSTAIN, AmIGO).
+//! Analysis and Enhanced Design", ICML 2021), docs/ALGORITHMS.md §5. Its inner SGD and double
+//! loop (shared with BSA) are in `stochastic::inner`, its Neumann estimate (shared with BSA, TTSA,
+//! MRBO and SUSTAIN) in `stochastic::neumann`.
 //!
 //! One iteration `t`:
 //!
@@ -39,270 +40,13 @@
 //! quadratic: n = 200, m = 150, d = 20, m_x = 10) and 1.4e-2 on the default benchmark, both
 //! after 3000 iterations.
 
-use super::{descend, nonnegative, positive, Common, Context, Schedule, StochasticStep};
+use super::inner::DoubleLoop;
+use super::{Common, Context, StochasticStep};
+use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
-use bilevel_core::{Batch, Bilevel, Counted, Vector};
+use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-// ---------------------------------------------------------------------------------------------
-// Shared building blocks.
-// ---------------------------------------------------------------------------------------------
-
-/// `steps` SGD steps `y ← Π(y − step ∇_y g_i(x, y))`, each on a fresh lower batch.
-pub(crate) fn sgd_lower<P: Bilevel + ?Sized>(
-    p: &Counted<P>,
-    x: &[f64],
-    y: &mut P::Y,
-    ctx: &mut Context,
-    step: f64,
-    steps: usize,
-    gy: &mut P::Y,
-) {
-    for _ in 0..steps {
-        p.grad_g_y_batch(x, y, &ctx.inner_batch(), gy);
-        y.axpy(-step, gy);
-        p.project_y(y);
-    }
-}
-
-/// A copy of a lower batch, kept while other batches are drawn (the same batch `i` for a
-/// gradient and a later cross product, as in TTSA, MRBO and SUSTAIN). Holds the sampler's
-/// (clamped) batch size, so keeping a batch never allocates.
-pub(crate) struct KeptBatch {
-    indices: Vec<usize>,
-    weight: f64,
-    chunk: Option<usize>,
-}
-
-impl KeptBatch {
-    /// Room for the batches of `ctx`'s lower sampler.
-    pub(crate) fn for_lower(ctx: &Context) -> Self {
-        KeptBatch {
-            indices: Vec::with_capacity(ctx.inner.batch_size()),
-            weight: 0.0,
-            chunk: None,
-        }
-    }
-    /// Copy `b`.
-    pub(crate) fn keep(&mut self, b: &Batch<'_>) {
-        self.indices.clear();
-        self.indices.extend_from_slice(b.indices);
-        self.weight = b.weight;
-        self.chunk = b.chunk;
-    }
-    /// The kept batch.
-    pub(crate) fn get(&self) -> Batch<'_> {
-        Batch {
-            indices: &self.indices,
-            weight: self.weight,
-            chunk: self.chunk,
-        }
-    }
-}
-
-/// Which Neumann-series estimate of `H⁻¹ b` to form (η the series step).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Neumann {
-    /// `η Σ_{q=0}^{Q} Π_{l≤q}(I − η H_{k_l}) b` on `Q` fresh lower batches (Ji, Yang & Liang
-    /// 2021, Algorithm 3; StocBiO, MRBO).
-    Sum {
-        /// Q.
-        depth: usize,
-    },
-    /// `Q η Π_{l<p}(I − η H_{k_l}) b` on `p` fresh lower batches, `p` drawn uniformly from
-    /// `0..Q` by the caller ([`draw_depth`]; Ghadimi & Wang 2018, the HIA of BSA, TTSA and
-    /// SUSTAIN). Its mean over `p` is `η Σ_{q<Q} (I − ηH)^q b`.
-    Truncated {
-        /// Q.
-        depth: usize,
-        /// The drawn p.
-        draws: usize,
-    },
-}
-
-/// Draw the HIA depth `p`, uniform in `0..depth` (`depth ≥ 1`), from the run's random stream.
-pub(crate) fn draw_depth(ctx: &mut Context, depth: usize) -> usize {
-    ctx.rng.below(depth as u64) as usize
-}
-
-/// Workspace of one Neumann estimate.
-pub(crate) struct NeumannWork<Y> {
-    term: Y,
-    hv: Y,
-}
-
-impl<Y: Vector> NeumannWork<Y> {
-    /// Buffers shaped like `y`.
-    pub(crate) fn like(y: &Y) -> Self {
-        NeumannWork {
-            term: y.zeros_like(),
-            hv: y.zeros_like(),
-        }
-    }
-}
-
-/// One linear system `H(x, y) v = b` of a Neumann estimate: `b` holds the right-hand side on
-/// entry and the estimate on return.
-pub(crate) struct System<'a, Y> {
-    /// Upper point.
-    pub x: &'a [f64],
-    /// Lower point (where `H` is taken).
-    pub y: &'a Y,
-    /// Right-hand side in, estimate out.
-    pub b: &'a mut Y,
-    /// Buffers.
-    pub work: &'a mut NeumannWork<Y>,
-}
-
-/// The Neumann estimate `kind` of `H⁻¹ b` for `first` and, when given, `second` with the same
-/// lower batches (the joint estimates of MRBO and SUSTAIN at the new and the previous iterate).
-pub(crate) fn inverse_hvp<'a, P: Bilevel + ?Sized>(
-    p: &Counted<P>,
-    ctx: &mut Context,
-    eta: f64,
-    kind: Neumann,
-    mut first: System<'a, P::Y>,
-    mut second: Option<System<'a, P::Y>>,
-) {
-    match kind {
-        Neumann::Sum { depth } => {
-            for s in std::iter::once(&mut first).chain(second.as_mut()) {
-                s.work.term.assign(s.b);
-            }
-            for _ in 0..depth {
-                let batch = ctx.inner.next_batch();
-                for s in std::iter::once(&mut first).chain(second.as_mut()) {
-                    p.hvp_batch(s.x, s.y, &batch, &s.work.term, &mut s.work.hv);
-                    s.work.term.axpy(-eta, &s.work.hv);
-                    s.b.axpy(1.0, &s.work.term);
-                }
-            }
-            for s in std::iter::once(&mut first).chain(second.as_mut()) {
-                s.b.scale(eta);
-            }
-        }
-        Neumann::Truncated { depth, draws } => {
-            for _ in 0..draws {
-                let batch = ctx.inner.next_batch();
-                for s in std::iter::once(&mut first).chain(second.as_mut()) {
-                    p.hvp_batch(s.x, s.y, &batch, s.b, &mut s.work.hv);
-                    s.b.axpy(-eta, &s.work.hv);
-                }
-            }
-            for s in std::iter::once(&mut first).chain(second.as_mut()) {
-                s.b.scale(depth as f64 * eta);
-            }
-        }
-    }
-}
-
-/// `Err` naming `prefix.field` unless `v` is at least 1.
-pub(crate) fn at_least_one(prefix: &str, field: &str, v: usize) -> Result<(), String> {
-    if v >= 1 {
-        Ok(())
-    } else {
-        Err(format!("{prefix}.{field}: must be at least 1 (got {v})"))
-    }
-}
-
-/// `Err` naming `prefix.field` unless the optional step is absent or positive and finite.
-pub(crate) fn optional_positive(prefix: &str, field: &str, v: Option<f64>) -> Result<(), String> {
-    v.map_or(Ok(()), |v| positive(prefix, field, v))
-}
-
-/// The double loop shared by StocBiO and BSA: `K` inner SGD steps, an upper batch, a Neumann
-/// estimate of `H⁻¹∇_y f`, a cross product on a fresh lower batch, the outer step.
-pub(crate) struct DoubleLoop<Y> {
-    pub(crate) common: Common,
-    pub(crate) schedule: Schedule,
-    pub(crate) inner_steps: usize,
-    pub(crate) depth: usize,
-    pub(crate) eta: f64,
-    /// Draw the depth (HIA) instead of summing the series.
-    pub(crate) truncated: bool,
-    /// The last drawn depth (HIA).
-    pub(crate) last_draws: usize,
-    work: Option<LoopWork<Y>>,
-    d: Vec<f64>,
-}
-
-struct LoopWork<Y> {
-    gy: Y,
-    fy: Y,
-    neumann: NeumannWork<Y>,
-    jv: Vec<f64>,
-}
-
-impl<Y: Vector> DoubleLoop<Y> {
-    /// The loop for an `m`-dimensional `x`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        common: Common,
-        exponents: (f64, f64),
-        inner_steps: usize,
-        depth: usize,
-        eta: f64,
-        truncated: bool,
-        m: usize,
-    ) -> Self {
-        DoubleLoop {
-            schedule: Schedule::new(&common, exponents.0, exponents.1),
-            eta,
-            common,
-            inner_steps,
-            depth,
-            truncated,
-            last_draws: 0,
-            work: None,
-            d: vec![0.0; m],
-        }
-    }
-
-    /// One iteration.
-    pub(crate) fn step<P: Bilevel<Y = Y> + ?Sized>(
-        &mut self,
-        p: &Counted<P>,
-        state: &mut State<Y>,
-        ctx: &mut Context,
-    ) {
-        let (rho, gamma) = self.schedule.at(ctx.t);
-        let (x, y) = (&mut state.x, &mut state.y);
-        let w = self.work.get_or_insert_with(|| LoopWork {
-            gy: y.zeros_like(),
-            fy: y.zeros_like(),
-            neumann: NeumannWork::like(y),
-            jv: vec![0.0; x.len()],
-        });
-        sgd_lower(p, x, y, ctx, rho, self.inner_steps, &mut w.gy);
-        p.grad_f_batch(x, y, &ctx.outer_batch(), &mut self.d, &mut w.fy);
-        let kind = if self.truncated {
-            self.last_draws = draw_depth(ctx, self.depth);
-            Neumann::Truncated {
-                depth: self.depth,
-                draws: self.last_draws,
-            }
-        } else {
-            Neumann::Sum { depth: self.depth }
-        };
-        let sys = System {
-            x,
-            y,
-            b: &mut w.fy,
-            work: &mut w.neumann,
-        };
-        inverse_hvp(p, ctx, self.eta, kind, sys, None);
-        // d = ∇_x f_j − J_i v on a fresh lower batch.
-        p.cross_batch(x, y, &ctx.inner_batch(), &w.fy, &mut w.jv);
-        bilevel_core::vector::axpy(&mut self.d, -1.0, &w.jv);
-        descend(x, gamma, &self.d);
-    }
-
-    /// The last direction.
-    pub(crate) fn direction(&self) -> &[f64] {
-        &self.d
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // StocBiO.
@@ -536,7 +280,7 @@ mod tests {
     use super::checks::{self, axpy, sub};
     use super::*;
     use crate::stochastic::testkit::{self, Full};
-    use crate::stochastic::Stochastic;
+    use crate::stochastic::{Schedule, Stochastic};
 
     /// With one batch holding all the data, two iterations are the full-batch StocBiO update.
     #[test]

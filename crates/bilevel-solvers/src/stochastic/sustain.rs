@@ -23,8 +23,8 @@
 //! 2.0e-2 on the default benchmark. `extra` reports `eta` and `hia_depth`.
 
 use super::mrbo::{check_momentum, Recursive};
-use super::stocbio::at_least_one;
-use super::{nonnegative, positive, Common, Context, StochasticStep};
+use super::{Common, Context, StochasticStep};
+use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

@@ -22,10 +22,10 @@
 //! defaults after 20 000 iterations: 2.9e-4 on the test instance, 8.9e-3 on the default
 //! benchmark. `extra` reports the last drawn depth `hia_depth`.
 
-use super::stocbio::{
-    at_least_one, draw_depth, inverse_hvp, KeptBatch, Neumann, NeumannWork, System,
-};
-use super::{descend, nonnegative, positive, Common, Context, Schedule, StochasticStep};
+use super::inner::KeptBatch;
+use super::neumann::{draw_depth, inverse_hvp, Neumann, NeumannWork, System};
+use super::{descend, Common, Context, Schedule, StochasticStep};
+use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;

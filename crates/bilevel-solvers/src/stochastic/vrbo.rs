@@ -38,10 +38,8 @@
 //! the period matters more: q = 1 / 4 / 16 / 64 took 34 / 33 / 73 / 267 outer iterations to 1e-6
 //! (the SPIDER error grows between refreshes).
 
-use super::{
-    descend, load_direction, load_field, nonnegative, positive, Common, Context, Schedule,
-    StochasticStep,
-};
+use super::{descend, load_direction, load_field, Common, Context, Schedule, StochasticStep};
+use crate::validate::{nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Batch, Bilevel, Counted, Level, Scheme, Vector};
 use serde::de::DeserializeOwned;
