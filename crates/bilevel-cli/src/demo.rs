@@ -3,7 +3,7 @@
 //! the binary (`configs/demo-*.toml`).
 
 use crate::config;
-use crate::plot;
+use bilevel_bench::plot;
 use crate::run::{execute, trace_panels};
 use crate::Failure;
 use std::path::Path;

@@ -15,14 +15,12 @@
 //! Exit status: 0 success, 1 run failure (divergence, I/O), 2 bad configuration or usage, 3 warnings
 //! under `--strict`.
 
-mod bench;
 mod compare;
 mod config;
 mod data;
 mod demo;
 mod hypergrad;
 mod npy;
-mod plot;
 mod reweight;
 mod run;
 
@@ -177,6 +175,16 @@ impl Failure {
     }
 }
 
+impl From<bilevel_bench::BenchError> for Failure {
+    /// The harness's error, with its exit code (1 run, 2 configuration, 3 strict).
+    fn from(e: bilevel_bench::BenchError) -> Self {
+        Failure {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`bilevel list | head`) instead of panicking in println!.
     #[cfg(unix)]
@@ -209,7 +217,7 @@ fn main() -> ExitCode {
             strict,
         } => compare::compare_command(&config, out.as_deref(), strict),
         Command::Bench { suite, out, strict } => {
-            bench::bench_command(&suite, out.as_deref(), strict)
+            bilevel_bench::bench_command(&suite, out.as_deref(), strict).map_err(Failure::from)
         }
         Command::Data { action } => match action {
             DataAction::List { dir } => data::list_command(dir),

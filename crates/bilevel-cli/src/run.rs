@@ -1,7 +1,7 @@
 //! `bilevel run`: one solver on one problem, with trace, summary, plot and checkpoints.
 
 use crate::config::{self, RunConfig, SolverConfig};
-use crate::plot::{self, Panel, Series};
+use bilevel_bench::plot::{self, Panel, Series};
 use crate::Failure;
 use bilevel_core::{Bilevel, OracleCounts};
 use bilevel_problems::BuiltProblem;

@@ -25,7 +25,7 @@
 use super::figure::{self, Band, BandPanel};
 use super::stats::{first_below, linspace, step_resample, Spread};
 use super::{file_stem, Bench, PhiStarSource, ReferenceOutcome, RunData, RunStatus};
-use crate::compare::fmt;
+use crate::config::fmt;
 use bilevel_solvers::executor::{Record, StopReason};
 use serde::Serialize;
 use std::collections::BTreeMap;
