@@ -63,10 +63,7 @@ pub fn quoted_field(msg: &str) -> Option<&str> {
 }
 
 /// `table` with `seed = seed` when `T` accepts a `seed` key there, else unchanged.
-pub fn with_seed<T: serde::de::DeserializeOwned>(
-    table: &toml::Table,
-    seed: u64,
-) -> toml::Table {
+pub fn with_seed<T: serde::de::DeserializeOwned>(table: &toml::Table, seed: u64) -> toml::Table {
     let mut t = table.clone();
     t.insert("seed".into(), toml::Value::Integer(seed as i64));
     if toml::Value::Table(t.clone()).try_into::<T>().is_ok() {
@@ -89,4 +86,3 @@ pub fn fmt(v: Option<f64>) -> String {
         }
     })
 }
-

@@ -558,7 +558,10 @@ mod tests {
     fn png_round_trips_pixels() {
         let rgb: Vec<u8> = (0..18).map(|v| (v * 13) as u8).collect();
         let bytes = encode_png(3, 2, &rgb).unwrap();
-        assert_eq!(&bytes[..8], &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]);
+        assert_eq!(
+            &bytes[..8],
+            &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]
+        );
         assert_eq!(decode(&bytes), (3, 2, rgb));
     }
 

@@ -117,12 +117,12 @@ pub mod stats;
 pub mod suite;
 pub mod summary;
 
-pub use error::BenchError;
 use bilevel_problems::BuiltProblem;
 use bilevel_solvers::executor::{
     self, InitialCounts, Observer, Record, RunOptions, StopReason, WarningSummary,
 };
 use bilevel_solvers::State;
+pub use error::BenchError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -286,7 +286,7 @@ fn rank_key(c: &ConfigSummary) -> (f64, f64, f64, usize) {
     )
 }
 
-/// Index of the best of `configs` by [`rank_key`] (the first on ties).
+/// Index of the best of `configs` by `rank_key` (the first on ties).
 pub fn best_index(configs: &[ConfigSummary]) -> Option<usize> {
     let cmp = |a: &(f64, f64, f64, usize), b: &(f64, f64, f64, usize)| {
         a.0.total_cmp(&b.0)

@@ -23,10 +23,10 @@
 use crate::config::{
     find_key_line, locate_message, quoted_field, OutputConfig, RunConfig, SolverConfig,
 };
-use bilevel_bench::plot::{self, Panel, Series};
 use crate::run::execute;
-use bilevel_bench::config::{fmt, with_seed};
 use crate::Failure;
+use bilevel_bench::config::{fmt, with_seed};
+use bilevel_bench::plot::{self, Panel, Series};
 use bilevel_problems::ProblemConfig;
 use bilevel_solvers::executor::{Budget, Record};
 use serde::{Deserialize, Serialize};
