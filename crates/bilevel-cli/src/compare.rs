@@ -23,9 +23,10 @@
 use crate::config::{
     find_key_line, locate_message, quoted_field, OutputConfig, RunConfig, SolverConfig,
 };
-use crate::plot::{self, Panel, Series};
 use crate::run::execute;
 use crate::Failure;
+use bilevel_bench::config::{fmt, with_seed};
+use bilevel_bench::plot::{self, Panel, Series};
 use bilevel_problems::ProblemConfig;
 use bilevel_solvers::executor::{Budget, Record};
 use serde::{Deserialize, Serialize};
@@ -155,20 +156,6 @@ fn section<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-/// `table` with `seed = seed` when `T` accepts a `seed` key there, else unchanged.
-pub(crate) fn with_seed<T: serde::de::DeserializeOwned>(
-    table: &toml::Table,
-    seed: u64,
-) -> toml::Table {
-    let mut t = table.clone();
-    t.insert("seed".into(), toml::Value::Integer(seed as i64));
-    if toml::Value::Table(t.clone()).try_into::<T>().is_ok() {
-        t
-    } else {
-        table.clone()
-    }
-}
-
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -176,20 +163,6 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v[v.len() / 2];
     m.is_finite().then_some(m)
-}
-
-/// A number for a Markdown table: `—` for `None`, scientific notation for very small or large
-/// magnitudes, no decimals from 100, three decimals otherwise.
-pub(crate) fn fmt(v: Option<f64>) -> String {
-    v.map_or("—".into(), |v| {
-        if v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e7) {
-            format!("{v:.2e}")
-        } else if v.abs() >= 100.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.3}")
-        }
-    })
 }
 
 /// `bilevel compare CONFIG [--out DIR]`.

@@ -24,44 +24,7 @@ use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Most vector entries a solver may be configured to store (5·10⁸ f64, 4 GB).
-pub const MAX_STORED_ENTRIES: u64 = 500_000_000;
-
-/// Memory that a solver configuration stores in proportion to dim y, checked once the problem
-/// is known and before the solver exists: ITD keeps its T + 1 iterates; HG-MS's Lanczos bases
-/// hold up to `min(limit, d)` vectors. The error names the field, the product and the cap.
-pub fn check_solver_memory(solver: &SolverConfig, dim_y: usize) -> Result<(), String> {
-    let d = dim_y as u64;
-    let mut checks: Vec<(&str, u64)> = Vec::new();
-    match solver {
-        SolverConfig::Itd(c) => checks.push(("solver.lower_steps", c.lower_steps as u64 + 1)),
-        SolverConfig::HgMs(c) => {
-            checks.push((
-                "solver.selection.projection_max_iter",
-                c.selection.projection_max_iter as u64,
-            ));
-            checks.push((
-                "solver.selection.curvature_max_iter",
-                c.selection.curvature_max_iter as u64,
-            ));
-            checks.push((
-                "solver.hypergradient.diagnostics.lanczos_max_iter",
-                c.hypergradient.diagnostics.lanczos_max_iter as u64,
-            ));
-        }
-        _ => {}
-    }
-    for (field, vectors) in checks {
-        let entries = vectors.min(d).saturating_mul(d);
-        if entries > MAX_STORED_ENTRIES {
-            return Err(format!(
-                "{field}: {vectors} stored vectors of dim y = {d} need {entries} entries, more than \
-                 the cap of {MAX_STORED_ENTRIES} (4 GB); lower it"
-            ));
-        }
-    }
-    Ok(())
-}
+pub use bilevel_bench::config::{check_solver_memory, find_key_line, quoted_field};
 
 /// What to write and how often.
 #[derive(Clone, Debug, Deserialize)]
@@ -136,25 +99,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, col)
-}
-
-/// The line where `key = …` is set (the last segment of a dotted field name), if it is.
-pub fn find_key_line(text: &str, field: &str) -> Option<usize> {
-    let key = field.rsplit('.').next()?.trim_matches('`');
-    text.lines()
-        .position(|l| {
-            let t = l.trim_start();
-            t.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|i| i + 1)
-}
-
-/// The field named in a serde message such as "unknown field `radiuss`, expected …".
-pub fn quoted_field(msg: &str) -> Option<&str> {
-    let start = msg.find('`')? + 1;
-    let end = start + msg[start..].find('`')?;
-    Some(&msg[start..end])
 }
 
 /// The lines of section `section` (`[section]` and `[section.sub]` tables) as a standalone TOML

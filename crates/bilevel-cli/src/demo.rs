@@ -3,9 +3,9 @@
 //! the binary (`configs/demo-*.toml`).
 
 use crate::config;
-use crate::plot;
 use crate::run::{execute, trace_panels};
 use crate::Failure;
+use bilevel_bench::plot;
 use std::path::Path;
 
 const DEMO: &[(&str, &str)] = &[

@@ -17,14 +17,12 @@
 
 #![deny(missing_docs)]
 
-mod bench;
 mod compare;
 mod config;
 mod data;
 mod demo;
 mod hypergrad;
 mod npy;
-mod plot;
 mod reweight;
 mod run;
 
@@ -179,6 +177,16 @@ impl Failure {
     }
 }
 
+impl From<bilevel_bench::BenchError> for Failure {
+    /// The harness's error, with its exit code (1 run, 2 configuration, 3 strict).
+    fn from(e: bilevel_bench::BenchError) -> Self {
+        Failure {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`bilevel list | head`) instead of panicking in println!.
     #[cfg(unix)]
@@ -211,7 +219,7 @@ fn main() -> ExitCode {
             strict,
         } => compare::compare_command(&config, out.as_deref(), strict),
         Command::Bench { suite, out, strict } => {
-            bench::bench_command(&suite, out.as_deref(), strict)
+            bilevel_bench::bench_command(&suite, out.as_deref(), strict).map_err(Failure::from)
         }
         Command::Data { action } => match action {
             DataAction::List { dir } => data::list_command(dir),

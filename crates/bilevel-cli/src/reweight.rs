@@ -17,8 +17,8 @@ use bilevel_nn::bpe::BpeTokenizer;
 use bilevel_nn::{ByteTokenizer, Tokenize};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::plot::{write_svg, Panel, Series};
 use crate::Failure;
+use bilevel_bench::plot::{write_svg, Panel, Series};
 
 /// Progress bars on a terminal, one line per stage otherwise.
 struct Bars {

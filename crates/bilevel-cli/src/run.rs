@@ -1,8 +1,8 @@
 //! `bilevel run`: one solver on one problem, with trace, summary, plot and checkpoints.
 
 use crate::config::{self, RunConfig, SolverConfig};
-use crate::plot::{self, Panel, Series};
 use crate::Failure;
+use bilevel_bench::plot::{self, Panel, Series};
 use bilevel_core::{Bilevel, OracleCounts};
 use bilevel_problems::BuiltProblem;
 use bilevel_solvers::executor::{self, InitialCounts, Observer, Record, RunOptions, StopReason};

@@ -25,7 +25,7 @@
 use super::figure::{self, Band, BandPanel};
 use super::stats::{first_below, linspace, step_resample, Spread};
 use super::{file_stem, Bench, PhiStarSource, ReferenceOutcome, RunData, RunStatus};
-use crate::compare::fmt;
+use crate::config::fmt;
 use bilevel_solvers::executor::{Record, StopReason};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -286,7 +286,7 @@ fn rank_key(c: &ConfigSummary) -> (f64, f64, f64, usize) {
     )
 }
 
-/// Index of the best of `configs` by [`rank_key`] (the first on ties).
+/// Index of the best of `configs` by `rank_key` (the first on ties).
 pub fn best_index(configs: &[ConfigSummary]) -> Option<usize> {
     let cmp = |a: &(f64, f64, f64, usize), b: &(f64, f64, f64, usize)| {
         a.0.total_cmp(&b.0)

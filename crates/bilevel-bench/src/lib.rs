@@ -1,4 +1,14 @@
-//! `bilevel bench SUITE.toml [--out DIR]`: problems × solver configurations (a per-solver grid of
+//! Benchmark harness for bilevel solvers, as used by `bilevel bench`: suites (parsing and grid
+//! expansion, [`suite`]), runs (problems × solver configurations × seeds under one budget,
+//! [`bench_command`]), records (JSON Lines and CSV), summaries and Markdown tables
+//! ([`summary`], with the quantile statistics of [`stats`]), PNG/SVG figures ([`figure`], PNG
+//! files encoded by the `png` crate) and the SVG trace plots of the other commands ([`plot`]).
+//! Errors are [`BenchError`]s carrying the CLI's exit code; [`config`] holds the TOML location
+//! helpers that the CLI's configuration loading shares.
+//!
+//! # `bilevel bench SUITE.toml [--out DIR]`
+//!
+//! Problems × solver configurations (a per-solver grid of
 //! hyperparameters) × seeds, every run under the same budget; time and oracle cost to reach
 //! `φ − φ* < ε`, summarised over seeds by medians and 20 %/80 % quantiles, with plots.
 //!
@@ -96,24 +106,30 @@
 //!
 //! Progress: a bar of runs done on a terminal, and one line per finished run on stderr.
 
+#![deny(missing_docs)]
+
+pub mod config;
+mod error;
 pub mod figure;
 mod output;
-pub mod png;
+pub mod plot;
 pub mod stats;
 pub mod suite;
 pub mod summary;
 
-use crate::run::{make_solver, DynProblem};
-use crate::Failure;
 use bilevel_problems::BuiltProblem;
 use bilevel_solvers::executor::{
     self, InitialCounts, Observer, Record, RunOptions, StopReason, WarningSummary,
 };
 use bilevel_solvers::State;
+pub use error::BenchError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use suite::Suite;
+
+/// The problems the harness runs: the problem registry's trait objects.
+pub type DynProblem = dyn bilevel_core::Bilevel<Y = Vec<f64>> + Send + Sync;
 
 /// How a run ended.
 #[derive(Clone, Debug)]
@@ -315,16 +331,16 @@ impl<Y> Observer<Y> for KeepEvaluated {
 #[allow(clippy::type_complexity)]
 fn run_one(
     built: &BuiltProblem,
-    solver: &crate::config::SolverConfig,
+    solver: &config::SolverConfig,
     opts: &RunOptions,
 ) -> (RunStatus, usize, f64, Vec<Record>, Vec<WarningSummary>) {
     let problem: &DynProblem = built.problem.as_ref();
-    if let Err(m) = crate::config::check_solver_memory(solver, problem.dim_y()) {
+    if let Err(m) = config::check_solver_memory(solver, problem.dim_y()) {
         return (RunStatus::Failed(m), 0, 0.0, Vec::new(), Vec::new());
     }
     let mut keep = KeepEvaluated::new(opts.evaluate_every);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut s = make_solver(solver, problem.dim_x());
+        let mut s = solver.build(problem.dim_x());
         let state = State {
             x: built.x0.clone(),
             y: built.y0.clone(),
@@ -411,8 +427,8 @@ impl BenchProgress {
     }
 }
 
-fn io_failure(path: &Path, e: impl std::fmt::Display) -> Failure {
-    Failure::run(format!("{}: {e}", path.display()))
+fn io_failure(path: &Path, e: impl std::fmt::Display) -> BenchError {
+    BenchError::run(format!("{}: {e}", path.display()))
 }
 
 /// A file-name stem from a label: letters, digits, `-`, `_` and `.` kept, the rest `_`.
@@ -439,7 +455,7 @@ fn run_all(
     files: &mut output::RecordFiles,
     progress: &mut BenchProgress,
     origin: &str,
-) -> Result<(), Failure> {
+) -> Result<(), BenchError> {
     let suite = bench.suite.clone();
     let opts = RunOptions {
         budget: suite.budget.clone(),
@@ -453,13 +469,13 @@ fn run_all(
             let context = format!("{origin}: problems[{pi}] ({}), seed {seed}", p.label);
             let cfg = p
                 .config(seed)
-                .map_err(|m| Failure::config(format!("{context}: {m}")))?;
+                .map_err(|m| BenchError::config(format!("{context}: {m}")))?;
             let key = serde_json::to_string(&cfg).unwrap_or_default();
             let b = match built.take() {
                 Some((k, b)) if k == key => b,
                 _ => cfg
                     .build()
-                    .map_err(|e| Failure::config(format!("{context}: {e}")))?,
+                    .map_err(|e| BenchError::config(format!("{context}: {e}")))?,
             };
             let inst = match bench
                 .instances
@@ -475,7 +491,7 @@ fn run_all(
                     let reference = match (&suite.reference, closed_form) {
                         (Some(r), None) => {
                             let cfg = r.solver(seed).map_err(|m| {
-                                Failure::config(format!("{origin}: reference: {m}"))
+                                BenchError::config(format!("{origin}: reference: {m}"))
                             })?;
                             progress.start(&format!("{} seed {seed}: reference run", p.label));
                             let ropts = RunOptions {
@@ -537,7 +553,7 @@ fn run_all(
                 for (ci, c) in e.configs.iter().enumerate() {
                     let solver = c
                         .solver(seed)
-                        .map_err(|m| Failure::config(format!("{origin}: {}: {m}", c.label)))?;
+                        .map_err(|m| BenchError::config(format!("{origin}: {}: {m}", c.label)))?;
                     let what = format!("{} | {} | seed {seed}", p.label, c.label);
                     progress.start(&what);
                     let (status, iterations, time_s, records, warnings) =
@@ -555,7 +571,7 @@ fn run_all(
                         warnings,
                     });
                     let k = bench.runs.len() - 1;
-                    files.append(bench, k).map_err(Failure::run)?;
+                    files.append(bench, k).map_err(BenchError::run)?;
                     let run = &bench.runs[k];
                     let last = bench.gaps(run).last().copied().filter(|g| !g.is_nan());
                     let line = match &run.status {
@@ -594,11 +610,13 @@ fn run_all(
     Ok(())
 }
 
-/// `bilevel bench SUITE.toml [--out DIR]`.
-pub fn bench_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<(), Failure> {
+/// `bilevel bench SUITE.toml [--out DIR] [--strict]`: parse the suite, run it, write records,
+/// summaries and figures into `out` (default `out/<suite name>`) and print the summary table.
+/// Under `strict`, runs that carried warnings make it fail with exit code 3 (after writing).
+pub fn bench_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<(), BenchError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::config(format!("{origin}: cannot read suite: {e}")))?;
+        .map_err(|e| BenchError::config(format!("{origin}: cannot read suite: {e}")))?;
     let base = path.parent().unwrap_or(Path::new(""));
     let stem = path
         .file_stem()
@@ -610,7 +628,7 @@ pub fn bench_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<()
     std::fs::create_dir_all(&out).map_err(|e| io_failure(&out, e))?;
     let copy = out.join("suite.toml");
     std::fs::write(&copy, &text).map_err(|e| io_failure(&copy, e))?;
-    let mut files = output::RecordFiles::create(&out).map_err(Failure::run)?;
+    let mut files = output::RecordFiles::create(&out).map_err(BenchError::run)?;
     let mut progress = BenchProgress::new(suite.total_runs());
     let mut bench = Bench {
         suite,
@@ -621,8 +639,8 @@ pub fn bench_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<()
     progress.finish();
     ran?;
     bench.finalize_phi_star();
-    files.rewrite(&bench).map_err(Failure::run)?;
-    let written = summary::write(&bench, &out).map_err(Failure::run)?;
+    files.rewrite(&bench).map_err(BenchError::run)?;
+    let written = summary::write(&bench, &out).map_err(BenchError::run)?;
     println!("{}", written.markdown);
     println!(
         "records: {} and {}  summary: {} and {}  plots: {}",
@@ -641,7 +659,12 @@ pub fn bench_command(path: &Path, out: Option<&Path>, strict: bool) -> Result<()
     if warned > 0 {
         println!("{warned} run(s) carried warnings (see summary.json and records.jsonl)");
     }
-    crate::hypergrad::strict_verdict(strict, warned, "the benchmark's runs")
+    if strict && warned > 0 {
+        return Err(BenchError::strict(format!(
+            "{warned} warning(s) on the benchmark's runs (--strict turns warnings into exit status 3)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

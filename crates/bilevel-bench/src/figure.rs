@@ -1,9 +1,8 @@
 //! Benchmark figures: per solver, the median over seeds of a quantity as a line and its 20–80 %
 //! quantile band as a translucent area, on a logarithmic y axis; written as SVG and as PNG (the
-//! bitmap backend draws into an RGB buffer that [`super::png`] encodes). Text uses the font
+//! bitmap backend draws into an RGB buffer that the `png` crate encodes). Text uses the font
 //! bundled and registered by [`crate::plot`], so both formats render without system fonts.
 
-use super::png;
 use crate::plot::{format_tick, register_font, COLORS, FONT};
 use ab_glyph::{Font, FontRef, ScaleFont};
 use plotters::coord::Shift;
@@ -402,8 +401,31 @@ pub fn write_png(
     cols: usize,
 ) -> Result<(), String> {
     let (w, h, buf) = render_rgb(title, panels, cols)?;
-    let bytes = png::encode_rgb(w, h, &buf)?;
+    let bytes = encode_png(w, h, &buf)?;
     std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Encode a `width × height` 8-bit RGB image (`rgb.len() == 3 · width · height`, row-major, top
+/// row first) as a PNG file, with the `png` crate.
+pub fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, String> {
+    if width == 0 || height == 0 || rgb.len() != 3 * width as usize * height as usize {
+        return Err(format!(
+            "PNG: {} bytes do not form a {width} × {height} RGB image",
+            rgb.len()
+        ));
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| format!("PNG: header: {e}"))?;
+    writer
+        .write_image_data(rgb)
+        .map_err(|e| format!("PNG: image data: {e}"))?;
+    writer.finish().map_err(|e| format!("PNG: {e}"))?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -501,13 +523,51 @@ mod tests {
             "{}",
             &svg[..200]
         );
-        let png = std::fs::read(dir.join("f.png")).unwrap();
-        assert_eq!(&png[..8], &png::SIGNATURE);
-        let (w, h) = size(1, 1);
-        assert_eq!(
-            &png[16..24],
-            &[w.to_be_bytes(), h.to_be_bytes()].concat()[..]
-        );
+        // The PNG decodes to the figure's size and to exactly the pixels drawn.
+        let (w, h, rgb) = decode(&std::fs::read(dir.join("f.png")).unwrap());
+        assert_eq!((w, h), size(1, 1));
+        let (rw, rh, drawn) = render_rgb("title", &demo_panels(), 1).unwrap();
+        assert_eq!((rw, rh), (w, h));
+        assert!(rgb == drawn, "decoded pixels differ from the drawn ones");
+        // Corner pixels are the white background; some pixels are dark (text, axes).
+        for (x, y) in [(0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)] {
+            let i = 3 * (y as usize * w as usize + x as usize);
+            assert_eq!(&rgb[i..i + 3], &[255, 255, 255], "pixel ({x}, {y})");
+        }
+        assert!(rgb.chunks_exact(3).any(|p| p.iter().all(|&v| v < 64)));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Decode an 8-bit RGB PNG: `(width, height, pixels)`.
+    fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(
+            (info.color_type, info.bit_depth),
+            (png::ColorType::Rgb, png::BitDepth::Eight)
+        );
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, buf)
+    }
+
+    /// A 3 × 2 image round-trips through the encoder and a decoder.
+    #[test]
+    fn png_round_trips_pixels() {
+        let rgb: Vec<u8> = (0..18).map(|v| (v * 13) as u8).collect();
+        let bytes = encode_png(3, 2, &rgb).unwrap();
+        assert_eq!(
+            &bytes[..8],
+            &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]
+        );
+        assert_eq!(decode(&bytes), (3, 2, rgb));
+    }
+
+    #[test]
+    fn png_rejects_a_buffer_of_the_wrong_size() {
+        assert!(encode_png(2, 2, &[0; 11]).is_err());
+        assert!(encode_png(0, 2, &[]).is_err());
     }
 }

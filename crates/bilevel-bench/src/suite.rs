@@ -1,9 +1,8 @@
 //! The suite file of `bilevel bench`: parsing, grid expansion, seed substitution and validation,
 //! with errors located as `FILE:LINE: context: message` (see the format in [`super`]).
 
-use crate::compare::with_seed;
-use crate::config::{find_key_line, quoted_field, SolverConfig};
-use crate::Failure;
+use crate::config::{find_key_line, quoted_field, with_seed, SolverConfig};
+use crate::BenchError;
 use bilevel_problems::ProblemConfig;
 use bilevel_solvers::executor::Budget;
 use serde::Deserialize;
@@ -267,18 +266,18 @@ fn located(
     field: &str,
     context: &str,
     msg: impl std::fmt::Display,
-) -> Failure {
+) -> BenchError {
     match key_line(text, range, field) {
-        Some(l) => Failure::config(format!("{origin}:{l}: {context}: {msg}")),
-        None => Failure::config(format!("{origin}: {context}: {msg}")),
+        Some(l) => BenchError::config(format!("{origin}:{l}: {context}: {msg}")),
+        None => BenchError::config(format!("{origin}: {context}: {msg}")),
     }
 }
 
 /// `origin:line: context: message`.
-fn at_line(origin: &str, line: Option<usize>, context: &str, msg: &str) -> Failure {
+fn at_line(origin: &str, line: Option<usize>, context: &str, msg: &str) -> BenchError {
     match line {
-        Some(l) => Failure::config(format!("{origin}:{l}: {context}: {msg}")),
-        None => Failure::config(format!("{origin}: {context}: {msg}")),
+        Some(l) => BenchError::config(format!("{origin}:{l}: {context}: {msg}")),
+        None => BenchError::config(format!("{origin}: {context}: {msg}")),
     }
 }
 
@@ -319,7 +318,7 @@ fn grid_line(text: &str, range: Option<(usize, usize)>, key: &str) -> Option<usi
 
 /// A TOML syntax or type error of the whole file, at the line of its span (or, for an unknown
 /// key, the line of that key or of its table header).
-fn toml_failure(text: &str, origin: &str, e: &toml::de::Error) -> Failure {
+fn toml_failure(text: &str, origin: &str, e: &toml::de::Error) -> BenchError {
     let msg = e.message().trim().to_string();
     let by_key = quoted_field(&msg)
         .filter(|_| msg.starts_with("unknown field"))
@@ -334,7 +333,7 @@ fn toml_failure(text: &str, origin: &str, e: &toml::de::Error) -> Failure {
         e.span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
     });
-    Failure::config(match line {
+    BenchError::config(match line {
         Some(l) => format!("{origin}:{l}: {msg}"),
         None => format!("{origin}: {msg}"),
     })
@@ -414,7 +413,7 @@ fn problem_entry(
     mut t: toml::Table,
     base: &Path,
     seed: u64,
-) -> Result<ProblemEntry, Failure> {
+) -> Result<ProblemEntry, BenchError> {
     let range = section_lines(text, "problems", Some(i));
     let ctx = format!("problems[{i}]");
     let err = |field: &str, msg: String| located(text, origin, range, field, &ctx, msg);
@@ -451,7 +450,7 @@ fn solver_entry(
     i: usize,
     mut t: toml::Table,
     seed: u64,
-) -> Result<SolverEntry, Failure> {
+) -> Result<SolverEntry, BenchError> {
     let range = section_lines(text, "solvers", Some(i));
     let ctx = format!("solvers[{i}]");
     let err = |field: &str, msg: String| located(text, origin, range, field, &ctx, msg);
@@ -521,7 +520,7 @@ fn solver_entry(
             format!("solvers[{i}] ({label}, grid point {})", c.params_text())
         };
         // A field that the grid sets is located at its grid key, any other at its own key.
-        let locate = |m: &str| -> Failure {
+        let locate = |m: &str| -> BenchError {
             let f = quoted_field(m)
                 .map(str::to_string)
                 .or_else(|| {
@@ -551,7 +550,7 @@ fn solver_entry(
 
 /// Parse and validate the suite in `text` (read from `origin`; relative data paths are resolved
 /// against `base`). `stem` names the suite when it has no `name`.
-pub fn parse(text: &str, origin: &str, base: &Path, stem: &str) -> Result<Suite, Failure> {
+pub fn parse(text: &str, origin: &str, base: &Path, stem: &str) -> Result<Suite, BenchError> {
     let file: SuiteFile = toml::from_str(text).map_err(|e| toml_failure(text, origin, &e))?;
     let top = |field: &str, msg: String| located(text, origin, None, field, field, msg);
     let seeds = file.seeds.unwrap_or_else(|| vec![0]);
@@ -577,12 +576,12 @@ pub fn parse(text: &str, origin: &str, base: &Path, stem: &str) -> Result<Suite,
         return Err(top("name", "must not be empty".into()));
     }
     if file.problems.is_empty() {
-        return Err(Failure::config(format!(
+        return Err(BenchError::config(format!(
             "{origin}: no problems: add one or more [[problems]] tables with a `name`"
         )));
     }
     if file.solvers.is_empty() {
-        return Err(Failure::config(format!(
+        return Err(BenchError::config(format!(
             "{origin}: no solvers: add one or more [[solvers]] tables with a `name`"
         )));
     }
@@ -609,7 +608,7 @@ pub fn parse(text: &str, origin: &str, base: &Path, stem: &str) -> Result<Suite,
     ] {
         for (k, l) in labels.iter().enumerate() {
             if labels[..k].contains(l) {
-                return Err(Failure::config(format!(
+                return Err(BenchError::config(format!(
                     "{origin}: two {what} are labelled `{l}`; give each a distinct `label`"
                 )));
             }
