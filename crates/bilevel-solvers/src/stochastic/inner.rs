@@ -5,7 +5,7 @@
 //! `v ≈ H⁻¹∇_y f_j` by a Neumann estimate ([`super::neumann`]), `d = ∇_x f_j − J_i v` on a fresh
 //! lower batch `i`, `x ← x − γ_t d`.
 
-use super::neumann::{draw_depth, inverse_hvp, Neumann, NeumannWork, System};
+use super::neumann::{inverse_hvp, Neumann, NeumannWork, System};
 use super::{descend, Common, Context, Schedule};
 use crate::State;
 use bilevel_core::{Batch, Bilevel, Counted, Vector};
@@ -127,15 +127,7 @@ impl<Y: Vector> DoubleLoop<Y> {
         });
         sgd_lower(p, x, y, ctx, rho, self.inner_steps, &mut w.gy);
         p.grad_f_batch(x, y, &ctx.outer_batch(), &mut self.d, &mut w.fy);
-        let kind = if self.truncated {
-            self.last_draws = draw_depth(ctx, self.depth);
-            Neumann::Truncated {
-                depth: self.depth,
-                draws: self.last_draws,
-            }
-        } else {
-            Neumann::Sum { depth: self.depth }
-        };
+        let kind = Neumann::pick(ctx, self.depth, self.truncated, &mut self.last_draws);
         let sys = System {
             x,
             y,

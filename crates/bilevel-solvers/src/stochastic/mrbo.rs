@@ -32,7 +32,7 @@
 //! the test instance, 1.2e-2 on the default benchmark.
 
 use super::inner::KeptBatch;
-use super::neumann::{draw_depth, inverse_hvp, Neumann, NeumannWork, System};
+use super::neumann::{inverse_hvp, Neumann, NeumannWork, System};
 use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
 use crate::validate::{nonnegative, positive};
 use crate::{SolverError, State};
@@ -247,15 +247,7 @@ impl<Y: Vector + Serialize + DeserializeOwned> Recursive<Y> {
             }
         }
         // v ≈ H⁻¹∇_y f at both points with the same HVP batches.
-        let kind = if self.truncated {
-            self.last_draws = draw_depth(ctx, self.depth);
-            Neumann::Truncated {
-                depth: self.depth,
-                draws: self.last_draws,
-            }
-        } else {
-            Neumann::Sum { depth: self.depth }
-        };
+        let kind = Neumann::pick(ctx, self.depth, self.truncated, &mut self.last_draws);
         let sys_now = System {
             x,
             y,

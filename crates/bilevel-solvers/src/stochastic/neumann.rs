@@ -32,8 +32,29 @@ pub(crate) enum Neumann {
     },
 }
 
+impl Neumann {
+    /// This iteration's estimate of depth `Q = depth`: with `truncated`, HIA with a fresh `p`
+    /// ([`draw_depth`], also stored in `last_draws`); otherwise the sum (no draw).
+    pub(crate) fn pick(
+        ctx: &mut Context,
+        depth: usize,
+        truncated: bool,
+        last_draws: &mut usize,
+    ) -> Self {
+        if truncated {
+            *last_draws = draw_depth(ctx, depth);
+            Neumann::Truncated {
+                depth,
+                draws: *last_draws,
+            }
+        } else {
+            Neumann::Sum { depth }
+        }
+    }
+}
+
 /// Draw the HIA depth `p`, uniform in `0..depth` (`depth ≥ 1`), from the run's random stream.
-pub(crate) fn draw_depth(ctx: &mut Context, depth: usize) -> usize {
+fn draw_depth(ctx: &mut Context, depth: usize) -> usize {
     ctx.rng.below(depth as u64) as usize
 }
 

@@ -23,7 +23,7 @@
 //! benchmark. `extra` reports the last drawn depth `hia_depth`.
 
 use super::inner::KeptBatch;
-use super::neumann::{draw_depth, inverse_hvp, Neumann, NeumannWork, System};
+use super::neumann::{inverse_hvp, Neumann, NeumannWork, System};
 use super::{descend, Common, Context, Schedule, StochasticStep};
 use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
@@ -162,11 +162,7 @@ where
         y.axpy(-rho, &w.gy);
         p.project_y(y);
         p.grad_f_batch(x, y, &ctx.outer_batch(), &mut self.d, &mut w.fy);
-        self.last_draws = draw_depth(ctx, self.depth);
-        let kind = Neumann::Truncated {
-            depth: self.depth,
-            draws: self.last_draws,
-        };
+        let kind = Neumann::pick(ctx, self.depth, true, &mut self.last_draws);
         let sys = System {
             x,
             y,
