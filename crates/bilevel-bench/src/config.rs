@@ -1,47 +1,6 @@
 //! Helpers shared by the harness and the `bilevel` CLI's configuration loading: the line of a
-//! TOML key, the field named in a serde message, writing a seed into a table, the per-solver
-//! memory check, and the number format of Markdown tables.
-
-pub use bilevel_solvers::registry::SolverConfig;
-
-/// Most vector entries a solver may be configured to store (5·10⁸ f64, 4 GB).
-pub const MAX_STORED_ENTRIES: u64 = 500_000_000;
-
-/// Memory that a solver configuration stores in proportion to dim y, checked once the problem
-/// is known and before the solver exists: ITD keeps its T + 1 iterates; HG-MS's Lanczos bases
-/// hold up to `min(limit, d)` vectors. The error names the field, the product and the cap.
-pub fn check_solver_memory(solver: &SolverConfig, dim_y: usize) -> Result<(), String> {
-    let d = dim_y as u64;
-    let mut checks: Vec<(&str, u64)> = Vec::new();
-    match solver {
-        SolverConfig::Itd(c) => checks.push(("solver.lower_steps", c.lower_steps as u64 + 1)),
-        SolverConfig::HgMs(c) => {
-            checks.push((
-                "solver.selection.projection_max_iter",
-                c.selection.projection_max_iter as u64,
-            ));
-            checks.push((
-                "solver.selection.curvature_max_iter",
-                c.selection.curvature_max_iter as u64,
-            ));
-            checks.push((
-                "solver.hypergradient.diagnostics.lanczos_max_iter",
-                c.hypergradient.diagnostics.lanczos_max_iter as u64,
-            ));
-        }
-        _ => {}
-    }
-    for (field, vectors) in checks {
-        let entries = vectors.min(d).saturating_mul(d);
-        if entries > MAX_STORED_ENTRIES {
-            return Err(format!(
-                "{field}: {vectors} stored vectors of dim y = {d} need {entries} entries, more than \
-                 the cap of {MAX_STORED_ENTRIES} (4 GB); lower it"
-            ));
-        }
-    }
-    Ok(())
-}
+//! TOML key, the field named in a serde message, writing a seed into a table, and the number
+//! format of Markdown tables.
 
 /// The line where `key = …` is set (the last segment of a dotted field name), if it is.
 pub fn find_key_line(text: &str, field: &str) -> Option<usize> {

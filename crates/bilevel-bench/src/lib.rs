@@ -331,11 +331,11 @@ impl<Y> Observer<Y> for KeepEvaluated {
 #[allow(clippy::type_complexity)]
 fn run_one(
     built: &BuiltProblem,
-    solver: &config::SolverConfig,
+    solver: &bilevel_solvers::registry::SolverConfig,
     opts: &RunOptions,
 ) -> (RunStatus, usize, f64, Vec<Record>, Vec<WarningSummary>) {
     let problem: &DynProblem = built.problem.as_ref();
-    if let Err(m) = config::check_solver_memory(solver, problem.dim_y()) {
+    if let Err(m) = solver.check_memory(problem.dim_y()) {
         return (RunStatus::Failed(m), 0, 0.0, Vec::new(), Vec::new());
     }
     let mut keep = KeepEvaluated::new(opts.evaluate_every);

@@ -1,10 +1,11 @@
 //! The suite file of `bilevel bench`: parsing, grid expansion, seed substitution and validation,
 //! with errors located as `FILE:LINE: context: message` (see the format in [`super`]).
 
-use crate::config::{find_key_line, quoted_field, with_seed, SolverConfig};
+use crate::config::{find_key_line, quoted_field, with_seed};
 use crate::BenchError;
 use bilevel_problems::ProblemConfig;
 use bilevel_solvers::executor::Budget;
+use bilevel_solvers::registry::SolverConfig;
 use serde::Deserialize;
 use std::path::Path;
 

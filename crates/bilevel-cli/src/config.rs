@@ -24,7 +24,7 @@ use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use bilevel_bench::config::{check_solver_memory, find_key_line, quoted_field};
+pub use bilevel_bench::config::{find_key_line, quoted_field};
 
 /// What to write and how often.
 #[derive(Clone, Debug, Deserialize)]

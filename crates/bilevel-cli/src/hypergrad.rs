@@ -92,7 +92,9 @@ pub fn evaluate(
     repeats: usize,
 ) -> Result<HypergradOutput, Failure> {
     let problem: &DynProblem = built.problem.as_ref();
-    crate::config::check_solver_memory(&cfg.solver, problem.dim_y()).map_err(Failure::config)?;
+    cfg.solver
+        .check_memory(problem.dim_y())
+        .map_err(Failure::config)?;
     let mut solver = make_solver(&cfg.solver, problem.dim_x());
     let counted = Counted::new(problem);
     let mut state = State {

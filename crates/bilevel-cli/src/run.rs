@@ -285,7 +285,9 @@ pub fn execute(
         .built_problem()
         .map_err(|e| Failure::config(e.to_string()))?;
     let problem: &DynProblem = built.problem.as_ref();
-    crate::config::check_solver_memory(&cfg.solver, problem.dim_y()).map_err(Failure::config)?;
+    cfg.solver
+        .check_memory(problem.dim_y())
+        .map_err(Failure::config)?;
     let mut solver = make_solver(&cfg.solver, problem.dim_x());
     std::fs::create_dir_all(out).map_err(|e| io_err(out, e))?;
     let trace_path = out.join("trace.jsonl");
