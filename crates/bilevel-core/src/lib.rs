@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod alloc_count;
 pub mod dense;
 pub mod derivatives;
 pub mod hypergrad;

@@ -2,40 +2,15 @@
 //! dual-number products, after the dual-number buffers' first use), counted by a global allocator
 //! that tallies this thread's allocations.
 
+use bilevel_core::alloc_count::{allocations, Counting};
 use bilevel_core::Bilevel;
 use bilevel_problems::{
     Coreset, Derivatives, Minimax, NonSingleton, ProblemDef, Quadratic, QuadraticParams, VpbgdToy,
     WithDerivatives,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCS.with(|c| c.get())
-}
 
 /// Every oracle once (warm-up), then again while counting.
 fn check<P: ProblemDef + Clone>(def: P) {

@@ -4,41 +4,16 @@
 //! minibatch oracles allocate nothing either, on chunk and uniform batches of 64 rows (and they
 //! never spawn threads: a spawn allocates on the calling thread).
 
+use bilevel_core::alloc_count::{allocations, Counting};
 use bilevel_core::{Batch, Bilevel, Level};
 use bilevel_problems::ml::data::{synthetic, MlData, SplitSize, SplitSpec, Standardize};
 use bilevel_problems::ml::{
     HyperCleaning, OverparamCleaning, OverparamRegsel, RegselLogistic, RegselMultinomial,
     SampleWeights, StrengthPer,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCS.with(|c| c.get())
-}
 
 fn data(classes: usize, n: usize, p: usize, train: u64, corrupt: bool) -> MlData {
     data_with(classes, n, p, train, 40, corrupt)

@@ -2,15 +2,13 @@
 //! tables and samplers are set up then), counted by a global allocator that tallies this thread's
 //! allocations. Problems: the quadratic benchmark and per-feature L2 selection (logistic).
 
-mod common;
-
+use bilevel_core::alloc_count::{allocations, Counting};
 use bilevel_core::{Bilevel, Counted};
 use bilevel_problems::ml::data::{synthetic, MlData, SplitSize, SplitSpec, Standardize};
 use bilevel_problems::ml::RegselLogistic;
 use bilevel_problems::{Quadratic, QuadraticParams, WithDerivatives};
 use bilevel_solvers::stochastic::{Stochastic, StochasticStep};
 use bilevel_solvers::State;
-use common::alloc::{allocations, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

@@ -1,14 +1,12 @@
-//! A global allocator that counts this thread's allocations (`alloc` and `realloc`; frees are
-//! not counted), for the no-allocation tests: `allocations()` after minus before a stretch of
-//! work is the number of allocations it made on the calling thread. A test binary installs it
-//! with
+//! A global allocator that counts the calling thread's allocations (`alloc` and `realloc`; frees
+//! are not counted), for checking that a stretch of work allocates nothing:
+//! `allocations()` after minus before is the number of allocations it made on this thread.
+//! A binary (a test, typically) installs it with
 //!
 //! ```ignore
 //! #[global_allocator]
-//! static GLOBAL: common::alloc::Counting = common::alloc::Counting;
+//! static GLOBAL: bilevel_core::alloc_count::Counting = bilevel_core::alloc_count::Counting;
 //! ```
-
-#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
