@@ -89,3 +89,21 @@ pub(crate) fn at_least_one(prefix: &str, field: &str, v: usize) -> Result<(), St
 pub(crate) fn optional_positive(prefix: &str, field: &str, v: Option<f64>) -> Result<(), String> {
     v.map_or(Ok(()), |v| positive(prefix, field, v))
 }
+
+/// `Err` naming `prefix.field` unless the optional count is absent or at least 1.
+pub(crate) fn optional_at_least_one(
+    prefix: &str,
+    field: &str,
+    v: Option<usize>,
+) -> Result<(), String> {
+    v.map_or(Ok(()), |v| at_least_one(prefix, field, v))
+}
+
+/// `Err` naming `prefix.field` unless `v ∈ (0, 1]` (a momentum or averaging weight).
+pub(crate) fn fraction(prefix: &str, field: &str, v: f64) -> Result<(), String> {
+    positive(prefix, field, v)?;
+    if v > 1.0 {
+        return Err(format!("{prefix}.{field}: must be in (0, 1] (got {v})"));
+    }
+    Ok(())
+}

@@ -127,3 +127,71 @@ fn every_solver_runs_and_resumes_from_its_checkpoint() {
         assert_eq!(b.checkpoint(), a.checkpoint(), "{}", s.name);
     }
 }
+
+/// A bad value of a solver's knob is refused by `validate`, naming `solver.<key>`; the `None`
+/// rows are values at the edge of the accepted range. Rows exercise each kind of check (counts
+/// ≥ 1, positive steps, nonnegative exponents, momenta in (0, 1], optional periods, NaN/∞,
+/// SABA's chunk sampling).
+#[test]
+fn bad_values_are_refused_naming_the_key() {
+    let rows: &[(&str, &str, Option<&str>)] = &[
+        ("amigo", "v_steps = 0", Some("v_steps")),
+        ("amigo", "v_step = nan", Some("v_step")),
+        ("amigo", "outer_exponent = -0.5", Some("outer_exponent")),
+        ("bsa", "neumann_steps = 0", Some("neumann_steps")),
+        ("bsa", "inner_exponent = inf", Some("inner_exponent")),
+        ("f2sa-stochastic", "lambda_max = 0.0", Some("lambda_max")),
+        ("f2sa-stochastic", "z_exponent = -0.1", Some("z_exponent")),
+        ("f2sa-stochastic", "inner_steps = 0", Some("inner_steps")),
+        ("fsla", "record_every = 0", Some("record_every")),
+        ("fsla", "momentum = 0.0", Some("momentum")),
+        ("fsla", "momentum = 1.5", Some("momentum")),
+        ("fsla", "momentum = nan", Some("momentum")),
+        ("fsla", "momentum = 1.0", None),
+        (
+            "fsla",
+            "momentum_exponent = -0.5",
+            Some("momentum_exponent"),
+        ),
+        ("mrbo", "momentum = 1.5", Some("momentum")),
+        (
+            "mrbo",
+            "momentum_exponent = -1.0",
+            Some("momentum_exponent"),
+        ),
+        ("mrbo", "neumann_step = 0.0", Some("neumann_step")),
+        ("saba", "batch_size = 0", Some("batch_size")),
+        ("saba", "outer_exponent = -1.0", Some("outer_exponent")),
+        ("saba", "sampling = \"uniform\"", Some("sampling")),
+        ("saba", "init_memory = \"full\"", None),
+        ("soba", "batch_size = 0", Some("batch_size")),
+        ("soba", "inner_exponent = -1.0", Some("inner_exponent")),
+        ("srba", "step_size = 0.0", Some("step_size")),
+        ("srba", "period = 0", Some("period")),
+        ("srba", "period = 12", None),
+        ("stocbio", "inner_steps = 0", Some("inner_steps")),
+        ("stocbio", "neumann_step = -0.1", Some("neumann_step")),
+        ("stocbio", "batch_size = 0", Some("batch_size")),
+        ("sustain", "neumann_steps = 0", Some("neumann_steps")),
+        ("sustain", "momentum = 0.0", Some("momentum")),
+        ("ttsa", "neumann_steps = 0", Some("neumann_steps")),
+        ("ttsa", "outer_ratio = 0.0", Some("outer_ratio")),
+        ("vrbo", "neumann_step = -0.1", Some("neumann_step")),
+        ("vrbo", "inner_steps = 0", Some("inner_steps")),
+        ("vrbo", "period = 0", Some("period")),
+        ("vrbo", "neumann_steps = 3\nperiod = 2", None),
+    ];
+    for (solver, line, key) in rows {
+        let c: SolverConfig = toml::from_str(&format!("name = \"{solver}\"\n{line}\n"))
+            .unwrap_or_else(|e| panic!("{solver}: `{line}` does not parse: {e}"));
+        match (c.validate(), key) {
+            (Err(e), Some(k)) => assert!(
+                e.contains(&format!("solver.{k}:")),
+                "{solver}: `{line}` refused without naming solver.{k}: {e}"
+            ),
+            (Ok(()), Some(k)) => panic!("{solver}: `{line}` accepted (expected an error on {k})"),
+            (Err(e), None) => panic!("{solver}: `{line}` refused: {e}"),
+            (Ok(()), None) => {}
+        }
+    }
+}

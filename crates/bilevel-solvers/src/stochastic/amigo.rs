@@ -31,74 +31,21 @@ use crate::validate::{at_least_one, nonnegative, optional_positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// AmIGO configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AmigoConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// SGD steps K on the lower level per iteration.
-    pub inner_steps: usize,
-    /// SGD steps K_v on `½vᵀHv − ∇_y fᵀv` per iteration.
-    pub v_steps: usize,
-    /// Step η of the `v` SGD (default: `step_size`); constant.
-    pub v_step: Option<f64>,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant, as in the reference).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
-    pub outer_exponent: f64,
-}
-
-impl Default for AmigoConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 10.0);
-        AmigoConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_steps: 10,
-            v_steps: 10,
-            v_step: None,
-            inner_exponent: 0.0,
-            outer_exponent: 0.0,
-        }
-    }
-}
-
-impl AmigoConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        at_least_one(prefix, "inner_steps", self.inner_steps)?;
-        at_least_one(prefix, "v_steps", self.v_steps)?;
-        optional_positive(prefix, "v_step", self.v_step)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
+stochastic_config! {
+    /// AmIGO configuration.
+    AmigoConfig (step_size = 0.1, outer_ratio = 10.0) {
+        /// SGD steps K on the lower level per iteration.
+        inner_steps: usize = 10 => at_least_one,
+        /// SGD steps K_v on `½vᵀHv − ∇_y fᵀv` per iteration.
+        v_steps: usize = 10 => at_least_one,
+        /// Step η of the `v` SGD (default: `step_size`); constant.
+        v_step: Option<f64> = None => optional_positive,
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant, as in the reference).
+        inner_exponent: f64 = 0.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
+        outer_exponent: f64 = 0.0 => nonnegative,
     }
 }
 
@@ -229,45 +176,5 @@ mod tests {
         let state = testkit::run_steps(&p, Amigo::new(cfg, x.len()), 2);
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
-    }
-
-    /// Default parameters on the test quadratic (constant steps: a noise floor): ‖∇φ‖² falls to at
-    /// most 3e-4 of its start in 3000 iterations (measured 7.5e-5).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Amigo::new(AmigoConfig::default(), m), 3000, 3e-4);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = AmigoConfig {
-            v_steps: 0,
-            ..AmigoConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("solver.v_steps"));
-        let c = AmigoConfig {
-            v_step: Some(f64::NAN),
-            ..AmigoConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("solver.v_step"));
-        let c = AmigoConfig {
-            outer_exponent: -0.5,
-            ..AmigoConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("outer_exponent"));
-    }
-
-    /// `v` is saved: a resumed run is the uninterrupted one bit for bit.
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| Amigo::new(AmigoConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 1e-2 of its start after 3000 iterations (measured 4.5e-3).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(|m| Amigo::new(AmigoConfig::default(), m), 3000, 1e-2);
     }
 }

@@ -32,74 +32,21 @@ use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// BSA configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BsaConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers and of the HIA depths.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// SGD steps K on the lower level per iteration.
-    pub inner_steps: usize,
-    /// HIA depth Q (p is uniform in `0..Q`).
-    pub neumann_steps: usize,
-    /// HIA step η (constant; below `2/L` of the minibatch Hessians).
-    pub neumann_step: f64,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a`.
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b`.
-    pub outer_exponent: f64,
-}
-
-impl Default for BsaConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 1.0);
-        BsaConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_steps: 10,
-            neumann_steps: 50,
-            neumann_step: 0.5,
-            inner_exponent: 0.5,
-            outer_exponent: 0.5,
-        }
-    }
-}
-
-impl BsaConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        at_least_one(prefix, "inner_steps", self.inner_steps)?;
-        at_least_one(prefix, "neumann_steps", self.neumann_steps)?;
-        positive(prefix, "neumann_step", self.neumann_step)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
+stochastic_config! {
+    /// BSA configuration.
+    BsaConfig (step_size = 0.1, outer_ratio = 1.0) {
+        /// SGD steps K on the lower level per iteration.
+        inner_steps: usize = 10 => at_least_one,
+        /// HIA depth Q (p is uniform in `0..Q`).
+        neumann_steps: usize = 50 => at_least_one,
+        /// HIA step η (constant; below `2/L` of the minibatch Hessians).
+        neumann_step: f64 = 0.5 => positive,
+        /// Exponent a of `ρ_t = ρ/(t+1)^a`.
+        inner_exponent: f64 = 0.5 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b`.
+        outer_exponent: f64 = 0.5 => nonnegative,
     }
 }
 
@@ -150,13 +97,6 @@ where
     fn extra(&self) -> Vec<(String, f64)> {
         vec![("hia_depth".into(), self.core.last_draws as f64)]
     }
-    /// Nothing besides `(x, y)` and the context (which holds the depth stream) carries over.
-    fn save(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn load(&mut self, _saved: &serde_json::Value) -> Result<(), SolverError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -195,43 +135,5 @@ mod tests {
         let state = testkit::run_steps(&p, Bsa::new(cfg, x.len()), 2);
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
-    }
-
-    /// Default parameters on the test quadratic (decreasing steps): ‖∇φ‖² falls to at most
-    /// 2e-3 of its start in 3000 iterations (measured 6.0e-4).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Bsa::new(BsaConfig::default(), m), 3000, 2e-3);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = BsaConfig {
-            neumann_steps: 0,
-            ..BsaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.neumann_steps"));
-        let c = BsaConfig {
-            inner_exponent: f64::INFINITY,
-            ..BsaConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("inner_exponent"));
-    }
-
-    /// The depth stream lives in the context: a resumed run is the uninterrupted one.
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| Bsa::new(BsaConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 3e-2 of its start after 3000 iterations (measured 1.0e-2).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(|m| Bsa::new(BsaConfig::default(), m), 3000, 3e-2);
     }
 }

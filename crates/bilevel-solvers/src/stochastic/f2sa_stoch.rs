@@ -40,96 +40,34 @@
 //! quadratic benchmark after 3000 iterations (4.3e-3 and 3.5e-2 after 30 000).
 
 use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
-use crate::validate::{at_least_one, nonnegative, positive};
+use crate::validate::{at_least_one, nonnegative, optional_positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Stochastic F2SA configuration (`"f2sa-stochastic"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct F2saStochConfig {
-    /// Base step ρ of `y` and `z`.
-    pub step_size: f64,
-    /// ξ = ρ / outer_ratio is the base step of `x`.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// Inner steps K (on `y` and `z`) per iteration.
-    pub inner_steps: usize,
-    /// Initial multiplier λ₀.
-    pub lambda0: f64,
-    /// Base increment δ of λ per iteration.
-    pub lambda_step: f64,
-    /// Optional cap on λ (default 5; `None`: unbounded, as the reference).
-    pub lambda_max: Option<f64>,
-    /// Exponent of `ρ_y,t` (5/7).
-    pub y_exponent: f64,
-    /// Exponent of `ρ_z,t` (4/7).
-    pub z_exponent: f64,
-    /// Exponent of `ξ_t` (4/7).
-    pub outer_exponent: f64,
-    /// Exponent of `δ_t` (1/7).
-    pub lambda_exponent: f64,
-    /// One lower batch for both `∇_x g` terms of the direction (the paper's estimator, whose
-    /// noise does not grow with λ); `false`: two independent batches, as the reference.
-    pub shared_batch: bool,
-}
-
-impl Default for F2saStochConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 1.0);
-        F2saStochConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_steps: 10,
-            lambda0: 1.0,
-            lambda_step: 0.1,
-            lambda_max: Some(5.0),
-            y_exponent: 5.0 / 7.0,
-            z_exponent: 4.0 / 7.0,
-            outer_exponent: 4.0 / 7.0,
-            lambda_exponent: 1.0 / 7.0,
-            shared_batch: true,
-        }
-    }
-}
-
-impl F2saStochConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        at_least_one(prefix, "inner_steps", self.inner_steps)?;
-        nonnegative(prefix, "lambda0", self.lambda0)?;
-        nonnegative(prefix, "lambda_step", self.lambda_step)?;
-        if let Some(l) = self.lambda_max {
-            positive(prefix, "lambda_max", l)?;
-        }
-        nonnegative(prefix, "y_exponent", self.y_exponent)?;
-        nonnegative(prefix, "z_exponent", self.z_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)?;
-        nonnegative(prefix, "lambda_exponent", self.lambda_exponent)
+stochastic_config! {
+    /// Stochastic F2SA configuration (`"f2sa-stochastic"`).
+    F2saStochConfig (step_size = 0.1, outer_ratio = 1.0) {
+        /// Inner steps K (on `y` and `z`) per iteration.
+        inner_steps: usize = 10 => at_least_one,
+        /// Initial multiplier λ₀.
+        lambda0: f64 = 1.0 => nonnegative,
+        /// Base increment δ of λ per iteration.
+        lambda_step: f64 = 0.1 => nonnegative,
+        /// Optional cap on λ (default 5; `None`: unbounded, as the reference).
+        lambda_max: Option<f64> = Some(5.0) => optional_positive,
+        /// Exponent of `ρ_y,t` (5/7).
+        y_exponent: f64 = 5.0 / 7.0 => nonnegative,
+        /// Exponent of `ρ_z,t` (4/7).
+        z_exponent: f64 = 4.0 / 7.0 => nonnegative,
+        /// Exponent of `ξ_t` (4/7).
+        outer_exponent: f64 = 4.0 / 7.0 => nonnegative,
+        /// Exponent of `δ_t` (1/7).
+        lambda_exponent: f64 = 1.0 / 7.0 => nonnegative,
+        /// One lower batch for both `∇_x g` terms of the direction (the paper's estimator, whose
+        /// noise does not grow with λ); `false`: two independent batches, as the reference.
+        shared_batch: bool = true,
     }
 }
 
@@ -331,62 +269,5 @@ mod tests {
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
         assert!((s.inner().lambda() - lambda).abs() <= 1e-14 * lambda);
-    }
-
-    /// Default parameters on the test quadratic (decreasing steps; the floor is the O(1/λ) bias of
-    /// λ_max = 5): ‖∇φ‖² falls to at most 1e-2 of its start in 3000 iterations (measured 5.9e-3).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(
-            |m| F2saStoch::new(F2saStochConfig::default(), m),
-            3000,
-            1e-2,
-        );
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = F2saStochConfig {
-            lambda_max: Some(0.0),
-            ..F2saStochConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.lambda_max"));
-        let c = F2saStochConfig {
-            z_exponent: -0.1,
-            ..F2saStochConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.z_exponent"));
-        let c = F2saStochConfig {
-            inner_steps: 0,
-            ..F2saStochConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.inner_steps"));
-    }
-
-    /// `z` and λ are saved: a resumed run is the uninterrupted one bit for bit.
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| F2saStoch::new(F2saStochConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 1e-1 of its start after 3000 iterations (measured 4.3e-2).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(
-            |m| F2saStoch::new(F2saStochConfig::default(), m),
-            3000,
-            1e-1,
-        );
     }
 }

@@ -29,80 +29,23 @@
 //! `v`, two for the hypergradient).
 
 use super::{descend, load_direction, load_field, Common, Context, Schedule, StochasticStep};
-use crate::validate::{nonnegative, positive};
+use crate::validate::{fraction, nonnegative};
 use crate::{SolverError, State};
-use bilevel_core::{Bilevel, Counted, Scheme, Vector};
+use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// FSLA configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FslaConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a`.
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b`.
-    pub outer_exponent: f64,
-    /// α of the momentum weight `α_t = min(1, α/(t+1)^c)` (1: no momentum at t = 0).
-    pub momentum: f64,
-    /// Exponent c of `α_t`.
-    pub momentum_exponent: f64,
-}
-
-impl Default for FslaConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.2, 1.0);
-        FslaConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_exponent: 0.5,
-            outer_exponent: 0.5,
-            momentum: 0.5,
-            momentum_exponent: 0.5,
-        }
-    }
-}
-
-impl FslaConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)?;
-        positive(prefix, "momentum", self.momentum)?;
-        if self.momentum > 1.0 {
-            return Err(format!(
-                "{prefix}.momentum: must be in (0, 1] (got {})",
-                self.momentum
-            ));
-        }
-        nonnegative(prefix, "momentum_exponent", self.momentum_exponent)
+stochastic_config! {
+    /// FSLA configuration.
+    FslaConfig (step_size = 0.2, outer_ratio = 1.0) {
+        /// Exponent a of `ρ_t = ρ/(t+1)^a`.
+        inner_exponent: f64 = 0.5 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b`.
+        outer_exponent: f64 = 0.5 => nonnegative,
+        /// α of the momentum weight `α_t = min(1, α/(t+1)^c)` (1: no momentum at t = 0).
+        momentum: f64 = 0.5 => fraction,
+        /// Exponent c of `α_t`.
+        momentum_exponent: f64 = 0.5 => nonnegative,
     }
 }
 
@@ -315,57 +258,6 @@ mod tests {
         let state = testkit::run_steps(&p, Fsla::new(cfg, x.len()), 3);
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
-    }
-
-    /// Default parameters on the test instance: ‖∇φ‖² ≤ 1e-2 of its start within 10 000
-    /// iterations (decreasing steps: a sublinear rate, the documented lower bar).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Fsla::new(FslaConfig::default(), m), 10_000, 1e-2);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = FslaConfig {
-            record_every: 0,
-            ..FslaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.record_every"));
-        for bad in [0.0, 1.5, f64::NAN] {
-            let c = FslaConfig {
-                momentum: bad,
-                ..FslaConfig::default()
-            };
-            assert!(c
-                .validate("solver")
-                .unwrap_err()
-                .contains("solver.momentum"));
-        }
-        let c = FslaConfig {
-            momentum_exponent: -0.5,
-            ..FslaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("momentum_exponent"));
-        let parsed: Result<FslaConfig, _> = toml::from_str("eta = 0.1");
-        assert!(parsed.unwrap_err().to_string().contains("eta"));
-        let parsed: FslaConfig = toml::from_str("momentum = 1.0").unwrap();
-        assert!(parsed.validate("solver").is_ok());
-    }
-
-    /// Checkpoint after 5 steps, restore into a fresh solver through JSON text, continue:
-    /// bit-for-bit the uninterrupted run.
-    #[test]
-    fn checkpoint_round_trip_resumes_exactly() {
-        let (a, b, _) =
-            testkit::checkpoint_round_trip(|m| Fsla::new(FslaConfig::default(), m), 5, 9);
-        assert_eq!(a.inner().aux, b.inner().aux);
-        assert_eq!(a.inner().d, b.inner().d);
     }
 
     /// Default parameters on the default quadratic benchmark (n = m = 1024, d = m_x = 100) and on

@@ -24,18 +24,80 @@ use bilevel_core::rng::Rng;
 use bilevel_core::{Batch, BatchSampler, Bilevel, Counted, Level, Scheme, Vector};
 use serde::{Deserialize, Serialize};
 
-/// The [`Common`] part of a flat solver configuration with the standard field names.
-macro_rules! common_of {
-    ($c:expr) => {
-        $crate::stochastic::Common {
-            step_size: $c.step_size,
-            outer_ratio: $c.outer_ratio,
-            batch_size: $c.batch_size,
-            sampling: $c.sampling,
-            seed: $c.seed,
-            record_every: $c.record_every,
-            x_min: $c.x_min,
-            x_max: $c.x_max,
+/// Defines a stochastic solver's configuration: the eight [`Common`] keys first (defaults of
+/// [`Common::with_steps`] with the given ρ and outer ratio), then the solver's own keys with their
+/// defaults, each with an optional check (`=> rule`, a `fn(prefix, name, value)` from
+/// [`crate::validate`]). Generates the struct (every key optional, unknown keys rejected),
+/// `Default`, `common()` and `validate(prefix)`: the common checks, then the keys' rules in
+/// order, then the optional `check` function `fn(&Self, prefix)`.
+macro_rules! stochastic_config {
+    (
+        $(#[$doc:meta])*
+        $name:ident (step_size = $rho:expr, outer_ratio = $ratio:expr $(, check = $extra:path)?) {
+            $( $(#[$fdoc:meta])* $field:ident : $ty:ty = $default:expr $(=> $rule:path)? ),* $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            /// Inner step ρ.
+            pub step_size: f64,
+            /// γ = ρ / outer_ratio.
+            pub outer_ratio: f64,
+            /// Minibatch size (both levels).
+            pub batch_size: usize,
+            /// Minibatch scheme (`"chunks"` or `"uniform"`).
+            pub sampling: bilevel_core::Scheme,
+            /// Seed of the samplers and of randomised depths.
+            pub seed: u64,
+            /// Stochastic iterations per record.
+            pub record_every: usize,
+            /// Optional box on `x`.
+            pub x_min: Option<f64>,
+            /// See `x_min`.
+            pub x_max: Option<f64>,
+            $( $(#[$fdoc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                let c = $crate::stochastic::Common::with_steps($rho, $ratio);
+                $name {
+                    step_size: c.step_size,
+                    outer_ratio: c.outer_ratio,
+                    batch_size: c.batch_size,
+                    sampling: c.sampling,
+                    seed: c.seed,
+                    record_every: c.record_every,
+                    x_min: c.x_min,
+                    x_max: c.x_max,
+                    $( $field: $default, )*
+                }
+            }
+        }
+
+        impl $name {
+            /// The shared parameters.
+            pub fn common(&self) -> $crate::stochastic::Common {
+                $crate::stochastic::Common {
+                    step_size: self.step_size,
+                    outer_ratio: self.outer_ratio,
+                    batch_size: self.batch_size,
+                    sampling: self.sampling,
+                    seed: self.seed,
+                    record_every: self.record_every,
+                    x_min: self.x_min,
+                    x_max: self.x_max,
+                }
+            }
+            /// Check values; errors name the field (`prefix.field`) and the value.
+            pub fn validate(&self, prefix: &str) -> Result<(), String> {
+                self.common().validate(prefix)?;
+                $( $( $rule(prefix, stringify!($field), self.$field)?; )? )*
+                $( $extra(self, prefix)?; )?
+                Ok(())
+            }
         }
     };
 }
@@ -246,10 +308,15 @@ pub trait StochasticStep<P: Bilevel + ?Sized> {
     fn extra(&self) -> Vec<(String, f64)> {
         Vec::new()
     }
-    /// Auxiliary state (the `v` iterate, memories, momenta) for checkpoints.
-    fn save(&self) -> serde_json::Value;
-    /// Restore what [`StochasticStep::save`] wrote.
-    fn load(&mut self, saved: &serde_json::Value) -> Result<(), SolverError>;
+    /// Auxiliary state (the `v` iterate, memories, momenta) for checkpoints; the default, for
+    /// solvers that keep nothing besides `(x, y)` and the [`Context`], is `{}`.
+    fn save(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+    /// Restore what [`StochasticStep::save`] wrote (the default accepts anything).
+    fn load(&mut self, _saved: &serde_json::Value) -> Result<(), SolverError> {
+        Ok(())
+    }
 }
 
 /// A [`StochasticStep`] as a [`BilevelSolver`]: each `hypergradient` call runs `record_every`
@@ -412,5 +479,7 @@ pub(crate) fn descend(x: &mut [f64], gamma: f64, d: &[f64]) {
     bilevel_core::vector::axpy(x, -gamma, d);
 }
 
+#[cfg(test)]
+mod family_tests;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -34,90 +34,28 @@
 use super::inner::KeptBatch;
 use super::neumann::{inverse_hvp, Neumann, NeumannWork, System};
 use super::{descend, load_field, Common, Context, Schedule, StochasticStep};
-use crate::validate::{nonnegative, positive};
+use crate::validate::{fraction, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// MRBO configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MrboConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// Neumann depth Q.
-    pub neumann_steps: usize,
-    /// Neumann step η_N (constant; below `2/L` of the minibatch Hessians).
-    pub neumann_step: f64,
-    /// Momentum η₀ of `η_t = η₀/(t+1)^c` (in (0, 1]).
-    pub momentum: f64,
-    /// Exponent c of the momentum (2/3).
-    pub momentum_exponent: f64,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (1/3).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (1/3).
-    pub outer_exponent: f64,
-}
-
-impl Default for MrboConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 1.0);
-        MrboConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            neumann_steps: 50,
-            neumann_step: 0.5,
-            momentum: 0.5,
-            momentum_exponent: 2.0 / 3.0,
-            inner_exponent: 1.0 / 3.0,
-            outer_exponent: 1.0 / 3.0,
-        }
+stochastic_config! {
+    /// MRBO configuration.
+    MrboConfig (step_size = 0.1, outer_ratio = 1.0) {
+        /// Neumann depth Q.
+        neumann_steps: usize = 50,
+        /// Neumann step η_N (constant; below `2/L` of the minibatch Hessians).
+        neumann_step: f64 = 0.5 => positive,
+        /// Momentum η₀ of `η_t = η₀/(t+1)^c` (in (0, 1]).
+        momentum: f64 = 0.5 => fraction,
+        /// Exponent c of the momentum (2/3).
+        momentum_exponent: f64 = 2.0 / 3.0 => nonnegative,
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (1/3).
+        inner_exponent: f64 = 1.0 / 3.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (1/3).
+        outer_exponent: f64 = 1.0 / 3.0 => nonnegative,
     }
-}
-
-impl MrboConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        positive(prefix, "neumann_step", self.neumann_step)?;
-        check_momentum(prefix, self.momentum, self.momentum_exponent)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
-    }
-}
-
-/// `η₀ ∈ (0, 1]`, exponent ≥ 0.
-pub(crate) fn check_momentum(prefix: &str, eta0: f64, exponent: f64) -> Result<(), String> {
-    positive(prefix, "momentum", eta0)?;
-    if eta0 > 1.0 {
-        return Err(format!("{prefix}.momentum: must be at most 1 (got {eta0})"));
-    }
-    nonnegative(prefix, "momentum_exponent", exponent)
 }
 
 /// The previous iterate and the two recursive directions (saved in checkpoints).
@@ -447,55 +385,5 @@ mod tests {
         s.advance(&c, &mut state, 3).unwrap();
         let n = c.counts();
         assert_eq!((n.grad_g, n.hvp, n.cross, n.grad_f), (5, 250, 5, 5));
-    }
-
-    /// Default parameters on the test quadratic (decreasing steps and momentum): ‖∇φ‖² falls to at
-    /// most 1e-3 of its start in 3000 iterations (measured 3.4e-4).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Mrbo::new(MrboConfig::default(), m), 3000, 1e-3);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = MrboConfig {
-            momentum: 1.5,
-            ..MrboConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.momentum"));
-        let c = MrboConfig {
-            momentum_exponent: -1.0,
-            ..MrboConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.momentum_exponent"));
-        let c = MrboConfig {
-            neumann_step: 0.0,
-            ..MrboConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.neumann_step"));
-    }
-
-    /// Save after 7 iterations (previous iterate and both directions), restore, continue: bit
-    /// for bit the uninterrupted run.
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| Mrbo::new(MrboConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 3e-2 of its start after 3000 iterations (measured 1.2e-2).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(|m| Mrbo::new(MrboConfig::default(), m), 3000, 3e-2);
     }
 }

@@ -52,71 +52,28 @@ pub enum MemoryInit {
     Full,
 }
 
-/// SABA configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SabaConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme: must be `"chunks"` (the memory is keyed by chunk).
-    pub sampling: Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
-    pub outer_exponent: f64,
-    /// Initial memory (`"zero"` or `"full"`).
-    pub init_memory: MemoryInit,
-}
-
-impl Default for SabaConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.25, 1.0);
-        SabaConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_exponent: 0.0,
-            outer_exponent: 0.0,
-            init_memory: MemoryInit::Zero,
-        }
+stochastic_config! {
+    /// SABA configuration.
+    SabaConfig (step_size = 0.25, outer_ratio = 1.0, check = chunks_only) {
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant).
+        inner_exponent: f64 = 0.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
+        outer_exponent: f64 = 0.0 => nonnegative,
+        /// Initial memory (`"zero"` or `"full"`).
+        init_memory: MemoryInit = MemoryInit::Zero,
     }
 }
 
-impl SabaConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
+/// SABA's memory is keyed by chunk: `sampling` must be `"chunks"`.
+fn chunks_only(c: &SabaConfig, prefix: &str) -> Result<(), String> {
+    if c.sampling != Scheme::Chunks {
+        return Err(format!(
+            "{prefix}.sampling: SABA keeps one memory slot per chunk and needs \"chunks\" \
+             (got {:?})",
+            c.sampling
+        ));
     }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        if self.sampling != Scheme::Chunks {
-            return Err(format!(
-                "{prefix}.sampling: SABA keeps one memory slot per chunk and needs \"chunks\" \
-                 (got {:?})",
-                self.sampling
-            ));
-        }
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
-    }
+    Ok(())
 }
 
 /// SAGA memory of one level: per-chunk slots of the level's directions and their running means.
@@ -468,42 +425,6 @@ mod tests {
         assert_eq!(extra[0], ("memory_floats".into(), (5 * 50 + 4 * 30) as f64));
     }
 
-    /// Default parameters on the test instance: ‖∇φ‖² ≤ 1e-6 of its start within 1000
-    /// iterations (reached after 256).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Saba::new(SabaConfig::default(), m), 1_000, 1e-6);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = SabaConfig {
-            batch_size: 0,
-            ..SabaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.batch_size"));
-        let c = SabaConfig {
-            outer_exponent: -1.0,
-            ..SabaConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("outer_exponent"));
-        let c = SabaConfig {
-            sampling: Scheme::Uniform,
-            ..SabaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.sampling"));
-        let parsed: Result<SabaConfig, _> = toml::from_str("init_memory = \"full\"\nstep = 1.0");
-        assert!(parsed.unwrap_err().to_string().contains("step"));
-        let parsed: SabaConfig = toml::from_str("init_memory = \"full\"").unwrap();
-        assert_eq!(parsed.init_memory, MemoryInit::Full);
-    }
-
     /// Uniform sampling is refused before the first step, naming `sampling`.
     #[test]
     fn uniform_sampling_is_refused() {
@@ -518,20 +439,6 @@ mod tests {
         match s.advance(&Counted::new(&p), &mut state, 1) {
             Err(SolverError::Config(msg)) => assert!(msg.contains("sampling"), "{msg}"),
             other => panic!("expected a config error, got {other:?}"),
-        }
-    }
-
-    /// Checkpoint after 7 steps (memory partly refreshed), restore into a fresh solver through
-    /// JSON text, continue: bit-for-bit the uninterrupted run.
-    #[test]
-    fn checkpoint_round_trip_resumes_exactly() {
-        for init in [MemoryInit::Zero, MemoryInit::Full] {
-            let cfg = SabaConfig {
-                init_memory: init,
-                ..SabaConfig::default()
-            };
-            let (a, b, _) = testkit::checkpoint_round_trip(|m| Saba::new(cfg.clone(), m), 7, 13);
-            assert_eq!(a.inner().v, b.inner().v);
         }
     }
 

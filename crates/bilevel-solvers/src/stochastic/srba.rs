@@ -36,73 +36,21 @@
 //! product each) and two upper batch gradients, or one full call of each on a refresh.
 
 use super::{descend, load_direction, load_field, Common, Context, Schedule, StochasticStep};
-use crate::validate::nonnegative;
+use crate::validate::{nonnegative, optional_at_least_one};
 use crate::{SolverError, State};
-use bilevel_core::{Batch, Bilevel, Counted, Level, Scheme, Vector};
+use bilevel_core::{Batch, Bilevel, Counted, Level, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// SRBA configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SrbaConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
-    pub outer_exponent: f64,
-    /// Iterations between full recomputations; `None`: `⌈n/b⌉ + ⌈m/b⌉`.
-    pub period: Option<usize>,
-}
-
-impl Default for SrbaConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.3, 1.0);
-        SrbaConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_exponent: 0.0,
-            outer_exponent: 0.0,
-            period: None,
-        }
-    }
-}
-
-impl SrbaConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)?;
-        if self.period == Some(0) {
-            return Err(format!("{prefix}.period: must be at least 1 (got 0)"));
-        }
-        Ok(())
+stochastic_config! {
+    /// SRBA configuration.
+    SrbaConfig (step_size = 0.3, outer_ratio = 1.0) {
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant).
+        inner_exponent: f64 = 0.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
+        outer_exponent: f64 = 0.0 => nonnegative,
+        /// Iterations between full recomputations; `None`: `⌈n/b⌉ + ⌈m/b⌉`.
+        period: Option<usize> = None => optional_at_least_one,
     }
 }
 
@@ -370,45 +318,6 @@ mod tests {
         testkit::assert_close(&aux1.dy, &dy, "D_y");
         testkit::assert_close(&aux1.dv, &dv, "D_v");
         testkit::assert_close(&s.inner().d, &dx, "D_x");
-    }
-
-    /// Default parameters on the test instance: ‖∇φ‖² ≤ 1e-6 of its start within 1000
-    /// iterations (reached after 216).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Srba::new(SrbaConfig::default(), m), 1_000, 1e-6);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = SrbaConfig {
-            step_size: 0.0,
-            ..SrbaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.step_size"));
-        let c = SrbaConfig {
-            period: Some(0),
-            ..SrbaConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("solver.period"));
-        let parsed: Result<SrbaConfig, _> = toml::from_str("period_frac = 3");
-        assert!(parsed.unwrap_err().to_string().contains("period_frac"));
-        let parsed: SrbaConfig = toml::from_str("period = 12").unwrap();
-        assert_eq!(parsed.period, Some(12));
-        assert!(parsed.validate("solver").is_ok());
-    }
-
-    /// Checkpoint mid-period (after 9 steps, period 7), restore into a fresh solver through JSON
-    /// text, continue past the next refresh: bit-for-bit the uninterrupted run.
-    #[test]
-    fn checkpoint_round_trip_resumes_exactly() {
-        let (a, b, _) =
-            testkit::checkpoint_round_trip(|m| Srba::new(SrbaConfig::default(), m), 9, 11);
-        assert_eq!(a.inner().aux, b.inner().aux);
-        assert_eq!(a.inner().d, b.inner().d);
     }
 
     /// Default parameters on the default quadratic benchmark (n = m = 1024, d = m_x = 100) and on

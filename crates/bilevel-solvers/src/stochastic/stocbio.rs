@@ -46,77 +46,25 @@ use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 // ---------------------------------------------------------------------------------------------
 // StocBiO.
 // ---------------------------------------------------------------------------------------------
 
-/// StocBiO configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StocbioConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// SGD steps K on the lower level per iteration (warm-started).
-    pub inner_steps: usize,
-    /// Neumann depth Q (Hessian-vector products per iteration).
-    pub neumann_steps: usize,
-    /// Neumann step η (constant; below `2/L` of the minibatch Hessians).
-    pub neumann_step: f64,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant, as in the reference).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
-    pub outer_exponent: f64,
-}
-
-impl Default for StocbioConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 10.0);
-        StocbioConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_steps: 10,
-            neumann_steps: 50,
-            neumann_step: 0.5,
-            inner_exponent: 0.0,
-            outer_exponent: 0.0,
-        }
-    }
-}
-
-impl StocbioConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        at_least_one(prefix, "inner_steps", self.inner_steps)?;
-        positive(prefix, "neumann_step", self.neumann_step)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
+stochastic_config! {
+    /// StocBiO configuration.
+    StocbioConfig (step_size = 0.1, outer_ratio = 10.0) {
+        /// SGD steps K on the lower level per iteration (warm-started).
+        inner_steps: usize = 10 => at_least_one,
+        /// Neumann depth Q (Hessian-vector products per iteration).
+        neumann_steps: usize = 50,
+        /// Neumann step η (constant; below `2/L` of the minibatch Hessians).
+        neumann_step: f64 = 0.5 => positive,
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant, as in the reference).
+        inner_exponent: f64 = 0.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
+        outer_exponent: f64 = 0.0 => nonnegative,
     }
 }
 
@@ -164,22 +112,12 @@ where
     fn direction(&self) -> &[f64] {
         self.core.direction()
     }
-    /// StocBiO keeps nothing between iterations besides `(x, y)` and the context.
-    fn save(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn load(&mut self, _saved: &serde_json::Value) -> Result<(), SolverError> {
-        Ok(())
-    }
 }
 
 /// Full-batch versions of the building blocks, for updates written by hand in the tests.
 #[cfg(test)]
 pub(crate) mod checks {
-    use crate::stochastic::testkit::{self, Full, Quad};
-    use crate::stochastic::{Stochastic, StochasticStep};
-    use crate::State;
-    use bilevel_core::{Bilevel, Counted};
+    use crate::stochastic::testkit::{Full, Quad};
 
     /// `H v` at `(x, y)`.
     pub fn hv(p: &Quad, x: &[f64], y: &[f64], v: &[f64]) -> Vec<f64> {
@@ -231,48 +169,6 @@ pub(crate) mod checks {
         }
         v.iter().map(|a| q as f64 * eta * a).collect()
     }
-
-    /// Run 7 + 9 iterations with a checkpoint (through JSON text) in between and compare with 16
-    /// uninterrupted iterations.
-    pub fn checkpoint_round_trip<S: StochasticStep<Quad>>(make: impl Fn(usize) -> S) {
-        let p = testkit::quadratic();
-        let whole = testkit::run_steps(&p, make(p.dim_x()), 16);
-        let (_, resumed, s) = testkit::checkpoint_round_trip(make, 7, 9);
-        assert_eq!(s.x, whole.x);
-        assert_eq!(s.y, whole.y);
-        assert_eq!(resumed.iterations(), 16);
-    }
-
-    /// Ratio `‖∇φ(x_T)‖²/‖∇φ(x_0)‖²` after `iterations` on the default quadratic benchmark.
-    pub fn default_benchmark<S: StochasticStep<Quad>>(
-        make: impl Fn(usize) -> S,
-        iterations: usize,
-        bar: f64,
-    ) -> f64 {
-        use bilevel_problems::{Quadratic, QuadraticParams, WithDerivatives};
-        let p = WithDerivatives::analytic(Quadratic::new(QuadraticParams::default()).unwrap());
-        let (x0, y0) = (vec![0.0; p.dim_x()], vec![0.0; p.dim_y()]);
-        let c = Counted::new(&p);
-        let mut state = State {
-            x: x0.clone(),
-            y: y0,
-            iteration: 0,
-        };
-        let s = make(p.dim_x());
-        let name = s.name();
-        let mut s = Stochastic::new(s);
-        s.advance(&c, &mut state, iterations).unwrap();
-        let r = testkit::grad_phi_sq(&p, &state.x) / testkit::grad_phi_sq(&p, &x0);
-        // Both levels hold 1024 samples and the batches 64: a pass is 16 batch calls.
-        let calls = c.counts().total();
-        eprintln!(
-            "{name}, default benchmark: {iterations} iterations, {calls} batch oracle calls \
-             (≈ {:.0} passes), ‖∇φ‖² ratio {r:e}",
-            calls as f64 / 16.0
-        );
-        assert!(r <= bar, "{name}: ratio {r:e} above the documented {bar:e}");
-        r
-    }
 }
 
 #[cfg(test)]
@@ -321,58 +217,5 @@ mod tests {
         s.advance(&c, &mut state, 3).unwrap();
         let n = c.counts();
         assert_eq!((n.grad_g, n.hvp, n.cross, n.grad_f), (30, 150, 3, 3));
-    }
-
-    /// Default parameters on the test quadratic (constant steps: a noise floor, plus the Neumann
-    /// truncation): ‖∇φ‖² falls to at most 1e-3 of its start in 3000 iterations (measured 2.8e-4).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Stocbio::new(StocbioConfig::default(), m), 3000, 1e-3);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = StocbioConfig {
-            inner_steps: 0,
-            ..StocbioConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.inner_steps"));
-        let c = StocbioConfig {
-            neumann_step: -0.1,
-            ..StocbioConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.neumann_step"));
-        let c = StocbioConfig {
-            batch_size: 0,
-            ..StocbioConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.batch_size"));
-        let c: StocbioConfig = serde_json::from_str(r#"{"neumann_steps": 3}"#).unwrap();
-        assert_eq!(c.neumann_steps, 3);
-        assert!(serde_json::from_str::<StocbioConfig>(r#"{"depth": 3}"#).is_err());
-    }
-
-    /// Save after 7 iterations, restore into a fresh solver, continue: bit-for-bit the
-    /// uninterrupted run.
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| Stocbio::new(StocbioConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 3e-2 of its start after 3000 iterations (measured 1.4e-2).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(|m| Stocbio::new(StocbioConfig::default(), m), 3000, 3e-2);
     }
 }

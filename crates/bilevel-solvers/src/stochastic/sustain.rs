@@ -22,83 +22,29 @@
 //! benchmark). Measured with the defaults after 3000 iterations: 3.2e-4 on the test instance,
 //! 2.0e-2 on the default benchmark. `extra` reports `eta` and `hia_depth`.
 
-use super::mrbo::{check_momentum, Recursive};
+use super::mrbo::Recursive;
 use super::{Common, Context, StochasticStep};
-use crate::validate::{at_least_one, nonnegative, positive};
+use crate::validate::{at_least_one, fraction, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// SUSTAIN configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SustainConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers and of the HIA depths.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// HIA depth Q (p is uniform in `0..Q`).
-    pub neumann_steps: usize,
-    /// HIA step η_N (constant; below `2/L` of the minibatch Hessians).
-    pub neumann_step: f64,
-    /// Momentum η₀ of `η_t = η₀/(t+1)^c` (in (0, 1]).
-    pub momentum: f64,
-    /// Exponent c of the momentum (2/3).
-    pub momentum_exponent: f64,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (1/3).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (1/3).
-    pub outer_exponent: f64,
-}
-
-impl Default for SustainConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 1.0);
-        SustainConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            neumann_steps: 50,
-            neumann_step: 0.5,
-            momentum: 0.5,
-            momentum_exponent: 2.0 / 3.0,
-            inner_exponent: 1.0 / 3.0,
-            outer_exponent: 1.0 / 3.0,
-        }
-    }
-}
-
-impl SustainConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        at_least_one(prefix, "neumann_steps", self.neumann_steps)?;
-        positive(prefix, "neumann_step", self.neumann_step)?;
-        check_momentum(prefix, self.momentum, self.momentum_exponent)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
+stochastic_config! {
+    /// SUSTAIN configuration.
+    SustainConfig (step_size = 0.1, outer_ratio = 1.0) {
+        /// HIA depth Q (p is uniform in `0..Q`).
+        neumann_steps: usize = 50 => at_least_one,
+        /// HIA step η_N (constant; below `2/L` of the minibatch Hessians).
+        neumann_step: f64 = 0.5 => positive,
+        /// Momentum η₀ of `η_t = η₀/(t+1)^c` (in (0, 1]).
+        momentum: f64 = 0.5 => fraction,
+        /// Exponent c of the momentum (2/3).
+        momentum_exponent: f64 = 2.0 / 3.0 => nonnegative,
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (1/3).
+        inner_exponent: f64 = 1.0 / 3.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (1/3).
+        outer_exponent: f64 = 1.0 / 3.0 => nonnegative,
     }
 }
 
@@ -190,45 +136,5 @@ mod tests {
         let state = testkit::run_steps(&p, Sustain::new(cfg, x.len()), 2);
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
-    }
-
-    /// Default parameters on the test quadratic (decreasing steps and momentum): ‖∇φ‖² falls to at
-    /// most 1e-3 of its start in 3000 iterations (measured 3.2e-4).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Sustain::new(SustainConfig::default(), m), 3000, 1e-3);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = SustainConfig {
-            neumann_steps: 0,
-            ..SustainConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.neumann_steps"));
-        let c = SustainConfig {
-            momentum: 0.0,
-            ..SustainConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.momentum"));
-    }
-
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| Sustain::new(SustainConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 5e-2 of its start after 3000 iterations (measured 2.0e-2).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(|m| Sustain::new(SustainConfig::default(), m), 3000, 5e-2);
     }
 }

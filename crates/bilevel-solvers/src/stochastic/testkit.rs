@@ -170,3 +170,39 @@ pub fn iterations_to<S: StochasticStep<Quad>>(
     }
     (None, r)
 }
+
+/// A boxed solver is a solver (the family tests hold one table of differently typed solvers).
+impl<P: Bilevel + ?Sized> StochasticStep<P> for Box<dyn StochasticStep<P>> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn common(&self) -> &super::Common {
+        (**self).common()
+    }
+    fn check(&self, p: &P, ctx: &super::Context) -> Result<(), crate::SolverError> {
+        (**self).check(p, ctx)
+    }
+    fn step(
+        &mut self,
+        p: &Counted<P>,
+        state: &mut State<P::Y>,
+        ctx: &mut super::Context,
+    ) -> Result<(), crate::SolverError> {
+        (**self).step(p, state, ctx)
+    }
+    fn direction(&self) -> &[f64] {
+        (**self).direction()
+    }
+    fn estimates_hypergradient(&self) -> bool {
+        (**self).estimates_hypergradient()
+    }
+    fn extra(&self) -> Vec<(String, f64)> {
+        (**self).extra()
+    }
+    fn save(&self) -> serde_json::Value {
+        (**self).save()
+    }
+    fn load(&mut self, saved: &serde_json::Value) -> Result<(), crate::SolverError> {
+        (**self).load(saved)
+    }
+}

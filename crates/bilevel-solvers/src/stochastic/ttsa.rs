@@ -29,70 +29,19 @@ use crate::validate::{at_least_one, nonnegative, positive};
 use crate::{SolverError, State};
 use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// TTSA configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TtsaConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: bilevel_core::Scheme,
-    /// Seed of the samplers and of the HIA depths.
-    pub seed: u64,
-    /// Stochastic iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// HIA depth Q (p is uniform in `0..Q`).
-    pub neumann_steps: usize,
-    /// HIA step η (constant; below `2/L` of the minibatch Hessians).
-    pub neumann_step: f64,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (fast timescale).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (slow timescale).
-    pub outer_exponent: f64,
-}
-
-impl Default for TtsaConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.1, 1.0);
-        TtsaConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            neumann_steps: 50,
-            neumann_step: 0.5,
-            inner_exponent: 0.4,
-            outer_exponent: 0.6,
-        }
-    }
-}
-
-impl TtsaConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        at_least_one(prefix, "neumann_steps", self.neumann_steps)?;
-        positive(prefix, "neumann_step", self.neumann_step)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)
+stochastic_config! {
+    /// TTSA configuration.
+    TtsaConfig (step_size = 0.1, outer_ratio = 1.0) {
+        /// HIA depth Q (p is uniform in `0..Q`).
+        neumann_steps: usize = 50 => at_least_one,
+        /// HIA step η (constant; below `2/L` of the minibatch Hessians).
+        neumann_step: f64 = 0.5 => positive,
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (fast timescale).
+        inner_exponent: f64 = 0.4 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (slow timescale).
+        outer_exponent: f64 = 0.6 => nonnegative,
     }
 }
 
@@ -183,15 +132,6 @@ where
     fn extra(&self) -> Vec<(String, f64)> {
         vec![("hia_depth".into(), self.last_draws as f64)]
     }
-
-    /// Nothing besides `(x, y)` and the context carries over between iterations.
-    fn save(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-
-    fn load(&mut self, _saved: &serde_json::Value) -> Result<(), SolverError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -228,45 +168,5 @@ mod tests {
         let state = testkit::run_steps(&p, Ttsa::new(cfg, x.len()), 2);
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
-    }
-
-    /// Default parameters on the test quadratic (two decreasing timescales, one lower step per
-    /// iteration): ‖∇φ‖² falls to at most 1e-3 of its start in 20000 iterations (measured 2.9e-4).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Ttsa::new(TtsaConfig::default(), m), 20_000, 1e-3);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = TtsaConfig {
-            neumann_steps: 0,
-            ..TtsaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.neumann_steps"));
-        let c = TtsaConfig {
-            outer_ratio: 0.0,
-            ..TtsaConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.outer_ratio"));
-    }
-
-    #[test]
-    fn checkpoint_round_trip_is_exact() {
-        checks::checkpoint_round_trip(|m| Ttsa::new(TtsaConfig::default(), m));
-    }
-
-    /// The default quadratic benchmark (n = m = 1024, d = m_x = 100, μ = 0.1) with the default
-    /// parameters: ‖∇φ‖² at most 3e-2 of its start after 20000 iterations (measured 8.9e-3).
-    #[test]
-    #[ignore = "slow: default-size benchmark"]
-    fn default_benchmark_ratio() {
-        checks::default_benchmark(|m| Ttsa::new(TtsaConfig::default(), m), 20_000, 3e-2);
     }
 }

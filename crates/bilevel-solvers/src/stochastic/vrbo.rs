@@ -39,86 +39,27 @@
 //! (the SPIDER error grows between refreshes).
 
 use super::{descend, load_direction, load_field, Common, Context, Schedule, StochasticStep};
-use crate::validate::{nonnegative, positive};
+use crate::validate::{at_least_one, nonnegative, optional_at_least_one, positive};
 use crate::{SolverError, State};
-use bilevel_core::{Batch, Bilevel, Counted, Level, Scheme, Vector};
+use bilevel_core::{Batch, Bilevel, Counted, Level, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// VRBO configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VrboConfig {
-    /// Inner step ρ.
-    pub step_size: f64,
-    /// γ = ρ / outer_ratio.
-    pub outer_ratio: f64,
-    /// Minibatch size (both levels).
-    pub batch_size: usize,
-    /// Minibatch scheme (`"chunks"` or `"uniform"`).
-    pub sampling: Scheme,
-    /// Seed of the samplers.
-    pub seed: u64,
-    /// Stochastic (outer) iterations per record.
-    pub record_every: usize,
-    /// Optional box on `x`.
-    pub x_min: Option<f64>,
-    /// See `x_min`.
-    pub x_max: Option<f64>,
-    /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant).
-    pub inner_exponent: f64,
-    /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
-    pub outer_exponent: f64,
-    /// SPIDER steps on `y` per outer iteration.
-    pub inner_steps: usize,
-    /// Number Q of Hessian products in the Neumann series.
-    pub neumann_steps: usize,
-    /// Step η of the Neumann series (`η·λ_max(H_B) < 2` for every batch Hessian).
-    pub neumann_step: f64,
-    /// Outer iterations between full refreshes; `None`: `⌈(C_in + C_out)/inner_steps⌉`.
-    pub period: Option<usize>,
-}
-
-impl Default for VrboConfig {
-    fn default() -> Self {
-        let c = Common::with_steps(0.2, 1.0);
-        VrboConfig {
-            step_size: c.step_size,
-            outer_ratio: c.outer_ratio,
-            batch_size: c.batch_size,
-            sampling: c.sampling,
-            seed: c.seed,
-            record_every: c.record_every,
-            x_min: c.x_min,
-            x_max: c.x_max,
-            inner_exponent: 0.0,
-            outer_exponent: 0.0,
-            inner_steps: 10,
-            neumann_steps: 200,
-            neumann_step: 0.5,
-            period: None,
-        }
-    }
-}
-
-impl VrboConfig {
-    /// The shared parameters.
-    pub fn common(&self) -> Common {
-        common_of!(self)
-    }
-    /// Check values; errors name the field.
-    pub fn validate(&self, prefix: &str) -> Result<(), String> {
-        self.common().validate(prefix)?;
-        nonnegative(prefix, "inner_exponent", self.inner_exponent)?;
-        nonnegative(prefix, "outer_exponent", self.outer_exponent)?;
-        positive(prefix, "neumann_step", self.neumann_step)?;
-        if self.inner_steps == 0 {
-            return Err(format!("{prefix}.inner_steps: must be at least 1 (got 0)"));
-        }
-        if self.period == Some(0) {
-            return Err(format!("{prefix}.period: must be at least 1 (got 0)"));
-        }
-        Ok(())
+stochastic_config! {
+    /// VRBO configuration.
+    VrboConfig (step_size = 0.2, outer_ratio = 1.0) {
+        /// Exponent a of `ρ_t = ρ/(t+1)^a` (0: constant).
+        inner_exponent: f64 = 0.0 => nonnegative,
+        /// Exponent b of `γ_t = γ/(t+1)^b` (0: constant).
+        outer_exponent: f64 = 0.0 => nonnegative,
+        /// SPIDER steps on `y` per outer iteration.
+        inner_steps: usize = 10 => at_least_one,
+        /// Number Q of Hessian products in the Neumann series.
+        neumann_steps: usize = 200,
+        /// Step η of the Neumann series (`η·λ_max(H_B) < 2` for every batch Hessian).
+        neumann_step: f64 = 0.5 => positive,
+        /// Outer iterations between full refreshes; `None`: `⌈(C_in + C_out)/inner_steps⌉`.
+        period: Option<usize> = None => optional_at_least_one,
     }
 }
 
@@ -405,53 +346,6 @@ mod tests {
         let state = testkit::run_steps(&p, Vrbo::new(cfg, x.len()), 3);
         testkit::assert_close(&state.x, &x, "x");
         testkit::assert_close(&state.y, &y, "y");
-    }
-
-    /// Default parameters on the test instance: ‖∇φ‖² ≤ 1e-6 of its start within 60 outer
-    /// iterations (reached after 31).
-    #[test]
-    fn converges_on_the_quadratic_benchmark() {
-        testkit::assert_converges(|m| Vrbo::new(VrboConfig::default(), m), 60, 1e-6);
-    }
-
-    #[test]
-    fn config_errors_name_the_field() {
-        let c = VrboConfig {
-            neumann_step: -0.1,
-            ..VrboConfig::default()
-        };
-        assert!(c
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.neumann_step"));
-        let c = VrboConfig {
-            inner_steps: 0,
-            ..VrboConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("inner_steps"));
-        let c = VrboConfig {
-            period: Some(0),
-            ..VrboConfig::default()
-        };
-        assert!(c.validate("solver").unwrap_err().contains("solver.period"));
-        let parsed: Result<VrboConfig, _> = toml::from_str("n_shia_steps = 3");
-        assert!(parsed.unwrap_err().to_string().contains("n_shia_steps"));
-        let parsed: VrboConfig = toml::from_str("neumann_steps = 3\nperiod = 2").unwrap();
-        assert_eq!((parsed.neumann_steps, parsed.period), (3, Some(2)));
-    }
-
-    /// Checkpoint between refreshes (after 3 steps, period 2), restore into a fresh solver
-    /// through JSON text, continue: bit-for-bit the uninterrupted run.
-    #[test]
-    fn checkpoint_round_trip_resumes_exactly() {
-        let cfg = VrboConfig {
-            period: Some(2),
-            neumann_steps: 20,
-            ..VrboConfig::default()
-        };
-        let (a, b, _) = testkit::checkpoint_round_trip(|m| Vrbo::new(cfg.clone(), m), 3, 4);
-        assert_eq!(a.inner().aux, b.inner().aux);
-        assert_eq!(a.inner().d, b.inner().d);
     }
 
     /// Default parameters on the default quadratic benchmark (n = m = 1024, d = m_x = 100) and on
