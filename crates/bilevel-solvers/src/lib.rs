@@ -46,23 +46,84 @@
 
 #![deny(missing_docs)]
 
-pub mod aid;
-pub mod bome;
 mod checkpoint;
 pub mod executor;
-pub mod f2sa;
-pub mod galet;
-pub mod hgms;
-pub mod implicit;
-pub mod itd;
 pub mod lower;
 pub mod observers;
-pub mod pbgd;
-pub mod pzobo;
+#[macro_use]
 pub mod registry;
 pub mod stochastic;
 pub mod upper;
 pub mod validate;
+
+// The solver catalogue: one row per solver (`[module]` declares the solver's file, then its
+// variant, name, configuration type, one-line description and constructor). `SolverConfig`,
+// `SOLVERS`, `bilevel list`, located config errors and the catalogue test all come from here.
+solver_registry! {
+    [hgms] HgMs => "hg-ms", hgms::HgmsConfig,
+        "select-then-differentiate: lower steps, explicit optimistic selection, pseudoinverse hypergradient",
+        |c, m| hgms::Hgms::new(c, m);
+    [aid] Aid => "aid", aid::AidConfig,
+        "approximate implicit differentiation: warm-started lower steps, CG/Neumann solve, no selection",
+        |c, m| aid::Aid::new(c, m);
+    [itd] Itd => "itd", itd::ItdConfig,
+        "iterative differentiation: reverse mode through T unrolled lower steps (HVP recursion)",
+        |c, m| itd::Itd::new(c, m);
+    [bome] Bome => "bome", bome::BomeConfig,
+        "BOME: first-order value-gap method, joint (x, y) step with an adaptive multiplier",
+        |c, m| bome::Bome::new(c, m);
+    [f2sa] F2sa => "f2sa", f2sa::F2saConfig,
+        "F2SA: fully first-order penalty Lagrangian with an auxiliary lower variable z",
+        |c, m| f2sa::F2sa::new(c, m);
+    [pbgd] Pbgd => "pbgd", pbgd::PbgdConfig,
+        "V-PBGD / G-PBGD: penalty-based gradient descent with a ramped penalty",
+        |c, m| pbgd::Pbgd::new(c, m);
+    [galet] Galet => "galet", galet::GaletConfig,
+        "GALET: w by gradient descent on ½‖Hw + ∇_y f‖², for PL lower levels",
+        |c, m| galet::Galet::new(c, m);
+    [pzobo] Pzobo => "pzobo", pzobo::PzoboConfig,
+        "PZOBO: Hessian-free zeroth-order estimate through the T-step map",
+        |c, m| pzobo::Pzobo::new(c, m);
+    [implicit] Implicit => "implicit", implicit::ImplicitConfig,
+        "exact implicit reference: Newton-CG lower solve to tolerance, then the implicit formula",
+        |c, m| implicit::Implicit::new(c, m);
+    Soba => "soba", stochastic::soba::SobaConfig,
+        "SOBA (stochastic): one minibatch step each on y, v ≈ H⁻¹∇_y f and x per iteration",
+        |c, m| stochastic::Stochastic::new(stochastic::soba::Soba::new(c, m));
+    Saba => "saba", stochastic::saba::SabaConfig,
+        "SABA (stochastic): SOBA with SAGA memories for all five directions (variance reduced)",
+        |c, m| stochastic::Stochastic::new(stochastic::saba::Saba::new(c, m));
+    Srba => "srba", stochastic::srba::SrbaConfig,
+        "SRBA (stochastic): SARAH recursion on SOBA's directions with periodic full refresh",
+        |c, m| stochastic::Stochastic::new(stochastic::srba::Srba::new(c, m));
+    Vrbo => "vrbo", stochastic::vrbo::VrboConfig,
+        "VRBO (stochastic): SPIDER estimators with periodic full-batch refresh",
+        |c, m| stochastic::Stochastic::new(stochastic::vrbo::Vrbo::new(c, m));
+    Fsla => "fsla", stochastic::fsla::FslaConfig,
+        "FSLA (stochastic): single loop, momentum variance-reduced hypergradient",
+        |c, m| stochastic::Stochastic::new(stochastic::fsla::Fsla::new(c, m));
+    Stocbio => "stocbio", stochastic::stocbio::StocbioConfig,
+        "StocBiO (stochastic): inner SGD steps, Neumann-series v, outer step",
+        |c, m| stochastic::Stochastic::new(stochastic::stocbio::Stocbio::new(c, m));
+    Amigo => "amigo", stochastic::amigo::AmigoConfig,
+        "AmIGO (stochastic): warm-started SGD on y and on the linear system for v",
+        |c, m| stochastic::Stochastic::new(stochastic::amigo::Amigo::new(c, m));
+    Bsa => "bsa", stochastic::bsa::BsaConfig,
+        "BSA (stochastic): inner SGD, random-truncation Neumann (HIA) hypergradient",
+        |c, m| stochastic::Stochastic::new(stochastic::bsa::Bsa::new(c, m));
+    Ttsa => "ttsa", stochastic::ttsa::TtsaConfig,
+        "TTSA (stochastic): two timescales, one inner step, HIA hypergradient",
+        |c, m| stochastic::Stochastic::new(stochastic::ttsa::Ttsa::new(c, m));
+    Mrbo => "mrbo", stochastic::mrbo::MrboConfig,
+        "MRBO (stochastic): STORM momentum-recursive estimators, Neumann hypergradient",
+        |c, m| stochastic::Stochastic::new(stochastic::mrbo::Mrbo::new(c, m));
+    Sustain => "sustain", stochastic::sustain::SustainConfig,
+        "SUSTAIN (stochastic): STORM momentum with the HIA hypergradient",
+        |c, m| stochastic::Stochastic::new(stochastic::sustain::Sustain::new(c, m));
+    F2saStoch => "f2sa-stochastic", stochastic::f2sa_stoch::F2saStochConfig,
+        "F2SA (stochastic): minibatch penalty Lagrangian, fully first order",
+        |c, m| stochastic::Stochastic::new(stochastic::f2sa_stoch::F2saStoch::new(c, m));
+}
 
 #[cfg(test)]
 mod testutil;

@@ -1,20 +1,18 @@
-//! The solver registry: one row per solver (name, configuration type, constructor, one-line
-//! description). The configuration enum [`SolverConfig`] (the `[solver]` table, selected by its
-//! `name` key), its name, validation, construction, the catalogue [`SOLVERS`] printed by
-//! `bilevel list` and the located parsing of a `[solver]` table are all generated from the rows
-//! of [`solver_registry!`] below.
+//! The solver registry: one row per solver (its module, name, configuration type, constructor,
+//! one-line description), in the `solver_registry!` invocation at the top of `lib.rs`. The
+//! configuration enum [`SolverConfig`] (the `[solver]` table, selected by its `name` key), its
+//! name, validation, construction, the catalogue [`SOLVERS`] printed by `bilevel list` and the
+//! located parsing of a `[solver]` table are all generated from those rows.
 //!
-//! Adding a solver: write its file (a config type with `Default`, `Serialize`, `Deserialize` and
-//! `validate(&self, prefix) -> Result<(), String>`; a type implementing
+//! Adding a solver: write its file `src/<module>.rs` (a config type with `Default`, `Serialize`,
+//! `Deserialize` and `validate(&self, prefix) -> Result<(), String>`; a type implementing
 //! [`BilevelSolver`](crate::BilevelSolver) with a `new(config, dim_x)` constructor) and add one
-//! row here. The catalogue test (`tests/catalogue.rs`) then builds, validates, runs and
-//! checkpoints it with no other edit.
+//! row `[<module>] Variant => "name", …;` — the `[<module>]` part declares the file as a module.
+//! The CLI, `bilevel list`, located config errors and the catalogue test (`tests/catalogue.rs`)
+//! pick it up with no other edit; `tests/new_solver/check.sh` does exactly this with a small
+//! solver and checks each of them.
 
-use crate::stochastic::Stochastic;
-use crate::BilevelSolver;
-use crate::{aid, bome, f2sa, galet, hgms, implicit, itd, pbgd, pzobo, stochastic as st};
-use bilevel_core::Bilevel;
-use serde::{Deserialize, Serialize};
+use crate::hgms;
 
 /// One catalogue entry: the solver's id in configurations and its one-line description.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +29,7 @@ pub struct SolverInfo {
 pub const MAX_SOLVER_COUNT: u64 = hgms::MAX_COUNT as u64;
 
 /// `prefix.key ≤ MAX_SOLVER_COUNT` for every integer leaf of `v` (seeds excepted).
-fn check_counts(prefix: &str, v: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn check_counts(prefix: &str, v: &serde_json::Value) -> Result<(), String> {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m {
@@ -50,10 +48,19 @@ fn check_counts(prefix: &str, v: &serde_json::Value) -> Result<(), String> {
 }
 
 /// Generates [`SolverConfig`], its methods and [`SOLVERS`] from one row per solver:
-/// `Variant => "name", ConfigType, "description", |config, dim_x| constructor;`.
+/// `[module] Variant => "name", ConfigType, "description", |config, dim_x| constructor;` where
+/// the optional `[module]` declares `pub mod module;` (the solver's file); the generated items
+/// live in a private module `rows` and are re-exported here. Invoked once, in `lib.rs`.
 macro_rules! solver_registry {
-    ($( $variant:ident => $name:literal, $config:ty, $desc:literal,
+    ($( $([$module:ident])? $variant:ident => $name:literal, $config:ty, $desc:literal,
         |$c:ident, $m:ident| $build:expr; )*) => {
+        $( $( pub mod $module; )? )*
+
+        /// The items generated from the rows, re-exported by [`registry`].
+        mod rows {
+        use super::*;
+        use $crate::registry::{check_counts, SolverInfo};
+        use serde::{Deserialize, Serialize};
         /// Which solver, with its parameters: the `[solver]` table, selected by its `name` key.
         #[derive(Clone, Debug, Deserialize, Serialize)]
         #[serde(tag = "name")]
@@ -123,74 +130,11 @@ macro_rules! solver_registry {
                 }
             }
         }
+        }
     };
 }
 
-solver_registry! {
-    HgMs => "hg-ms", hgms::HgmsConfig,
-        "select-then-differentiate: lower steps, explicit optimistic selection, pseudoinverse hypergradient",
-        |c, m| hgms::Hgms::new(c, m);
-    Aid => "aid", aid::AidConfig,
-        "approximate implicit differentiation: warm-started lower steps, CG/Neumann solve, no selection",
-        |c, m| aid::Aid::new(c, m);
-    Itd => "itd", itd::ItdConfig,
-        "iterative differentiation: reverse mode through T unrolled lower steps (HVP recursion)",
-        |c, m| itd::Itd::new(c, m);
-    Bome => "bome", bome::BomeConfig,
-        "BOME: first-order value-gap method, joint (x, y) step with an adaptive multiplier",
-        |c, m| bome::Bome::new(c, m);
-    F2sa => "f2sa", f2sa::F2saConfig,
-        "F2SA: fully first-order penalty Lagrangian with an auxiliary lower variable z",
-        |c, m| f2sa::F2sa::new(c, m);
-    Pbgd => "pbgd", pbgd::PbgdConfig,
-        "V-PBGD / G-PBGD: penalty-based gradient descent with a ramped penalty",
-        |c, m| pbgd::Pbgd::new(c, m);
-    Galet => "galet", galet::GaletConfig,
-        "GALET: w by gradient descent on ½‖Hw + ∇_y f‖², for PL lower levels",
-        |c, m| galet::Galet::new(c, m);
-    Pzobo => "pzobo", pzobo::PzoboConfig,
-        "PZOBO: Hessian-free zeroth-order estimate through the T-step map",
-        |c, m| pzobo::Pzobo::new(c, m);
-    Implicit => "implicit", implicit::ImplicitConfig,
-        "exact implicit reference: Newton-CG lower solve to tolerance, then the implicit formula",
-        |c, m| implicit::Implicit::new(c, m);
-    Soba => "soba", st::soba::SobaConfig,
-        "SOBA (stochastic): one minibatch step each on y, v ≈ H⁻¹∇_y f and x per iteration",
-        |c, m| Stochastic::new(st::soba::Soba::new(c, m));
-    Saba => "saba", st::saba::SabaConfig,
-        "SABA (stochastic): SOBA with SAGA memories for all five directions (variance reduced)",
-        |c, m| Stochastic::new(st::saba::Saba::new(c, m));
-    Srba => "srba", st::srba::SrbaConfig,
-        "SRBA (stochastic): SARAH recursion on SOBA's directions with periodic full refresh",
-        |c, m| Stochastic::new(st::srba::Srba::new(c, m));
-    Vrbo => "vrbo", st::vrbo::VrboConfig,
-        "VRBO (stochastic): SPIDER estimators with periodic full-batch refresh",
-        |c, m| Stochastic::new(st::vrbo::Vrbo::new(c, m));
-    Fsla => "fsla", st::fsla::FslaConfig,
-        "FSLA (stochastic): single loop, momentum variance-reduced hypergradient",
-        |c, m| Stochastic::new(st::fsla::Fsla::new(c, m));
-    Stocbio => "stocbio", st::stocbio::StocbioConfig,
-        "StocBiO (stochastic): inner SGD steps, Neumann-series v, outer step",
-        |c, m| Stochastic::new(st::stocbio::Stocbio::new(c, m));
-    Amigo => "amigo", st::amigo::AmigoConfig,
-        "AmIGO (stochastic): warm-started SGD on y and on the linear system for v",
-        |c, m| Stochastic::new(st::amigo::Amigo::new(c, m));
-    Bsa => "bsa", st::bsa::BsaConfig,
-        "BSA (stochastic): inner SGD, random-truncation Neumann (HIA) hypergradient",
-        |c, m| Stochastic::new(st::bsa::Bsa::new(c, m));
-    Ttsa => "ttsa", st::ttsa::TtsaConfig,
-        "TTSA (stochastic): two timescales, one inner step, HIA hypergradient",
-        |c, m| Stochastic::new(st::ttsa::Ttsa::new(c, m));
-    Mrbo => "mrbo", st::mrbo::MrboConfig,
-        "MRBO (stochastic): STORM momentum-recursive estimators, Neumann hypergradient",
-        |c, m| Stochastic::new(st::mrbo::Mrbo::new(c, m));
-    Sustain => "sustain", st::sustain::SustainConfig,
-        "SUSTAIN (stochastic): STORM momentum with the HIA hypergradient",
-        |c, m| Stochastic::new(st::sustain::Sustain::new(c, m));
-    F2saStoch => "f2sa-stochastic", st::f2sa_stoch::F2saStochConfig,
-        "F2SA (stochastic): minibatch penalty Lagrangian, fully first order",
-        |c, m| Stochastic::new(st::f2sa_stoch::F2saStoch::new(c, m));
-}
+pub use crate::rows::{SolverConfig, SOLVERS};
 
 impl Default for SolverConfig {
     /// HG-MS with every parameter at its default.
