@@ -23,6 +23,7 @@ cleanup() { rm -f "$file"; git checkout -q -- "$lib"; rm -rf "$work"; }
 trap cleanup EXIT
 
 # The two edits: one new file, one row.
+before=$(git status --porcelain | sort)
 cp "$here/gd_aid.rs" "$file"
 python3 - "$lib" "$here/row.txt" <<'PY'
 import sys
@@ -33,7 +34,7 @@ end = next(i for i in range(start, len(lines)) if lines[i] == '}')
 lines[end:end] = row.rstrip('\n').split('\n')
 open(path, 'w').write('\n'.join(lines))
 PY
-changed=$(git status --porcelain -- crates | sort)
+changed=$(comm -13 <(echo "$before") <(git status --porcelain | sort))
 expected=$(printf ' M %s\n?? %s\n' "$lib" "$file" | sort)
 [ "$changed" = "$expected" ] || { echo "unexpected changes:"; echo "$changed"; exit 1; }
 echo "edits: $(git diff --numstat -- "$lib" | cut -f1) lines added to lib.rs, one new file"

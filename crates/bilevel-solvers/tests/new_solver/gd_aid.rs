@@ -8,7 +8,7 @@ use crate::aid::{Aid, AidConfig};
 use crate::upper::UpperOptimizer;
 use crate::validate::positive;
 use crate::{BilevelSolver, SolverError, State, StepReport};
-use bilevel_core::{Bilevel, Counted};
+use bilevel_core::{Bilevel, Counted, Vector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -40,12 +40,12 @@ impl GdAidConfig {
 }
 
 /// GD-AID (see the module documentation).
-pub struct GdAid<Y> {
+pub struct GdAid<Y: Vector> {
     lr: f64,
     aid: Aid<Y>,
 }
 
-impl<Y> GdAid<Y> {
+impl<Y: Vector> GdAid<Y> {
     /// A solver for an `m`-dimensional upper variable.
     pub fn new(config: GdAidConfig, m: usize) -> Self {
         GdAid {
