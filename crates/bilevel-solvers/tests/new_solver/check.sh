@@ -39,7 +39,7 @@ expected=$(printf ' M %s\n?? %s\n' "$lib" "$file" | sort)
 [ "$changed" = "$expected" ] || { echo "unexpected changes:"; echo "$changed"; exit 1; }
 echo "edits: $(git diff --numstat -- "$lib" | cut -f1) lines added to lib.rs, one new file"
 
-cargo build -q -p bilevel-cli
+cargo build -q --locked -p bilevel-cli
 bin=target/debug/bilevel
 "$bin" list | grep -q '^  gd-aid ' || { echo "bilevel list does not show gd-aid"; exit 1; }
 echo "1. bilevel list: $("$bin" list | grep '^  gd-aid ')"
@@ -76,7 +76,7 @@ grep -q 'lrr' "$work/typo.log" && grep -q '10' "$work/typo.log" \
     || { cat "$work/typo.log"; echo "error does not name lrr at line 10"; exit 1; }
 echo "3. config errors: $(head -1 "$work/bad.log") | $(head -1 "$work/typo.log")"
 
-cargo test -q -p bilevel-solvers --test catalogue > "$work/catalogue.log" 2>&1 \
+cargo test -q --locked -p bilevel-solvers --test catalogue > "$work/catalogue.log" 2>&1 \
     || { cat "$work/catalogue.log"; exit 1; }
 echo "4. catalogue test: $(grep 'test result' "$work/catalogue.log")"
 echo "new solver: OK"
