@@ -6,7 +6,7 @@
 //! No selection: at a non-optimistic point of a solution manifold this is the gradient of the
 //! gradient-descent-selection objective, which the kernel-component diagnostic reveals.
 
-use crate::checkpoint::restore_upper;
+use crate::checkpoint::{field, restore_upper};
 use crate::lower::descend;
 use crate::upper::{UpperConfig, UpperOptimizer};
 use crate::validate::validate_hypergrad;
@@ -165,13 +165,7 @@ where
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
         restore_upper(&mut self.upper, saved)?;
         // Checkpoints written before the warm start was saved have no `v` (start from 0).
-        self.restored_v = match saved.get("v") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(
-                serde_json::from_value(v.clone())
-                    .map_err(|e| SolverError::Checkpoint(format!("aid: `v`: {e}")))?,
-            ),
-        };
+        self.restored_v = field(saved, "aid", "v")?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::upper::UpperOptimizer;
 use crate::SolverError;
+use serde::de::DeserializeOwned;
 
 /// Restore an [`UpperOptimizer`] saved under key `upper`, keeping the configured step rule.
 pub(crate) fn restore_upper(
@@ -24,4 +25,14 @@ pub(crate) fn restore_upper(
     upper.s = u.s;
     upper.t = u.t;
     Ok(())
+}
+
+/// The field `key` of a checkpoint, deserialised; the error names the solver and the field.
+pub(crate) fn field<T: DeserializeOwned>(
+    saved: &serde_json::Value,
+    solver: &str,
+    key: &str,
+) -> Result<T, SolverError> {
+    serde_json::from_value(saved[key].clone())
+        .map_err(|e| SolverError::Checkpoint(format!("{solver}: `{key}`: {e}")))
 }

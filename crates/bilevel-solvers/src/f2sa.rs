@@ -15,7 +15,7 @@
 //! are constant. ξ is `upper.lr`. `z` starts at the `y` of the first call; `z` and `λ` are saved
 //! in checkpoints. `extra` reports `lambda` (the value used for this direction). No HVP.
 
-use crate::checkpoint::restore_upper;
+use crate::checkpoint::{field, restore_upper};
 use crate::upper::{UpperConfig, UpperOptimizer};
 use crate::validate::{nonnegative, positive};
 use crate::{BilevelSolver, SolverError, State, StepReport};
@@ -246,11 +246,8 @@ where
 
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
         restore_upper(&mut self.upper, saved)?;
-        self.lambda = saved["lambda"]
-            .as_f64()
-            .ok_or_else(|| SolverError::Checkpoint("f2sa: missing number `lambda`".into()))?;
-        self.z = serde_json::from_value(saved["z"].clone())
-            .map_err(|e| SolverError::Checkpoint(format!("f2sa: `z`: {e}")))?;
+        self.lambda = field(saved, "f2sa", "lambda")?;
+        self.z = field(saved, "f2sa", "z")?;
         Ok(())
     }
 }

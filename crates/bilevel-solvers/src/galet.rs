@@ -13,7 +13,7 @@
 //! No explicit selection: GALET reaches KKT points of `min f s.t. ∇_y g = 0`. `w` is saved in
 //! checkpoints. `extra` reports `w_residual`, `‖H w + ∇_y f‖` before the last `w` step.
 
-use crate::checkpoint::restore_upper;
+use crate::checkpoint::{field, restore_upper};
 use crate::lower::descend;
 use crate::upper::{UpperConfig, UpperOptimizer};
 use crate::validate::{nonnegative, positive};
@@ -175,8 +175,7 @@ where
 
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
         restore_upper(&mut self.upper, saved)?;
-        self.w = serde_json::from_value(saved["w"].clone())
-            .map_err(|e| SolverError::Checkpoint(format!("galet: `w`: {e}")))?;
+        self.w = field(saved, "galet", "w")?;
         Ok(())
     }
 }

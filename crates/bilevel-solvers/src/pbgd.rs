@@ -22,7 +22,7 @@
 //! the `y` the direction was computed at; `extra` holds `gamma` and `gap` (`g(x, y) − g(x, ω)`,
 //! V-PBGD) or `grad_g_norm_sq` (G-PBGD).
 
-use crate::checkpoint::restore_upper;
+use crate::checkpoint::{field, restore_upper};
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
 use crate::validate::positive;
@@ -240,8 +240,7 @@ where
 
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
         restore_upper(&mut self.upper, saved)?;
-        self.omega = serde_json::from_value(saved["omega"].clone())
-            .map_err(|e| SolverError::Checkpoint(format!("pbgd: `omega`: {e}")))?;
+        self.omega = field(saved, "pbgd", "omega")?;
         Ok(())
     }
 }

@@ -24,7 +24,7 @@
 //! gives the same trace, including after a resume. Cost: `(Q + 1) T` lower gradients, one upper
 //! gradient and one more lower gradient (for the reported gap) per iteration; no HVP.
 
-use crate::checkpoint::restore_upper;
+use crate::checkpoint::{field, restore_upper};
 use crate::lower::gd_steps;
 use crate::upper::{UpperConfig, UpperOptimizer};
 use crate::validate::positive;
@@ -239,8 +239,7 @@ where
 
     fn restore(&mut self, saved: &serde_json::Value) -> Result<(), SolverError> {
         restore_upper(&mut self.upper, saved)?;
-        self.y0 = serde_json::from_value(saved["y0"].clone())
-            .map_err(|e| SolverError::Checkpoint(format!("pzobo: `y0`: {e}")))?;
+        self.y0 = field(saved, "pzobo", "y0")?;
         Ok(())
     }
 }
