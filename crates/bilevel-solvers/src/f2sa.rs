@@ -343,15 +343,4 @@ mod tests {
         assert_eq!(s.lambda(), 10.0);
         assert!(g < 1e-2 * g0, "‖∇φ‖ {g0} → {g}");
     }
-
-    #[test]
-    fn config_parses_and_validates() {
-        let c: F2saConfig = toml::from_str("decay = false\ninner_steps = 3").unwrap();
-        assert!(!c.decay && c.inner_steps == 3);
-        let bad = F2saConfig {
-            lr_z: 0.0,
-            ..Default::default()
-        };
-        assert!(bad.validate("solver").unwrap_err().contains("solver.lr_z"));
-    }
 }

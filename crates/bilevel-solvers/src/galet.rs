@@ -229,43 +229,4 @@ mod tests {
         assert!(g < 1e-8, "‖∇φ‖ → {g}");
         assert!(diff_norm(&out.state.x, &p.x_star()) < 1e-8);
     }
-
-    /// A checkpoint taken after a few iterations restores the warm-started `w`, and the
-    /// resumed solver continues exactly as the original.
-    #[test]
-    fn checkpoint_round_trip() {
-        let p = Quad::small();
-        let cp = Counted::new(&p);
-        let mut a = Galet::new(GaletConfig::default(), 2);
-        let mut st = State {
-            x: vec![1.5, -2.0],
-            y: vec![0.0; 3],
-            iteration: 0,
-        };
-        for _ in 0..3 {
-            let rep = a.hypergradient(&cp, &mut st, false).unwrap();
-            BilevelSolver::<Quad>::upper_step(&mut a, &mut st, &rep.hypergradient);
-            st.iteration += 1;
-        }
-        let saved = BilevelSolver::<Quad>::checkpoint(&a);
-        let mut b = Galet::<Vec<f64>>::new(GaletConfig::default(), 2);
-        BilevelSolver::<Quad>::restore(&mut b, &saved).unwrap();
-        assert_eq!(a.w(), b.w());
-        let mut st_b = st.clone();
-        let ra = a.hypergradient(&cp, &mut st, false).unwrap();
-        let rb = b.hypergradient(&cp, &mut st_b, false).unwrap();
-        assert_eq!(ra.hypergradient, rb.hypergradient);
-        assert!(BilevelSolver::<Quad>::restore(&mut b, &serde_json::json!({})).is_err());
-    }
-
-    #[test]
-    fn config_parses_and_validates() {
-        let c: GaletConfig = toml::from_str("w_steps = 3\nw_lr = 0.05").unwrap();
-        assert_eq!((c.w_steps, c.w_lr), (3, 0.05));
-        let bad = GaletConfig {
-            w_lr: f64::NAN,
-            ..Default::default()
-        };
-        assert!(bad.validate("solver").unwrap_err().contains("solver.w_lr"));
-    }
 }

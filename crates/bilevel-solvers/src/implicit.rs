@@ -410,13 +410,5 @@ mod tests {
         let c: ImplicitConfig =
             toml::from_str("tol = 1e-10\n[hypergradient]\nsolver = \"minres\"").unwrap();
         assert_eq!(c.hypergradient.solver, LinearSolverKind::Minres);
-        let bad = ImplicitConfig {
-            backtrack: 1.0,
-            ..Default::default()
-        };
-        assert!(bad
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.backtrack"));
     }
 }

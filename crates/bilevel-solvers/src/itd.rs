@@ -254,19 +254,4 @@ mod tests {
             assert!(g < factor * g0, "T {t_steps}: ‖∇φ‖ {g0} → {g}");
         }
     }
-
-    #[test]
-    fn validate_names_fields() {
-        let bad = ItdConfig {
-            lower_lr: 0.0,
-            ..Default::default()
-        };
-        assert!(bad
-            .validate("solver")
-            .unwrap_err()
-            .contains("solver.lower_lr"));
-        let toml_cfg: ItdConfig = toml::from_str("lower_steps = 5").unwrap();
-        assert_eq!(toml_cfg.lower_steps, 5);
-        assert!(toml::from_str::<ItdConfig>("lower_stepz = 5").is_err());
-    }
 }

@@ -361,17 +361,6 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn config_parses_and_validates() {
-        let c: PzoboConfig = toml::from_str("samples = 4\nseed = 9").unwrap();
-        assert_eq!((c.samples, c.seed), (4, 9));
-        let bad = PzoboConfig {
-            mu: 0.0,
-            ..Default::default()
-        };
-        assert!(bad.validate("solver").unwrap_err().contains("solver.mu"));
-    }
 }
 
 #[cfg(test)]

@@ -125,16 +125,29 @@ fn every_solver_runs_and_resumes_from_its_checkpoint() {
         .unwrap();
         assert_eq!(on.state, resumed.state, "{}: resumed run differs", s.name);
         assert_eq!(b.checkpoint(), a.checkpoint(), "{}", s.name);
+        // A checkpoint without the solver's state is refused, not silently restarted.
+        let mut fresh = c.build::<Dyn>(p.dim_x());
+        assert!(fresh.restore(&serde_json::json!({})).is_err(), "{}", s.name);
     }
 }
 
 /// A bad value of a solver's knob is refused by `validate`, naming `solver.<key>`; the `None`
 /// rows are values at the edge of the accepted range. Rows exercise each kind of check (counts
 /// ≥ 1, positive steps, nonnegative exponents, momenta in (0, 1], optional periods, NaN/∞,
-/// SABA's chunk sampling).
+/// SABA's chunk sampling) for the stochastic solvers and one bad value per deterministic one.
 #[test]
 fn bad_values_are_refused_naming_the_key() {
     let rows: &[(&str, &str, Option<&str>)] = &[
+        ("itd", "lower_lr = 0.0", Some("lower_lr")),
+        ("implicit", "backtrack = 1.0", Some("backtrack")),
+        ("bome", "eta = -1.0", Some("eta")),
+        ("f2sa", "lr_z = 0.0", Some("lr_z")),
+        ("f2sa", "decay = false\ninner_steps = 3", None),
+        ("pbgd", "gamma_max = 0.5", Some("gamma_max")),
+        ("galet", "w_lr = nan", Some("w_lr")),
+        ("galet", "w_steps = 3\nw_lr = 0.05", None),
+        ("pzobo", "mu = 0.0", Some("mu")),
+        ("pzobo", "samples = 4\nseed = 9", None),
         ("amigo", "v_steps = 0", Some("v_steps")),
         ("amigo", "v_step = nan", Some("v_step")),
         ("amigo", "outer_exponent = -0.5", Some("outer_exponent")),
