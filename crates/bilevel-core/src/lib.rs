@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod adam;
 pub mod alloc_count;
 pub mod dense;
 pub mod derivatives;

@@ -14,10 +14,10 @@
 //! **Where this crate differs from `bilevel-solvers`, and why.** The lower level here is a candle
 //! model trained by AdamW on token batches, not a `Bilevel` oracle on host vectors, so the
 //! solvers' executor does not run it; three pieces exist beside their solver counterparts:
-//! * [`methods::LogitAdam`] is the same Adam update as the solvers' upper optimiser
-//!   (`x ← x − lr m̂/(√v̂ + 10⁻⁸)`, β = 0.9, 0.999) on the N logits; it is kept local so that this
-//!   crate does not depend on `bilevel-solvers` for twenty lines (a shared optimiser would move to
-//!   `bilevel-core`).
+//! * [`methods::LogitAdam`] runs the solvers' Adam step (`bilevel_core::adam`, β = 0.9, 0.999,
+//!   ε = 10⁻⁸) on the N logits; it only holds the moments, so that a snapshot carries them with
+//!   the model (the solvers' `UpperOptimizer` adds the box and the plain rule, which the simplex
+//!   parameterisation does not need).
 //! * [`Budget`] counts **token-passes** (forward T, gradient 3T, HVP 6T), the currency in which
 //!   language-model methods are compared at matched cost; the solvers' budget counts oracle calls
 //!   and gradient-equivalents of problems whose oracles have no token count.

@@ -168,17 +168,16 @@ impl LogitAdam {
         }
     }
 
-    /// `x ← x − lr · m̂/(√v̂ + 1e-8)` (β = 0.9, 0.999).
+    /// `x ← x − lr · m̂/(√v̂ + 1e-8)` (β = 0.9, 0.999): [`bilevel_core::adam::step`], the
+    /// solvers' Adam.
     pub fn step(&mut self, x: &mut [f64], g: &[f64]) {
-        self.t += 1;
-        let (b1, b2) = (0.9f64, 0.999f64);
-        let c1 = 1.0 - b1.powi(self.t as i32);
-        let c2 = 1.0 - b2.powi(self.t as i32);
-        for k in 0..x.len() {
-            self.m[k] = b1 * self.m[k] + (1.0 - b1) * g[k];
-            self.v[k] = b2 * self.v[k] + (1.0 - b2) * g[k] * g[k];
-            x[k] -= self.lr * (self.m[k] / c1) / ((self.v[k] / c2).sqrt() + 1e-8);
-        }
+        let rule = bilevel_core::adam::AdamRule {
+            lr: self.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        bilevel_core::adam::step(&rule, &mut self.m, &mut self.v, &mut self.t, x, g);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Upper-level steps shared by all solvers: plain gradient step, Adam (Kingma & Ba 2015), and
 //! projection on a box `[lo, hi]^m`.
 
+use bilevel_core::adam::{self, AdamRule};
 use serde::{Deserialize, Serialize};
 
 /// Update rule for `x`.
@@ -119,23 +120,21 @@ impl UpperOptimizer {
     /// then projection: `x ← Π(x − lr·h)` (plain) or `x ← Π(x − lr·m̂/(√ŝ + ε))` (Adam).
     pub fn step_with(&mut self, lr: f64, x: &mut [f64], h: &[f64]) {
         let c = &self.config;
-        self.t += 1;
         match c.method {
             UpperMethod::Plain => {
+                self.t += 1;
                 for (xi, hi) in x.iter_mut().zip(h) {
                     *xi -= lr * hi;
                 }
             }
             UpperMethod::Adam => {
-                let b1t = 1.0 - c.beta1.powi(self.t as i32);
-                let b2t = 1.0 - c.beta2.powi(self.t as i32);
-                for i in 0..x.len() {
-                    self.m[i] = c.beta1 * self.m[i] + (1.0 - c.beta1) * h[i];
-                    self.s[i] = c.beta2 * self.s[i] + (1.0 - c.beta2) * h[i] * h[i];
-                    let mhat = self.m[i] / b1t;
-                    let shat = self.s[i] / b2t;
-                    x[i] -= lr * mhat / (shat.sqrt() + c.eps);
-                }
+                let rule = AdamRule {
+                    lr,
+                    beta1: c.beta1,
+                    beta2: c.beta2,
+                    eps: c.eps,
+                };
+                adam::step(&rule, &mut self.m, &mut self.s, &mut self.t, x, h);
             }
         }
         self.project(x);
