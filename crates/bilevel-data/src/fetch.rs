@@ -163,7 +163,7 @@ fn layout(name: &str) -> (FileMap, FileMap) {
 }
 
 /// Fetches the named set into the cache directory `cache` (usually
-/// [`cache_dir`](crate::cache_dir)), verifies it loads with the catalogue's shape, and reports
+/// [`default_cache_dir`](crate::default_cache_dir)), verifies it loads with the catalogue's shape, and reports
 /// what it did.
 ///
 /// An embedded set returns [`FetchAction::Embedded`]; a set already present that loads with the

@@ -173,7 +173,7 @@ fn pixels(n: usize, p: usize, k: usize, seed: u64) -> Dataset {
 
 /// Pool and official test split of a named set, when it is in the cache.
 fn cached(name: &str) -> Option<(Dataset, Option<Dataset>)> {
-    match DataSource::Named(name.into()).load() {
+    match DataSource::Named(name.into()).load(&bilevel_data::default_cache_dir()) {
         Ok(l) => Some((l.train, l.test)),
         Err(e) => {
             println!("({name}: {e}; using synthetic data of the same shape)");

@@ -1,6 +1,7 @@
 //! `affine`: an affine subspace of dimension `d − r` as lower-level solution set, with a strongly
 //! convex quadratic upper level (docs/PROBLEMS.md §A).
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
@@ -475,6 +476,33 @@ impl ProblemDef for Affine {
     }
     fn reference_phi_star(&self) -> Option<f64> {
         self.reference_phi(&self.x_star)
+    }
+}
+
+problem_config! {
+    /// Parameters of `affine` ([`Affine`]).
+    AffineConfig {
+        /// Lower dimension d (default 20).
+        d: usize,
+        /// Number of constraints r, `1 ≤ r < d` (default 5).
+        r: usize,
+        /// Upper dimension m (default 3).
+        m: usize,
+        /// Seed of the random instance (default 0).
+        seed: u64,
+    }
+}
+
+impl BuildProblem for AffineConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let def = Affine::new(
+            self.d.unwrap_or(Affine::DEFAULT_D),
+            self.r.unwrap_or(Affine::DEFAULT_R),
+            self.m.unwrap_or(Affine::DEFAULT_M),
+            self.seed.unwrap_or(Affine::DEFAULT_SEED),
+        )?;
+        let (m, d) = (def.dim_x(), def.dim_y());
+        self.finish(def, vec![0.5; m], vec![0.0; d])
     }
 }
 

@@ -1,6 +1,7 @@
 //! Circles as lower-level solution sets (docs/PROBLEMS.md §A): `circle-center` (the circle moves with
 //! x) and `circle-radius` (its radius depends on x).
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, check_vector, ProblemError};
 use crate::shell::{shell_grad, shell_hvp, shell_residual, shell_value};
 use crate::wrapper::ProblemDef;
@@ -235,6 +236,43 @@ impl ProblemDef for CircleRadius {
     }
     fn intrinsic_dimension(&self) -> usize {
         1
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-center` ([`CircleCenter`]).
+    CircleCenterConfig {
+        /// Circle radius R > 0 (default 1.5).
+        radius: f64,
+        /// Upper target b, 2 entries (default `[0.3, -0.2]`).
+        b: Vec<f64>,
+    }
+}
+
+impl BuildProblem for CircleCenterConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let radius = self.radius.unwrap_or(CircleCenter::DEFAULT_RADIUS);
+        let b = self.b.as_deref().unwrap_or(&CircleCenter::DEFAULT_B);
+        self.finish(
+            CircleCenter::new(radius, b)?,
+            vec![2.0, 1.0],
+            vec![3.5, 1.0],
+        )
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-radius` ([`CircleRadius`]).
+    CircleRadiusConfig {
+        /// Upper linear term a, 2 entries, nonzero (default `[0.7, -1.2]`).
+        a: Vec<f64>,
+    }
+}
+
+impl BuildProblem for CircleRadiusConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let a = self.a.as_deref().unwrap_or(&CircleRadius::DEFAULT_A);
+        self.finish(CircleRadius::new(a)?, vec![0.3], vec![1.0, 0.0])
     }
 }
 

@@ -1,5 +1,6 @@
 //! Failure case "degenerate selection breaks Hölder regularity" (docs/PROBLEMS.md §A).
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
@@ -121,6 +122,21 @@ impl ProblemDef for Holder {
     }
     fn intrinsic_dimension(&self) -> usize {
         1
+    }
+}
+
+problem_config! {
+    /// Parameters of `holder` ([`Holder`]).
+    HolderConfig {
+        /// Degeneracy order p ≥ 1 of `h(t) = t^{2p}/(2p)` (default 2).
+        p: u32,
+    }
+}
+
+impl BuildProblem for HolderConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let p = self.p.unwrap_or(Holder::DEFAULT_P);
+        self.finish(Holder::new(p)?, vec![0.5], vec![0.0, 1.0])
     }
 }
 

@@ -4,6 +4,8 @@
 //! Both problems use `g(x, y) = ¼(‖y‖² − 1)²`, `y ∈ R²`, `x ∈ R` (g independent of x, so
 //! `J = 0`), `S(x)` = the unit circle (`k = 1`), `H v = s v + 2⟨y, v⟩y` with `s = ‖y‖² − 1`.
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::ProblemError;
 use crate::shell::{shell_grad, shell_hvp, shell_value};
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
@@ -147,6 +149,28 @@ impl ProblemDef for CircleSine {
     }
     fn intrinsic_dimension(&self) -> usize {
         1
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-tie` ([`CircleTie`]); only the common keys.
+    CircleTieConfig {}
+}
+
+impl BuildProblem for CircleTieConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(CircleTie, vec![0.5], vec![0.6, 0.8])
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-sine` ([`CircleSine`]); only the common keys.
+    CircleSineConfig {}
+}
+
+impl BuildProblem for CircleSineConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(CircleSine, vec![1.0], vec![0.6, 0.8])
     }
 }
 

@@ -50,7 +50,8 @@ pub use affine::Affine;
 pub use bome_toys::{Coreset, Minimax, NonSingleton};
 pub use circle::{CircleCenter, CircleRadius};
 pub use config::{
-    catalogue, AffineConfig, BuiltProblem, CircleCenterConfig, CircleRadiusConfig,
+    catalogue, AffineConfig, BuildContext, BuildProblem, BuiltProblem, CircleCenterConfig,
+    CircleRadiusConfig,
     CircleSineConfig, CircleTieConfig, CoresetConfig, DerivativesChoice, HolderConfig,
     MinimaxConfig, NonSingletonConfig, PointList, ProblemConfig, QuadraticConfig, SphereConfig,
     VpbgdToyConfig,

@@ -1,5 +1,6 @@
 //! `quadratic`: the quadratic benchmark with a closed-form hyper-objective (docs/PROBLEMS.md §D).
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::affine::{gemv, rm, row_dot};
 use crate::error::{check_positive, ProblemError};
 use crate::wrapper::ProblemDef;
@@ -847,6 +848,46 @@ impl ProblemDef for Quadratic {
             let q = &self.lower.q[i * d..(i + 1) * d];
             axpy(out, s * dot(q, v), &self.lower.p[i * mx..(i + 1) * mx]);
         }
+    }
+}
+
+problem_config! {
+    /// Parameters of `quadratic` ([`Quadratic`]).
+    QuadraticConfig {
+        /// Number n of lower samples, `n ≥ dim_y` (default 1024).
+        n_inner: usize,
+        /// Number m of upper samples, ≥ 1 (default 1024).
+        n_outer: usize,
+        /// Lower dimension d (default 100).
+        dim_y: usize,
+        /// Upper dimension m_x (default 100).
+        dim_x: usize,
+        /// Smallest eigenvalue μ of the mean lower Hessian, `0 < mu ≤ l` (default 0.1).
+        mu: f64,
+        /// Largest eigenvalue L of the mean lower Hessian (default 1).
+        l: f64,
+        /// Seed of the random instance (default 0).
+        seed: u64,
+        /// Ridge ρ > 0: f contains `(ρ/2)‖x‖²` (default 1).
+        ridge: f64,
+    }
+}
+
+impl BuildProblem for QuadraticConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = QuadraticParams::default();
+        let def = Quadratic::new(QuadraticParams {
+            n_inner: self.n_inner.unwrap_or(d.n_inner),
+            n_outer: self.n_outer.unwrap_or(d.n_outer),
+            dim_y: self.dim_y.unwrap_or(d.dim_y),
+            dim_x: self.dim_x.unwrap_or(d.dim_x),
+            mu: self.mu.unwrap_or(d.mu),
+            l: self.l.unwrap_or(d.l),
+            seed: self.seed.unwrap_or(d.seed),
+            ridge: self.ridge.unwrap_or(d.ridge),
+        })?;
+        let (mx, dy) = (def.dim_x(), def.dim_y());
+        self.finish(def, vec![0.0; mx], vec![0.0; dy])
     }
 }
 

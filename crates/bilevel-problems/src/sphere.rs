@@ -1,5 +1,6 @@
 //! `sphere`: the unit sphere of any dimension as lower-level solution set (docs/PROBLEMS.md §A).
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use crate::shell::{shell_grad, shell_hvp, shell_value};
 use crate::wrapper::ProblemDef;
@@ -113,6 +114,25 @@ impl ProblemDef for Sphere {
     }
     fn intrinsic_dimension(&self) -> usize {
         self.d - 1
+    }
+}
+
+problem_config! {
+    /// Parameters of `sphere` ([`Sphere`]).
+    SphereConfig {
+        /// Dimension d = m ≥ 1 (default 3).
+        d: usize,
+    }
+}
+
+impl BuildProblem for SphereConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = self.d.unwrap_or(Sphere::DEFAULT_D);
+        self.finish(
+            Sphere::new(d)?,
+            Sphere::default_x0(d),
+            Sphere::default_y0(d),
+        )
     }
 }
 

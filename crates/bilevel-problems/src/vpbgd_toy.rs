@@ -1,6 +1,8 @@
 //! `vpbgd-toy`: the penalty-method toy of the V-PBGD paper (Shen & Chen, "On Penalty-based
 //! Bilevel Gradient Descent Method", ICML 2023), docs/PROBLEMS.md §C.
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::ProblemError;
 use crate::wrapper::ProblemDef;
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
@@ -135,6 +137,17 @@ impl ProblemDef for VpbgdToy {
     }
     fn reference_phi_star(&self) -> Option<f64> {
         Some(Self::phi(Self::x_star()))
+    }
+}
+
+problem_config! {
+    /// Parameters of `vpbgd-toy` ([`VpbgdToy`]); only the common keys.
+    VpbgdToyConfig {}
+}
+
+impl BuildProblem for VpbgdToyConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(VpbgdToy, vec![1.0], vec![0.0])
     }
 }
 

@@ -1,6 +1,10 @@
 //! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
 //! validation split (docs/PROBLEMS.md §E.1).
 
+use super::config::small_defaults;
+use super::config::ml_config;
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
+use bilevel_data::DataSource;
 use super::data::{Design, MlData};
 use super::kernels::{sigmoid, softplus, BatchEngine, BatchPass, Engine, ExpCache, Pass};
 use super::reference::{implicit_hypergradient, WarmStart};
@@ -516,6 +520,23 @@ impl Bilevel for RegselLogistic {
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         self.data.export(true)
+    }
+}
+
+ml_config! {
+    /// Parameters of `regsel-logistic` ([`RegselLogistic`]). Defaults: `data = "breast-cancer"`,
+    /// `train = 0.5`, `validation = 0.25`, test the rest, `standardize = "zscore"`,
+    /// `intercept = true`, `x0 = 0`.
+    RegselLogisticConfig {}
+}
+
+impl BuildProblem for RegselLogisticConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = small_defaults("breast-cancer", RegselLogistic::DEFAULT_X0);
+        self.finish(RegselLogistic::new(self.prepare(&d, ctx)?)?, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
     }
 }
 

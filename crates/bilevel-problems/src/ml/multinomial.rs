@@ -1,6 +1,10 @@
 //! `regsel-multinomial`: L2 strengths per class or per feature of a softmax regression,
 //! selected on a validation split (docs/PROBLEMS.md §E.1, multinomial version).
 
+use super::config::small_defaults;
+use super::config::ml_config;
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
+use bilevel_data::DataSource;
 use super::data::{Design, MlData};
 use super::kernels::{BatchEngine, Engine, ExpCache};
 use super::reference::{implicit_hypergradient, WarmStart};
@@ -395,6 +399,27 @@ impl Bilevel for RegselMultinomial {
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         self.data.export(false)
+    }
+}
+
+ml_config! {
+    /// Parameters of `regsel-multinomial` ([`RegselMultinomial`]). Defaults: `data = "wine"`
+    /// (3 classes), `train = 0.5`, `validation = 0.25`, `standardize = "zscore"`,
+    /// `intercept = true`, `per = "class"`, `x0 = 0`.
+    RegselMultinomialConfig {
+        /// One strength per `"class"` (x ∈ R^k) or per `"feature"` (x ∈ R^p).
+        per: StrengthPer,
+    }
+}
+
+impl BuildProblem for RegselMultinomialConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = small_defaults("wine", 0.0);
+        let p = RegselMultinomial::new(self.prepare(&d, ctx)?, self.per.unwrap_or_default())?;
+        self.finish(p, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
     }
 }
 

@@ -8,7 +8,11 @@
 //! * [`OverparamCleaning`]: weighted squared loss on one-hot targets; with positive weights and
 //!   a full-row-rank training matrix neither the solution set nor either selection depends on x.
 
-use super::cleaning::SampleWeights;
+use super::config::{check_fraction, overparam_defaults};
+use super::config::ml_config;
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
+use bilevel_data::DataSource;
+use super::cleaning::{HyperCleaning, SampleWeights};
 use super::data::{Design, MlData};
 use super::dense::{mat_rm, selections, to_rm, RankSvd, Selections};
 use super::kernels::{argmax, Engine, Pass};
@@ -834,6 +838,50 @@ impl Bilevel for OverparamCleaning {
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         self.data.export(false)
+    }
+}
+
+ml_config! {
+    /// Parameters of `overparam-regsel` ([`OverparamRegsel`]). Defaults: `data =
+    /// "breast-cancer"`, `train = 20` (fewer than the 31 features with the intercept),
+    /// `validation = 0.25`, `standardize = "zscore"`, `intercept = true`, `x0 = 0`.
+    OverparamRegselConfig {}
+}
+
+impl BuildProblem for OverparamRegselConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = overparam_defaults(0.0);
+        self.finish(OverparamRegsel::new(self.prepare(&d, ctx)?)?, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
+    }
+}
+
+ml_config! {
+    /// Parameters of `overparam-cleaning` ([`OverparamCleaning`]). Defaults: `data =
+    /// "breast-cancer"`, `train = 20`, `validation = 0.25`, `standardize = "zscore"`,
+    /// `intercept = true`, `corruption = 0.5`, `weights = "sigmoid"`, `x0 = -2`.
+    OverparamCleaningConfig {
+        /// Fraction of training labels replaced by uniform random labels, in [0, 1].
+        corruption: f64,
+        /// Sample-weight map: `"sigmoid"` or `"clip"`.
+        weights: SampleWeights,
+    }
+}
+
+impl BuildProblem for OverparamCleaningConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = overparam_defaults(HyperCleaning::DEFAULT_X0);
+        let corruption = self.corruption.unwrap_or(HyperCleaning::DEFAULT_CORRUPTION);
+        check_fraction(corruption)?;
+        let mut data = self.prepare(&d, ctx)?;
+        data.corrupt(corruption, self.seed.unwrap_or(0))?;
+        let p = OverparamCleaning::new(data, self.weights.unwrap_or_default())?;
+        self.finish(p, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
     }
 }
 
