@@ -15,8 +15,8 @@
 use std::path::{Path, PathBuf};
 
 use bilevel_data::{
-    default_cache_dir, fetch, fetchable_corpora, fetchable_sets, known_corpora, known_corpus, known_sets,
-    resolve_name, FetchAction,
+    default_cache_dir, fetch, fetchable_corpora, fetchable_sets, known_corpora, known_corpus,
+    known_sets, resolve_name, FetchAction,
 };
 
 use crate::Failure;

@@ -48,8 +48,8 @@ pub use idx::{load_idx, load_idx_files};
 pub use jsonl::{load_jsonl, load_jsonl_file, JsonlOptions};
 pub use libsvm::{load_libsvm, load_libsvm_file, LibsvmOptions};
 pub use source::{
-    default_cache_dir, known_set, known_sets, load_named, ColumnSpec, DataSource, FileFormat, FileSource,
-    KnownSet, LoadedData, Origin,
+    default_cache_dir, known_set, known_sets, load_named, ColumnSpec, DataSource, FileFormat,
+    FileSource, KnownSet, LoadedData, Origin,
 };
 pub use split::split_stratified;
 pub use standardize::Standardizer;

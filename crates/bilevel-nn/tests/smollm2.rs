@@ -11,9 +11,7 @@ use std::time::Instant;
 use bilevel_core::Vector;
 use bilevel_nn::bpe::BpeTokenizer;
 use bilevel_nn::derivatives::value_and_gradient;
-use bilevel_nn::llama::{
-    read_gguf, smollm2_path, write_random_gguf, Llama, LlamaConfig,
-};
+use bilevel_nn::llama::{read_gguf, smollm2_path, write_random_gguf, Llama, LlamaConfig};
 use bilevel_nn::lm::mean_loss;
 use bilevel_nn::{
     enable_double_backward, hvp, hvp_fd, AdamW, AdamWConfig, LanguageModel, ParamVec, TokenBatch,

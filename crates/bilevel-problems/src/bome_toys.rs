@@ -2,11 +2,11 @@
 //! Easy", NeurIPS 2022) with exact optima (docs/PROBLEMS.md §B): `coreset`, `non-singleton`, `minimax`.
 
 use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
-use serde::{Deserialize, Serialize};
 use crate::error::{check_positive, check_vector, ProblemError};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::NamedArray;
+use serde::{Deserialize, Serialize};
 
 /// `coreset`: choose convex weights (softmax of logits) of fixed points so that their weighted
 /// mean, which the lower level reproduces exactly, is as close as possible to a target.
@@ -179,14 +179,8 @@ impl GenericLowerGradient for Coreset {
 }
 
 impl ProblemDef for Coreset {
-    fn name(&self) -> &'static str {
-        "coreset"
-    }
-    fn dim_x(&self) -> usize {
-        self.points.len()
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("coreset", self.points.len(), 2)
     }
     fn f(&self, _x: &[f64], y: &[f64]) -> f64 {
         0.1 * ((y[0] - self.target[0]).powi(2) + (y[1] - self.target[1]).powi(2))
@@ -278,14 +272,8 @@ impl GenericLowerGradient for NonSingleton {
 }
 
 impl ProblemDef for NonSingleton {
-    fn name(&self) -> &'static str {
-        "non-singleton"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("non-singleton", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         0.5 * (x[0] - y[1]).powi(2) + 0.5 * (y[0] - 1.0).powi(2)
@@ -378,14 +366,8 @@ impl GenericLowerGradient for Minimax {
 }
 
 impl ProblemDef for Minimax {
-    fn name(&self) -> &'static str {
-        "minimax"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        1
+    fn shape(&self) -> Shape {
+        Shape::new("minimax", 1, 1)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         x[0] * y[0]

@@ -4,7 +4,7 @@
 use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, check_vector, ProblemError};
 use crate::shell::{shell_grad, shell_hvp, shell_residual, shell_value};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::vector::{dot, norm};
 use bilevel_core::NamedArray;
@@ -73,14 +73,8 @@ impl GenericLowerGradient for CircleCenter {
 }
 
 impl ProblemDef for CircleCenter {
-    fn name(&self) -> &'static str {
-        "circle-center"
-    }
-    fn dim_x(&self) -> usize {
-        2
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-center", 2, 2)
     }
     fn f(&self, _x: &[f64], y: &[f64]) -> f64 {
         let (d0, d1) = (y[0] - self.b[0], y[1] - self.b[1]);
@@ -192,14 +186,8 @@ impl GenericLowerGradient for CircleRadius {
 }
 
 impl ProblemDef for CircleRadius {
-    fn name(&self) -> &'static str {
-        "circle-radius"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-radius", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         dot(&self.a, y) + 0.5 * x[0] * x[0]

@@ -88,11 +88,9 @@ pub trait BuildProblem {
     }
 }
 
-/// Defines a configuration struct: the given problem parameters, then the four common keys
-/// (`derivatives`, `fd_eps`, `x0`, `y0`). Every key is optional; unknown keys are rejected.
-/// The struct gets `finish(def, default_x0, default_y0)`, which wraps a [`ProblemDef`](
-/// crate::wrapper::ProblemDef) with the configured derivative source and starts.
-macro_rules! problem_config {
+/// Defines a struct of optional keys, as a configuration table: every field is an `Option`
+/// (absent: `None`, not serialised), unknown keys are rejected.
+macro_rules! optional_keys {
     (
         $(#[$doc:meta])*
         $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
@@ -106,19 +104,34 @@ macro_rules! problem_config {
                 #[serde(default, skip_serializing_if = "Option::is_none")]
                 pub $field: Option<$ty>,
             )*
-            /// Source of `H v` and `J v` (default `"analytic"`).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub derivatives: Option<$crate::config::DerivativesChoice>,
-            /// Relative finite-difference step (only with `derivatives = "finite-difference"`;
-            /// default [`DEFAULT_FD_EPS`](bilevel_core::derivatives::DEFAULT_FD_EPS)).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub fd_eps: Option<f64>,
-            /// Upper-level start (problem-specific default).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub x0: Option<Vec<f64>>,
-            /// Lower-level start (problem-specific default).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub y0: Option<Vec<f64>>,
+        }
+    };
+}
+pub(crate) use optional_keys;
+
+/// Defines a configuration struct: the given problem parameters, then the four common keys
+/// (`derivatives`, `fd_eps`, `x0`, `y0`). Every key is optional; unknown keys are rejected.
+/// The struct gets `finish(def, default_x0, default_y0)`, which wraps a [`ProblemDef`](
+/// crate::wrapper::ProblemDef) with the configured derivative source and starts.
+macro_rules! problem_config {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
+    ) => {
+        $crate::config::optional_keys! {
+            $(#[$doc])*
+            $name {
+                $( $(#[$fdoc])* $field: $ty, )*
+                /// Source of `H v` and `J v` (default `"analytic"`).
+                derivatives: $crate::config::DerivativesChoice,
+                /// Relative finite-difference step (only with `derivatives = "finite-difference"`;
+                /// default [`DEFAULT_FD_EPS`](bilevel_core::derivatives::DEFAULT_FD_EPS)).
+                fd_eps: f64,
+                /// Upper-level start (problem-specific default).
+                x0: Vec<f64>,
+                /// Lower-level start (problem-specific default).
+                y0: Vec<f64>,
+            }
         }
 
         impl $name {
@@ -365,15 +378,8 @@ fn resolve_start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_build_errors, build_problem as build, parse_problem as parse};
     use bilevel_core::DerivativeKind;
-
-    fn parse(s: &str) -> Result<ProblemConfig, String> {
-        toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())
-    }
-
-    fn build(s: &str) -> Result<BuiltProblem, String> {
-        parse(s)?.build().map_err(|e| e.to_string())
-    }
 
     #[test]
     fn every_problem_parses_and_builds_with_defaults() {
@@ -554,13 +560,7 @@ mod tests {
                 "problem.fd_eps: only used with derivatives = \"finite-difference\"",
             ),
         ];
-        for (src, msg) in cases {
-            let e = build(src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
-        }
+        assert_build_errors(cases);
         let e = build("name = \"sphere\"\nx0 = [1.0, nan, 0.0]").unwrap_err();
         assert_eq!(e, "problem.x0: entry 1 must be a finite number (got NaN)");
     }
@@ -651,13 +651,7 @@ mod tests {
                 "problem.y0: expected 1 entries, got 2",
             ),
         ];
-        for (src, msg) in cases {
-            let e = build(src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
-        }
+        assert_build_errors(cases);
         let b = build("name = \"vpbgd-toy\"\nx0 = [2.0]\nderivatives = \"dual\"").unwrap();
         assert_eq!(b.x0, vec![2.0]);
         assert_eq!(b.problem.reference_y(&b.x0), Some(vec![-2.0]));
@@ -728,11 +722,7 @@ mod tests {
             for (k, v) in base.iter().filter(|(k, _)| *k != key) {
                 src.push_str(&format!("{k} = {v}\n"));
             }
-            let e = build(&src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
+            assert_build_errors([(src, msg)]);
         }
         let e = parse("name = \"quadratic\"\nn_inner = -3").unwrap_err();
         assert!(e.contains("-3") || e.contains("invalid value"), "{e}");

@@ -1,8 +1,8 @@
 //! Failure case "degenerate selection breaks Hölder regularity" (docs/PROBLEMS.md §A).
 
 use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
-use crate::error::ProblemError;
-use crate::wrapper::ProblemDef;
+use crate::error::{check_range, ProblemError};
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
 /// `holder`: the solution set is the y₁ axis and the upper objective is flat to order 2p at the
@@ -29,13 +29,7 @@ impl Holder {
 
     /// `h(t) = t^{2p}/(2p)` with `1 ≤ p ≤ 64`.
     pub fn new(p: u32) -> Result<Self, ProblemError> {
-        if !(1..=Self::MAX_P).contains(&p) {
-            return Err(ProblemError::invalid(
-                "p",
-                format!("must be an integer in 1..={}", Self::MAX_P),
-                p,
-            ));
-        }
+        check_range("p", p, 1..=Self::MAX_P, "an integer in")?;
         Ok(Holder { p })
     }
     /// Degeneracy order p.
@@ -73,14 +67,8 @@ impl GenericLowerGradient for Holder {
 }
 
 impl ProblemDef for Holder {
-    fn name(&self) -> &'static str {
-        "holder"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("holder", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         self.h(y[0]) - x[0] * y[0]

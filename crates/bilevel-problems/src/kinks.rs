@@ -7,7 +7,7 @@
 use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use crate::shell::{shell_grad, shell_hvp, shell_value};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
 /// `±1` by the sign of `t`, `None` at `t = 0` (a tie).
@@ -48,14 +48,8 @@ pub struct CircleTie;
 unit_circle_lower!(CircleTie);
 
 impl ProblemDef for CircleTie {
-    fn name(&self) -> &'static str {
-        "circle-tie"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-tie", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         -y[0] * y[0] + x[0] * y[0]
@@ -107,14 +101,8 @@ pub struct CircleSine;
 unit_circle_lower!(CircleSine);
 
 impl ProblemDef for CircleSine {
-    fn name(&self) -> &'static str {
-        "circle-sine"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-sine", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         x[0].sin() * y[0]

@@ -3,7 +3,7 @@
 
 use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
 /// `vpbgd-toy`: a lower level that satisfies the PL inequality without being strongly convex.
@@ -89,14 +89,8 @@ impl GenericLowerGradient for VpbgdToy {
 }
 
 impl ProblemDef for VpbgdToy {
-    fn name(&self) -> &'static str {
-        "vpbgd-toy"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        1
+    fn shape(&self) -> Shape {
+        Shape::new("vpbgd-toy", 1, 1)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         let t = 4.0 * x[0] - 2.0;

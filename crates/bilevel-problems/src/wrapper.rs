@@ -40,18 +40,45 @@ impl Derivatives {
     }
 }
 
+/// A problem's identifier (as used in configurations) and dimensions: `x ∈ R^dim_x`,
+/// `y ∈ R^dim_y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Identifier, for example `"circle-center"`.
+    pub name: &'static str,
+    /// Dimension m of x.
+    pub dim_x: usize,
+    /// Dimension d of y.
+    pub dim_y: usize,
+}
+
+impl Shape {
+    /// Problem `name` with `x ∈ R^dim_x`, `y ∈ R^dim_y`.
+    pub const fn new(name: &'static str, dim_x: usize, dim_y: usize) -> Self {
+        Shape { name, dim_x, dim_y }
+    }
+}
+
 /// The mathematical content of a problem: everything except the choice of derivative source.
 ///
 /// Slices have the problem's dimensions: `x` has [`ProblemDef::dim_x`] entries, `y` and `v`
 /// [`ProblemDef::dim_y`]. `∇_y g` and `∇_x g` default to the generic gradient evaluated on `f64`
 /// (it is hand-written, so these are the analytic gradients).
 pub trait ProblemDef: GenericLowerGradient {
+    /// The identifier and the dimensions.
+    fn shape(&self) -> Shape;
     /// Identifier as used in configurations (for example `"circle-center"`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.shape().name
+    }
     /// Dimension m of x.
-    fn dim_x(&self) -> usize;
+    fn dim_x(&self) -> usize {
+        self.shape().dim_x
+    }
     /// Dimension d of y.
-    fn dim_y(&self) -> usize;
+    fn dim_y(&self) -> usize {
+        self.shape().dim_y
+    }
     /// Upper objective `f(x, y)`.
     fn f(&self, x: &[f64], y: &[f64]) -> f64;
     /// Lower objective `g(x, y)`.

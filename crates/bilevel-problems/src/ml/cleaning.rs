@@ -1,19 +1,19 @@
 //! `hyper-cleaning`: learn one weight per training sample so that a linear softmax classifier
 //! trained on corrupted labels does well on clean validation data (docs/PROBLEMS.md §E.2).
 
-use super::config::{check_fraction, DataDefaults};
-use super::data::{SplitSize, Standardize};
 use super::config::ml_config;
-use crate::config::{BuildContext, BuildProblem, BuiltProblem};
-use bilevel_data::DataSource;
+use super::config::{check_fraction, DataDefaults};
 use super::data::MlData;
+use super::data::{SplitSize, Standardize};
 use super::kernels::{sigmoid, BatchEngine, Engine};
-use super::reference::{implicit_hypergradient, WarmStart};
+use super::reference::{newton_references, WarmStart};
 use super::softmax::{self, interleave, Rows};
-use super::{lock, KernelOptions};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, ProblemError};
 use bilevel_core::vector::dot;
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -56,6 +56,30 @@ impl SampleWeights {
             }
         }
     }
+}
+
+/// The metrics `corrupted_weight_mean` and `clean_weight_mean`: the mean of `weights.w(x_i)` over
+/// the training samples with `corrupted[i]` set and over the others (NaN for an empty group).
+pub(crate) fn weight_means(
+    weights: SampleWeights,
+    x: &[f64],
+    corrupted: &[bool],
+) -> [(String, f64); 2] {
+    let (mut wc, mut nc, mut wk, mut nk) = (0.0, 0usize, 0.0, 0usize);
+    for (i, &xi) in x.iter().enumerate() {
+        if corrupted[i] {
+            wc += weights.w(xi);
+            nc += 1;
+        } else {
+            wk += weights.w(xi);
+            nk += 1;
+        }
+    }
+    let mean = |w: f64, n: usize| if n > 0 { w / n as f64 } else { f64::NAN };
+    [
+        ("corrupted_weight_mean".to_string(), mean(wc, nc)),
+        ("clean_weight_mean".to_string(), mean(wk, nk)),
+    ]
 }
 
 #[derive(Debug)]
@@ -486,20 +510,7 @@ impl Bilevel for HyperCleaning {
         }
     }
 
-    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
-        self.warm.y_star(self, x)
-    }
-    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
-        let y = self.warm.y_star(self, x)?;
-        Some(self.f(x, &y))
-    }
-    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
-        let y = self.warm.y_star(self, x)?;
-        implicit_hypergradient(self, x, &y)
-    }
-    fn reference_intrinsic_dimension(&self) -> Option<usize> {
-        Some(0)
-    }
+    newton_references!();
 
     /// `train_accuracy` (against the corrupted labels the model sees), `train_clean_accuracy`,
     /// `validation_accuracy`, `validation_loss`, `test_accuracy`, `test_loss` (when there is a
@@ -522,30 +533,9 @@ impl Bilevel for HyperCleaning {
             let inv = 1.0 / r.n as f64;
             softmax::value(e, r, k, y, &|_| inv, &|_| 0.0, &mut [])
         };
-        out.push(("validation_accuracy".to_string(), acc(e, self.val())));
-        out.push(("validation_loss".to_string(), loss(e, self.val())));
-        if self.data.test.n > 0 {
-            out.push(("test_accuracy".to_string(), acc(e, self.test())));
-            out.push(("test_loss".to_string(), loss(e, self.test())));
-        }
-        let (mut wc, mut nc, mut wk, mut nk) = (0.0, 0usize, 0.0, 0usize);
-        for (i, &xi) in x.iter().enumerate() {
-            if self.data.corrupted[i] {
-                wc += self.weights.w(xi);
-                nc += 1;
-            } else {
-                wk += self.weights.w(xi);
-                nk += 1;
-            }
-        }
-        out.push((
-            "corrupted_weight_mean".to_string(),
-            if nc > 0 { wc / nc as f64 } else { f64::NAN },
-        ));
-        out.push((
-            "clean_weight_mean".to_string(),
-            if nk > 0 { wk / nk as f64 } else { f64::NAN },
-        ));
+        let test = (self.data.test.n > 0).then(|| self.test());
+        push_held_out_metrics(&mut out, self.val(), test, |r| (acc(e, r), loss(e, r)));
+        out.extend(weight_means(self.weights, x, &self.data.corrupted));
         drop(s);
         if let Some(b) = self.baselines() {
             out.push((

@@ -74,43 +74,30 @@ macro_rules! ml_config {
         $(#[$doc:meta])*
         $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
     ) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            /// Data source: a named set (`"breast-cancer"`, `"spambase"`, `"fashion-mnist"`, …)
-            /// or a `[problem.data]` table (see [`bilevel_data::DataSource`]).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub data: Option<bilevel_data::DataSource>,
-            /// Training rows (count or fraction of the pool).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub train: Option<$crate::ml::SplitSize>,
-            /// Validation rows (count or fraction of the pool).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub validation: Option<$crate::ml::SplitSize>,
-            /// Test rows (default: the whole official test split, or the rest of the pool).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub test: Option<$crate::ml::SplitSize>,
-            /// Seed of the split and of the corruption (default 0).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub seed: Option<u64>,
-            /// Feature scaling, fitted on the training split.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub standardize: Option<$crate::ml::Standardize>,
-            /// Append a constant-1 feature.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub intercept: Option<bool>,
-            $(
-                $(#[$fdoc])*
-                #[serde(default, skip_serializing_if = "Option::is_none")]
-                pub $field: Option<$ty>,
-            )*
-            /// Upper-level start: a number for every entry or the full vector.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub x0: Option<$crate::ml::config::Start>,
-            /// Lower-level start (default 0): a number for every entry or the full vector.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub y0: Option<$crate::ml::config::Start>,
+        $crate::config::optional_keys! {
+            $(#[$doc])*
+            $name {
+                /// Data source: a named set (`"breast-cancer"`, `"spambase"`, `"fashion-mnist"`,
+                /// …) or a `[problem.data]` table (see [`bilevel_data::DataSource`]).
+                data: bilevel_data::DataSource,
+                /// Training rows (count or fraction of the pool).
+                train: $crate::ml::SplitSize,
+                /// Validation rows (count or fraction of the pool).
+                validation: $crate::ml::SplitSize,
+                /// Test rows (default: the whole official test split, or the rest of the pool).
+                test: $crate::ml::SplitSize,
+                /// Seed of the split and of the corruption (default 0).
+                seed: u64,
+                /// Feature scaling, fitted on the training split.
+                standardize: $crate::ml::Standardize,
+                /// Append a constant-1 feature.
+                intercept: bool,
+                $( $(#[$fdoc])* $field: $ty, )*
+                /// Upper-level start: a number for every entry or the full vector.
+                x0: $crate::ml::config::Start,
+                /// Lower-level start (default 0): a number for every entry or the full vector.
+                y0: $crate::ml::config::Start,
+            }
         }
 
         impl $name {
@@ -205,18 +192,11 @@ pub(crate) fn check_fraction(c: f64) -> Result<(), ProblemError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{BuiltProblem, ProblemConfig};
+    use crate::config::ProblemConfig;
     use crate::ml::fdcheck::check_reference_gradient;
+    use crate::testing::{assert_build_errors, build_problem as build, parse_problem as parse};
     use bilevel_core::vector::norm;
     use bilevel_data::DataSource;
-
-    fn parse(s: &str) -> Result<ProblemConfig, String> {
-        toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())
-    }
-
-    fn build(s: &str) -> Result<BuiltProblem, String> {
-        parse(s)?.build().map_err(|e| e.to_string())
-    }
 
     /// `Some(message)` when the named set is not in the cache (the caller skips).
     fn not_fetched(name: &str) -> Option<String> {
@@ -387,13 +367,7 @@ mod tests {
                 "problem.train: overparam-regsel needs fewer training rows than features (p = 31",
             ),
         ];
-        for (src, msg) in cases {
-            let e = build(&src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
-        }
+        assert_build_errors(cases);
     }
 
     /// On the embedded breast-cancer data (284 training rows, 31 features with the intercept),

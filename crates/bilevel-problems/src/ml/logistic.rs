@@ -1,17 +1,17 @@
 //! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
 //! validation split (docs/PROBLEMS.md §E.1).
 
-use super::config::small_defaults;
 use super::config::ml_config;
-use crate::config::{BuildContext, BuildProblem, BuiltProblem};
-use bilevel_data::DataSource;
+use super::config::small_defaults;
 use super::data::{Design, MlData};
 use super::kernels::{sigmoid, softplus, BatchEngine, BatchPass, Engine, ExpCache, Pass};
-use super::reference::{implicit_hypergradient, WarmStart};
+use super::reference::{newton_references, WarmStart};
 use super::softmax::interleave;
-use super::{lock, KernelOptions};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use bilevel_data::DataSource;
 use std::sync::Mutex;
 
 /// Binary targets `t_i ∈ {−1, +1}` (class 1 ↦ +1) of a design.
@@ -484,20 +484,7 @@ impl Bilevel for RegselLogistic {
         }
     }
 
-    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
-        self.warm.y_star(self, x)
-    }
-    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
-        let y = self.warm.y_star(self, x)?;
-        Some(self.f(x, &y))
-    }
-    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
-        let y = self.warm.y_star(self, x)?;
-        implicit_hypergradient(self, x, &y)
-    }
-    fn reference_intrinsic_dimension(&self) -> Option<usize> {
-        Some(0)
-    }
+    newton_references!();
 
     /// `train_accuracy`, `validation_accuracy`, `validation_loss`, and `test_accuracy`,
     /// `test_loss` when there is a test split.
@@ -506,15 +493,9 @@ impl Bilevel for RegselLogistic {
         let e = &mut s.engine;
         let acc = |e: &mut Engine, d: Binary<'_>| correct(e, d, y) as f64 / d.n as f64;
         let loss = |e: &mut Engine, d: Binary<'_>| loss_pass(e, d, y, 1.0 / d.n as f64, true, None);
-        let mut out = vec![
-            ("train_accuracy".to_string(), acc(e, self.train())),
-            ("validation_accuracy".to_string(), acc(e, self.val())),
-            ("validation_loss".to_string(), loss(e, self.val())),
-        ];
-        if self.data.test.n > 0 {
-            out.push(("test_accuracy".to_string(), acc(e, self.test())));
-            out.push(("test_loss".to_string(), loss(e, self.test())));
-        }
+        let mut out = vec![("train_accuracy".to_string(), acc(e, self.train()))];
+        let test = (self.data.test.n > 0).then(|| self.test());
+        push_held_out_metrics(&mut out, self.val(), test, |d| (acc(e, d), loss(e, d)));
         out
     }
 

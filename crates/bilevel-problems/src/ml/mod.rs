@@ -63,6 +63,24 @@ impl KernelOptions {
     }
 }
 
+/// Push the held-out metrics `validation_accuracy`, `validation_loss` and, when there is a test
+/// split, `test_accuracy`, `test_loss`; `eval(split)` gives a split's (accuracy, loss).
+pub(crate) fn push_held_out_metrics<S>(
+    out: &mut Vec<(String, f64)>,
+    validation: S,
+    test: Option<S>,
+    mut eval: impl FnMut(S) -> (f64, f64),
+) {
+    let (accuracy, loss) = eval(validation);
+    out.push(("validation_accuracy".to_string(), accuracy));
+    out.push(("validation_loss".to_string(), loss));
+    if let Some(t) = test {
+        let (accuracy, loss) = eval(t);
+        out.push(("test_accuracy".to_string(), accuracy));
+        out.push(("test_loss".to_string(), loss));
+    }
+}
+
 /// Lock a scratch mutex (a poisoned lock only means a panic elsewhere; the scratch is
 /// overwritten by every pass, so it is still usable).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

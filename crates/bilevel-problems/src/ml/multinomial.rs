@@ -1,17 +1,17 @@
 //! `regsel-multinomial`: L2 strengths per class or per feature of a softmax regression,
 //! selected on a validation split (docs/PROBLEMS.md §E.1, multinomial version).
 
-use super::config::small_defaults;
 use super::config::ml_config;
-use crate::config::{BuildContext, BuildProblem, BuiltProblem};
-use bilevel_data::DataSource;
+use super::config::small_defaults;
 use super::data::{Design, MlData};
 use super::kernels::{BatchEngine, Engine, ExpCache};
-use super::reference::{implicit_hypergradient, WarmStart};
+use super::reference::{newton_references, WarmStart};
 use super::softmax::{self, interleave, Rows};
-use super::{lock, KernelOptions};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -351,20 +351,7 @@ impl Bilevel for RegselMultinomial {
         jv.iter_mut().zip(ex.iter()).for_each(|(o, e)| *o *= e);
     }
 
-    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
-        self.warm.y_star(self, x)
-    }
-    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
-        let y = self.warm.y_star(self, x)?;
-        Some(self.f(x, &y))
-    }
-    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
-        let y = self.warm.y_star(self, x)?;
-        implicit_hypergradient(self, x, &y)
-    }
-    fn reference_intrinsic_dimension(&self) -> Option<usize> {
-        Some(0)
-    }
+    newton_references!();
 
     /// `train_accuracy`, `validation_accuracy`, `validation_loss`, and `test_accuracy`,
     /// `test_loss` when there is a test split.
@@ -379,21 +366,11 @@ impl Bilevel for RegselMultinomial {
             let c = 1.0 / d.n as f64;
             softmax::value(e, Rows::from(d), k, y, &|_| c, &|_| 0.0, &mut [])
         };
-        let mut out = vec![
-            ("train_accuracy".to_string(), acc(e, &self.data.train)),
-            (
-                "validation_accuracy".to_string(),
-                acc(e, &self.data.validation),
-            ),
-            (
-                "validation_loss".to_string(),
-                loss(e, &self.data.validation),
-            ),
-        ];
-        if self.data.test.n > 0 {
-            out.push(("test_accuracy".to_string(), acc(e, &self.data.test)));
-            out.push(("test_loss".to_string(), loss(e, &self.data.test)));
-        }
+        let mut out = vec![("train_accuracy".to_string(), acc(e, &self.data.train))];
+        let test = (self.data.test.n > 0).then_some(&self.data.test);
+        push_held_out_metrics(&mut out, &self.data.validation, test, |d| {
+            (acc(e, d), loss(e, d))
+        });
         out
     }
 

@@ -8,18 +8,18 @@
 //! * [`OverparamCleaning`]: weighted squared loss on one-hot targets; with positive weights and
 //!   a full-row-rank training matrix neither the solution set nor either selection depends on x.
 
-use super::config::{check_fraction, overparam_defaults};
+use super::cleaning::{weight_means, HyperCleaning, SampleWeights};
 use super::config::ml_config;
-use crate::config::{BuildContext, BuildProblem, BuiltProblem};
-use bilevel_data::DataSource;
-use super::cleaning::{HyperCleaning, SampleWeights};
+use super::config::{check_fraction, overparam_defaults};
 use super::data::{Design, MlData};
 use super::dense::{mat_rm, selections, to_rm, RankSvd, Selections};
 use super::kernels::{argmax, Engine, Pass};
 use super::softmax::{interleave, Rows};
-use super::{lock, KernelOptions};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use bilevel_data::DataSource;
 use faer::Mat;
 use std::sync::{Mutex, OnceLock};
 
@@ -110,24 +110,6 @@ pub struct OverparamRegsel {
     w_sel: OnceLock<Option<Selections>>,
 }
 
-/// Regression targets: ±1 for binary data (class 1 ↦ +1), the class index otherwise.
-fn targets(d: &Design, binary: bool) -> Vec<f64> {
-    d.labels
-        .iter()
-        .map(|&l| {
-            if binary {
-                if l == 1 {
-                    1.0
-                } else {
-                    -1.0
-                }
-            } else {
-                f64::from(l)
-            }
-        })
-        .collect()
-}
-
 impl OverparamRegsel {
     /// The problem on prepared data with fewer training rows than features.
     pub fn new(data: MlData) -> Result<Self, ProblemError> {
@@ -135,9 +117,9 @@ impl OverparamRegsel {
         let binary = data.classes == 2;
         let p = data.train.p;
         Ok(OverparamRegsel {
-            t_train: targets(&data.train, binary),
-            t_val: targets(&data.validation, binary),
-            t_test: targets(&data.test, binary),
+            t_train: data.train.label_values(binary),
+            t_val: data.validation.label_values(binary),
+            t_test: data.test.label_values(binary),
             binary,
             scratch: Mutex::new(RegselScratch {
                 engine: KernelOptions::default_for(p).engine(p, 2, 2),
@@ -374,30 +356,14 @@ impl Bilevel for OverparamRegsel {
     fn metrics(&self, x: &[f64], y: &Vec<f64>) -> Vec<(String, f64)> {
         let w: Vec<f64> = y.iter().zip(x).map(|(yj, xj)| yj * xj.exp()).collect();
         let d = &self.data;
-        let mut out = vec![
-            (
-                "train_accuracy".to_string(),
-                self.accuracy(&d.train, &self.t_train, &w),
-            ),
-            (
-                "validation_accuracy".to_string(),
-                self.accuracy(&d.validation, &self.t_val, &w),
-            ),
-            (
-                "validation_loss".to_string(),
-                self.loss(&d.validation, &self.t_val, &w),
-            ),
-        ];
-        if d.test.n > 0 {
-            out.push((
-                "test_accuracy".to_string(),
-                self.accuracy(&d.test, &self.t_test, &w),
-            ));
-            out.push((
-                "test_loss".to_string(),
-                self.loss(&d.test, &self.t_test, &w),
-            ));
-        }
+        let mut out = vec![(
+            "train_accuracy".to_string(),
+            self.accuracy(&d.train, &self.t_train, &w),
+        )];
+        let test = (d.test.n > 0).then_some((&d.test, &self.t_test));
+        push_held_out_metrics(&mut out, (&d.validation, &self.t_val), test, |(d, t)| {
+            (self.accuracy(d, t, &w), self.loss(d, t, &w))
+        });
         if let Some(phi) = self.reference_phi(x) {
             out.push(("phi_optimistic".to_string(), phi));
         }
@@ -809,24 +775,7 @@ impl Bilevel for OverparamCleaning {
             let loss = self.rows_sq(&mut s.engine, &d.test, y, &|_| c, &|_| 0.0, None, &mut []);
             out.push(("test_loss".to_string(), loss));
         }
-        let (mut wc, mut nc, mut wk, mut nk) = (0.0, 0usize, 0.0, 0usize);
-        for (i, &xi) in x.iter().enumerate() {
-            if d.corrupted[i] {
-                wc += self.weights.w(xi);
-                nc += 1;
-            } else {
-                wk += self.weights.w(xi);
-                nk += 1;
-            }
-        }
-        out.push((
-            "corrupted_weight_mean".to_string(),
-            if nc > 0 { wc / nc as f64 } else { f64::NAN },
-        ));
-        out.push((
-            "clean_weight_mean".to_string(),
-            if nk > 0 { wk / nk as f64 } else { f64::NAN },
-        ));
+        out.extend(weight_means(self.weights, x, &d.corrupted));
         if let Some(phi) = self.reference_phi(x) {
             out.push(("phi_optimistic".to_string(), phi));
         }
