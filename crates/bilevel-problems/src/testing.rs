@@ -64,6 +64,22 @@ fn fd_cross<B: Bilevel<Y = Vec<f64>>>(p: &B, x: &[f64], y: &[f64], v: &[f64]) ->
     out
 }
 
+/// An ML problem's finite sums are its splits: `train` lower samples (the training rows of
+/// `data`), `validation` upper ones (its validation rows).
+pub(crate) fn check_split_sample_counts<B: Bilevel + ?Sized>(
+    p: &B,
+    data: &crate::ml::MlData,
+    (train, validation): (usize, usize),
+) {
+    assert_eq!(p.sample_count(bilevel_core::Level::Lower), train);
+    assert_eq!(p.sample_count(bilevel_core::Level::Upper), validation);
+    assert_eq!(p.sample_count(bilevel_core::Level::Lower), data.train.n);
+    assert_eq!(
+        p.sample_count(bilevel_core::Level::Upper),
+        data.validation.n
+    );
+}
+
 /// A `[problem]` table's TOML text parsed as a configuration (the error as text).
 pub(crate) fn parse_problem(s: &str) -> Result<ProblemConfig, String> {
     toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())

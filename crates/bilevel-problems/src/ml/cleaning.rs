@@ -1,6 +1,7 @@
 //! `hyper-cleaning`: learn one weight per training sample so that a linear softmax classifier
 //! trained on corrupted labels does well on clean validation data (docs/PROBLEMS.md §E.2).
 
+use super::bilevel_shape;
 use super::config::ml_config;
 use super::config::{check_fraction, DataDefaults};
 use super::data::MlData;
@@ -11,6 +12,7 @@ use super::softmax::{self, interleave, Rows};
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, ProblemError};
+use crate::wrapper::Shape;
 use bilevel_core::vector::dot;
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use bilevel_data::DataSource;
@@ -251,21 +253,19 @@ impl HyperCleaning {
     }
 }
 
-impl Bilevel for HyperCleaning {
-    type Y = Vec<f64>;
+impl HyperCleaning {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new(
+            "hyper-cleaning",
+            self.data.train.n,
+            self.data.train.p * self.k,
+        )
+    }
+}
 
-    fn name(&self) -> &str {
-        "hyper-cleaning"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.n
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p * self.k
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.dim_y()]
-    }
+impl Bilevel for HyperCleaning {
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
         let inv = 1.0 / self.data.validation.n as f64;
@@ -771,10 +771,7 @@ mod tests {
     #[test]
     fn sample_counts_are_the_split_sizes() {
         let p = small(SampleWeights::Sigmoid, 15);
-        assert_eq!(p.sample_count(Level::Lower), 40);
-        assert_eq!(p.sample_count(Level::Upper), 30);
-        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
-        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+        crate::testing::check_split_sample_counts(&p, &p.data, (40, 30));
     }
 
     /// A uniform batch with repeats, against a direct per-sample loop; the outputs are

@@ -1,6 +1,7 @@
 //! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
 //! validation split (docs/PROBLEMS.md §E.1).
 
+use super::bilevel_shape;
 use super::config::ml_config;
 use super::config::small_defaults;
 use super::data::{Design, MlData};
@@ -10,6 +11,7 @@ use super::softmax::interleave;
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
+use crate::wrapper::Shape;
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use bilevel_data::DataSource;
 use std::sync::Mutex;
@@ -241,76 +243,49 @@ impl RegselLogistic {
     fn val(&self) -> Binary<'_> {
         self.part(&self.data.validation, &self.t_val)
     }
+    /// [`loss_pass`] over split `d` with the mean's weight `c = 1/n`, on the oracle scratch.
+    fn mean_loss_pass(
+        &self,
+        d: Binary<'_>,
+        y: &[f64],
+        value: bool,
+        grad: Option<&mut [f64]>,
+    ) -> f64 {
+        let c = 1.0 / d.n as f64;
+        loss_pass(&mut lock(&self.scratch).engine, d, y, c, value, grad)
+    }
     fn test(&self) -> Binary<'_> {
         self.part(&self.data.test, &self.t_test)
     }
 }
 
-impl Bilevel for RegselLogistic {
-    type Y = Vec<f64>;
+impl RegselLogistic {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new("regsel-logistic", self.data.train.p, self.data.train.p)
+    }
+}
 
-    fn name(&self) -> &str {
-        "regsel-logistic"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.p
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.data.train.p]
-    }
+impl Bilevel for RegselLogistic {
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.validation.n as f64;
-        loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.val(),
-            y,
-            c,
-            true,
-            None,
-        )
+        self.mean_loss_pass(self.val(), y, true, None)
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.train.n as f64;
-        let loss = loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.train(),
-            y,
-            c,
-            true,
-            None,
-        );
+        let loss = self.mean_loss_pass(self.train(), y, true, None);
         let ridge: f64 = x.iter().zip(y).map(|(xj, yj)| xj.exp() * yj * yj).sum();
         loss + 0.5 * ridge
     }
 
     fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
         gx.iter_mut().for_each(|g| *g = 0.0);
-        let c = 1.0 / self.data.validation.n as f64;
-        loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.val(),
-            y,
-            c,
-            false,
-            Some(gy),
-        );
+        self.mean_loss_pass(self.val(), y, false, Some(gy));
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
-        let c = 1.0 / self.data.train.n as f64;
-        loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.train(),
-            y,
-            c,
-            false,
-            Some(gy),
-        );
+        self.mean_loss_pass(self.train(), y, false, Some(gy));
         for ((g, xj), yj) in gy.iter_mut().zip(x).zip(y) {
             *g += xj.exp() * yj;
         }
@@ -617,10 +592,7 @@ pub(crate) mod tests {
     #[test]
     fn sample_counts_are_the_split_sizes() {
         let p = small(8);
-        assert_eq!(p.sample_count(Level::Lower), 40);
-        assert_eq!(p.sample_count(Level::Upper), 30);
-        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
-        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+        crate::testing::check_split_sample_counts(&p, &p.data, (40, 30));
     }
 
     #[test]

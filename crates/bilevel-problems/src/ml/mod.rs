@@ -63,6 +63,29 @@ impl KernelOptions {
     }
 }
 
+/// The first items of an ML problem's `impl Bilevel`: `Y = Vec<f64>`, and `name`, `dim_x`,
+/// `dim_y` from the problem's inherent `shape()` ([`Shape`](crate::wrapper::Shape)), `zeros_y`
+/// of length `dim_y`.
+macro_rules! bilevel_shape {
+    () => {
+        type Y = Vec<f64>;
+
+        fn name(&self) -> &str {
+            self.shape().name
+        }
+        fn dim_x(&self) -> usize {
+            self.shape().dim_x
+        }
+        fn dim_y(&self) -> usize {
+            self.shape().dim_y
+        }
+        fn zeros_y(&self) -> Vec<f64> {
+            vec![0.0; self.shape().dim_y]
+        }
+    };
+}
+pub(crate) use bilevel_shape;
+
 /// Push the held-out metrics `validation_accuracy`, `validation_loss` and, when there is a test
 /// split, `test_accuracy`, `test_loss`; `eval(split)` gives a split's (accuracy, loss).
 pub(crate) fn push_held_out_metrics<S>(

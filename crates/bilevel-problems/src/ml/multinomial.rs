@@ -1,6 +1,7 @@
 //! `regsel-multinomial`: L2 strengths per class or per feature of a softmax regression,
 //! selected on a validation split (docs/PROBLEMS.md §E.1, multinomial version).
 
+use super::bilevel_shape;
 use super::config::ml_config;
 use super::config::small_defaults;
 use super::data::{Design, MlData};
@@ -10,6 +11,7 @@ use super::softmax::{self, interleave, Rows};
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
+use crate::wrapper::Shape;
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
@@ -169,24 +171,19 @@ impl RegselMultinomial {
     }
 }
 
-impl Bilevel for RegselMultinomial {
-    type Y = Vec<f64>;
-
-    fn name(&self) -> &str {
-        "regsel-multinomial"
-    }
-    fn dim_x(&self) -> usize {
-        match self.per {
+impl RegselMultinomial {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        let dim_x = match self.per {
             StrengthPer::Class => self.k,
             StrengthPer::Feature => self.data.train.p,
-        }
+        };
+        Shape::new("regsel-multinomial", dim_x, self.data.train.p * self.k)
     }
-    fn dim_y(&self) -> usize {
-        self.data.train.p * self.k
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.dim_y()]
-    }
+}
+
+impl Bilevel for RegselMultinomial {
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
         let c = 1.0 / self.data.validation.n as f64;
@@ -483,10 +480,7 @@ mod tests {
     #[test]
     fn sample_counts_are_the_split_sizes() {
         let p = small(StrengthPer::Class, 10);
-        assert_eq!(p.sample_count(Level::Lower), 40);
-        assert_eq!(p.sample_count(Level::Upper), 30);
-        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
-        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+        crate::testing::check_split_sample_counts(&p, &p.data, (40, 30));
     }
 
     /// A uniform batch with repeats against the weighted sum of one-row batches, which the

@@ -8,16 +8,18 @@
 //! * [`OverparamCleaning`]: weighted squared loss on one-hot targets; with positive weights and
 //!   a full-row-rank training matrix neither the solution set nor either selection depends on x.
 
+use super::bilevel_shape;
 use super::cleaning::{weight_means, HyperCleaning, SampleWeights};
 use super::config::ml_config;
 use super::config::{check_fraction, overparam_defaults};
 use super::data::{Design, MlData};
 use super::dense::{mat_rm, selections, to_rm, RankSvd, Selections};
-use super::kernels::{argmax, Engine, Pass};
-use super::softmax::{interleave, Rows};
+use super::kernels::{Engine, Pass};
+use super::softmax::{self, interleave, Rows};
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
+use crate::wrapper::Shape;
 use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
 use bilevel_data::DataSource;
 use faer::Mat;
@@ -190,21 +192,15 @@ impl OverparamRegsel {
     }
 }
 
-impl Bilevel for OverparamRegsel {
-    type Y = Vec<f64>;
+impl OverparamRegsel {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new("overparam-regsel", self.data.train.p, self.data.train.p)
+    }
+}
 
-    fn name(&self) -> &str {
-        "overparam-regsel"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.p
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.data.train.p]
-    }
+impl Bilevel for OverparamRegsel {
+    bilevel_shape!();
 
     fn f(&self, x: &[f64], y: &Vec<f64>) -> f64 {
         let mut g = lock(&self.scratch);
@@ -563,34 +559,29 @@ impl OverparamCleaning {
         }
     }
 
+    /// Fraction of the rows of `d` whose largest score is their class in `labels`.
     fn accuracy(&self, e: &mut Engine, d: &Design, labels: &[u32], y: &[f64]) -> f64 {
-        let k = self.k;
-        let map = |r0: usize, z: &[f64], _g: &mut [f64], _ro: &mut [f64]| {
-            z.chunks_exact(k)
-                .enumerate()
-                .filter(|(i, zi)| argmax(zi) == labels[r0 + i] as usize)
-                .count() as f64
+        let rows = Rows {
+            labels,
+            ..Rows::from(d)
         };
-        let pass = Rows::from(d).pass(y, k, 0);
-        e.pass(&pass, &mut [], &mut [], &map) / d.n as f64
+        softmax::correct(e, rows, self.k, y) as f64 / d.n as f64
+    }
+}
+
+impl OverparamCleaning {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new(
+            "overparam-cleaning",
+            self.data.train.n,
+            self.data.train.p * self.k,
+        )
     }
 }
 
 impl Bilevel for OverparamCleaning {
-    type Y = Vec<f64>;
-
-    fn name(&self) -> &str {
-        "overparam-cleaning"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.n
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p * self.k
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.dim_y()]
-    }
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
         let c = 1.0 / self.data.validation.n as f64;
