@@ -360,18 +360,29 @@ impl Bilevel for OverparamRegsel {
         push_held_out_metrics(&mut out, (&d.validation, &self.t_val), test, |(d, t)| {
             (self.accuracy(d, t, &w), self.loss(d, t, &w))
         });
-        if let Some(phi) = self.reference_phi(x) {
-            out.push(("phi_optimistic".to_string(), phi));
-        }
-        if let Some(ymn) = self.min_norm_y(x) {
-            out.push(("phi_min_norm".to_string(), self.f(x, &ymn)));
-        }
+        push_selection_metrics(self, x, || self.min_norm_y(x), &mut out);
         out
     }
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         // Labels as exported are the regression targets (±1, or class indices).
         self.data.export(self.binary)
+    }
+}
+
+/// Push `phi_optimistic` (the optimistic φ(x), where known) and `phi_min_norm` (f at the
+/// min-norm selection, gradient descent's from zero, where there is one).
+fn push_selection_metrics<P: Bilevel<Y = Vec<f64>>>(
+    p: &P,
+    x: &[f64],
+    min_norm_y: impl FnOnce() -> Option<Vec<f64>>,
+    out: &mut Vec<(String, f64)>,
+) {
+    if let Some(phi) = p.reference_phi(x) {
+        out.push(("phi_optimistic".to_string(), phi));
+    }
+    if let Some(ymn) = min_norm_y() {
+        out.push(("phi_min_norm".to_string(), p.f(x, &ymn)));
     }
 }
 
@@ -559,6 +570,12 @@ impl OverparamCleaning {
         }
     }
 
+    /// The mean squared loss `(1/n) Σ_i ½‖Yᵀa_i − e_{t_i}‖²` over the rows of `d`.
+    fn mean_sq_loss(&self, e: &mut Engine, d: &Design, y: &[f64]) -> f64 {
+        let c = 1.0 / d.n as f64;
+        self.rows_sq(e, d, y, &|_| c, &|_| 0.0, None, &mut [])
+    }
+
     /// Fraction of the rows of `d` whose largest score is their class in `labels`.
     fn accuracy(&self, e: &mut Engine, d: &Design, labels: &[u32], y: &[f64]) -> f64 {
         let rows = Rows {
@@ -584,10 +601,8 @@ impl Bilevel for OverparamCleaning {
     bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.validation.n as f64;
         let mut s = lock(&self.scratch);
-        let d = &self.data.validation;
-        self.rows_sq(&mut s.engine, d, y, &|_| c, &|_| 0.0, None, &mut [])
+        self.mean_sq_loss(&mut s.engine, &self.data.validation, y)
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
@@ -749,30 +764,14 @@ impl Bilevel for OverparamCleaning {
                 "train_clean_accuracy".to_string(),
                 self.accuracy(e, &d.train, &d.clean_train_labels, y),
             ));
-            out.push((
-                "validation_accuracy".to_string(),
-                self.accuracy(e, &d.validation, &d.validation.labels, y),
-            ));
-        }
-        out.push(("validation_loss".to_string(), self.f(x, y)));
-        if d.test.n > 0 {
-            let acc = {
-                let mut s = lock(&self.scratch);
-                self.accuracy(&mut s.engine, &d.test, &d.test.labels, y)
-            };
-            out.push(("test_accuracy".to_string(), acc));
-            let c = 1.0 / d.test.n as f64;
-            let mut s = lock(&self.scratch);
-            let loss = self.rows_sq(&mut s.engine, &d.test, y, &|_| c, &|_| 0.0, None, &mut []);
-            out.push(("test_loss".to_string(), loss));
+            let test = (d.test.n > 0).then_some(&d.test);
+            push_held_out_metrics(&mut out, &d.validation, test, |r| {
+                let accuracy = self.accuracy(e, r, &r.labels, y);
+                (accuracy, self.mean_sq_loss(e, r, y))
+            });
         }
         out.extend(weight_means(self.weights, x, &d.corrupted));
-        if let Some(phi) = self.reference_phi(x) {
-            out.push(("phi_optimistic".to_string(), phi));
-        }
-        if let Some(ymn) = self.min_norm_y(x) {
-            out.push(("phi_min_norm".to_string(), self.f(x, &ymn)));
-        }
+        push_selection_metrics(self, x, || self.min_norm_y(x), &mut out);
         out
     }
 
