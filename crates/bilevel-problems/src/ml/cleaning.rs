@@ -251,6 +251,19 @@ impl HyperCleaning {
     fn test(&self) -> Rows<'_> {
         Rows::from(&self.data.test)
     }
+    /// The per-row weights of g's mean over the training rows at `x`: `w(x_i)/n` and
+    /// `w'(x_i)/n`.
+    fn mean_weights<'a>(
+        &self,
+        x: &'a [f64],
+    ) -> (
+        impl Fn(usize) -> f64 + Sync + 'a,
+        impl Fn(usize) -> f64 + Sync + 'a,
+    ) {
+        let inv = 1.0 / self.data.train.n as f64;
+        let w = self.weights;
+        (move |i| w.w(x[i]) * inv, move |i| w.dw(x[i]) * inv)
+    }
 }
 
 impl HyperCleaning {
@@ -282,15 +295,14 @@ impl Bilevel for HyperCleaning {
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = self.mean_weights(x);
         let mut s = lock(&self.scratch);
         let loss = softmax::value(
             &mut s.engine,
             self.train(),
             self.k,
             y,
-            &|i| w.w(x[i]) * inv,
+            &w_n,
             &|_| 0.0,
             &mut [],
         );
@@ -314,15 +326,14 @@ impl Bilevel for HyperCleaning {
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = self.mean_weights(x);
         let mut s = lock(&self.scratch);
         softmax::gradient(
             &mut s.engine,
             self.train(),
             self.k,
             y,
-            &|i| w.w(x[i]) * inv,
+            &w_n,
             &|_| 0.0,
             gy,
             &mut [],
@@ -332,57 +343,36 @@ impl Bilevel for HyperCleaning {
     }
 
     fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (_, dw_n) = self.mean_weights(x);
         let mut s = lock(&self.scratch);
-        softmax::value(
-            &mut s.engine,
-            self.train(),
-            self.k,
-            y,
-            &|_| 0.0,
-            &|i| w.dw(x[i]) * inv,
-            gx,
-        );
+        softmax::value(&mut s.engine, self.train(), self.k, y, &|_| 0.0, &dw_n, gx);
     }
 
     /// One pass over the training matrix for both gradients.
     fn grad_g(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, dw_n) = self.mean_weights(x);
         let mut s = lock(&self.scratch);
-        softmax::gradient(
-            &mut s.engine,
-            self.train(),
-            self.k,
-            y,
-            &|i| w.w(x[i]) * inv,
-            &|i| w.dw(x[i]) * inv,
-            gy,
-            gx,
-        );
+        softmax::gradient(&mut s.engine, self.train(), self.k, y, &w_n, &dw_n, gy, gx);
         let r2 = 2.0 * self.reg;
         gy.iter_mut().zip(y).for_each(|(g, yi)| *g += r2 * yi);
     }
 
     fn hvp(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = self.mean_weights(x);
         let mut guard = lock(&self.scratch);
         let Scratch { engine, yv } = &mut *guard;
         interleave(y, v, self.k, yv);
-        softmax::hvp(engine, self.train(), self.k, yv, &|i| w.w(x[i]) * inv, out);
+        softmax::hvp(engine, self.train(), self.k, yv, &w_n, out);
         let r2 = 2.0 * self.reg;
         out.iter_mut().zip(v).for_each(|(o, vi)| *o += r2 * vi);
     }
 
     fn cross(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut [f64]) {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (_, dw_n) = self.mean_weights(x);
         let mut guard = lock(&self.scratch);
         let Scratch { engine, yv } = &mut *guard;
         interleave(y, v, self.k, yv);
-        softmax::directional_rows(engine, self.train(), self.k, yv, &|i| w.dw(x[i]) * inv, out);
+        softmax::directional_rows(engine, self.train(), self.k, yv, &dw_n, out);
     }
 
     fn derivatives(&self) -> DerivativeKind {
