@@ -1,7 +1,6 @@
 //! `hyper-cleaning`: learn one weight per training sample so that a linear softmax classifier
 //! trained on corrupted labels does well on clean validation data (docs/PROBLEMS.md §E.2).
 
-use super::bilevel_shape;
 use super::config::ml_config;
 use super::config::{check_fraction, DataDefaults};
 use super::data::MlData;
@@ -9,12 +8,13 @@ use super::data::{SplitSize, Standardize};
 use super::kernels::{sigmoid, BatchEngine, Engine};
 use super::reference::{newton_references, WarmStart};
 use super::softmax::{self, interleave, Rows};
+use super::{bilevel_shape, split_sums};
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, ProblemError};
 use crate::wrapper::Shape;
 use bilevel_core::vector::dot;
-use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use bilevel_core::{Batch, Bilevel, NamedArray};
 use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -58,6 +58,23 @@ impl SampleWeights {
             }
         }
     }
+}
+
+/// The per-row weights of a sample-weighted mean over `n` training rows at `x`: `w(x_i)/n` and
+/// `w'(x_i)/n` (each computed as `w(x_i)·(1/n)`).
+pub(crate) fn mean_weights(
+    weights: SampleWeights,
+    x: &[f64],
+    n: usize,
+) -> (
+    impl Fn(usize) -> f64 + Sync + '_,
+    impl Fn(usize) -> f64 + Sync + '_,
+) {
+    let inv = 1.0 / n as f64;
+    (
+        move |i| weights.w(x[i]) * inv,
+        move |i| weights.dw(x[i]) * inv,
+    )
 }
 
 /// The metrics `corrupted_weight_mean` and `clean_weight_mean`: the mean of `weights.w(x_i)` over
@@ -251,19 +268,6 @@ impl HyperCleaning {
     fn test(&self) -> Rows<'_> {
         Rows::from(&self.data.test)
     }
-    /// The per-row weights of g's mean over the training rows at `x`: `w(x_i)/n` and
-    /// `w'(x_i)/n`.
-    fn mean_weights<'a>(
-        &self,
-        x: &'a [f64],
-    ) -> (
-        impl Fn(usize) -> f64 + Sync + 'a,
-        impl Fn(usize) -> f64 + Sync + 'a,
-    ) {
-        let inv = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
-        (move |i| w.w(x[i]) * inv, move |i| w.dw(x[i]) * inv)
-    }
 }
 
 impl HyperCleaning {
@@ -295,7 +299,7 @@ impl Bilevel for HyperCleaning {
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
-        let (w_n, _) = self.mean_weights(x);
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let loss = softmax::value(
             &mut s.engine,
@@ -326,7 +330,7 @@ impl Bilevel for HyperCleaning {
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
-        let (w_n, _) = self.mean_weights(x);
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         softmax::gradient(
             &mut s.engine,
@@ -343,14 +347,14 @@ impl Bilevel for HyperCleaning {
     }
 
     fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
-        let (_, dw_n) = self.mean_weights(x);
+        let (_, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         softmax::value(&mut s.engine, self.train(), self.k, y, &|_| 0.0, &dw_n, gx);
     }
 
     /// One pass over the training matrix for both gradients.
     fn grad_g(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
-        let (w_n, dw_n) = self.mean_weights(x);
+        let (w_n, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         softmax::gradient(&mut s.engine, self.train(), self.k, y, &w_n, &dw_n, gy, gx);
         let r2 = 2.0 * self.reg;
@@ -358,7 +362,7 @@ impl Bilevel for HyperCleaning {
     }
 
     fn hvp(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
-        let (w_n, _) = self.mean_weights(x);
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut guard = lock(&self.scratch);
         let Scratch { engine, yv } = &mut *guard;
         interleave(y, v, self.k, yv);
@@ -368,24 +372,14 @@ impl Bilevel for HyperCleaning {
     }
 
     fn cross(&self, x: &[f64], y: &Vec<f64>, v: &Vec<f64>, out: &mut [f64]) {
-        let (_, dw_n) = self.mean_weights(x);
+        let (_, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut guard = lock(&self.scratch);
         let Scratch { engine, yv } = &mut *guard;
         interleave(y, v, self.k, yv);
         softmax::directional_rows(engine, self.train(), self.k, yv, &dw_n, out);
     }
 
-    fn derivatives(&self) -> DerivativeKind {
-        DerivativeKind::Analytic
-    }
-
-    /// n training rows for g, m validation rows for f.
-    fn sample_count(&self, level: Level) -> usize {
-        match level {
-            Level::Lower => self.data.train.n,
-            Level::Upper => self.data.validation.n,
-        }
-    }
+    split_sums!();
 
     /// `∇_Y g_B = s Σ_{i∈B} w(x_i) a_i (s_i − e_{t_i})ᵀ + 2rY`, `s = w_B/|B|`.
     fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {

@@ -1,18 +1,18 @@
 //! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
 //! validation split (docs/PROBLEMS.md §E.1).
 
-use super::bilevel_shape;
 use super::config::ml_config;
 use super::config::small_defaults;
 use super::data::{Design, MlData};
 use super::kernels::{sigmoid, softplus, BatchEngine, BatchPass, Engine, ExpCache, Pass};
 use super::reference::{newton_references, WarmStart};
 use super::softmax::interleave;
+use super::{bilevel_shape, split_sums};
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use crate::wrapper::Shape;
-use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use bilevel_core::{Batch, Bilevel, NamedArray};
 use bilevel_data::DataSource;
 use std::sync::Mutex;
 
@@ -330,17 +330,7 @@ impl Bilevel for RegselLogistic {
         }
     }
 
-    fn derivatives(&self) -> DerivativeKind {
-        DerivativeKind::Analytic
-    }
-
-    /// n training rows for g, m validation rows for f.
-    fn sample_count(&self, level: Level) -> usize {
-        match level {
-            Level::Lower => self.data.train.n,
-            Level::Upper => self.data.validation.n,
-        }
-    }
+    split_sums!();
 
     /// `∇_y g_B = s Σ_{i∈B} (−t_i σ(−t_i a_iᵀy)) a_i + e^x ⊙ y`, `s = w_B/|B|`.
     fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {

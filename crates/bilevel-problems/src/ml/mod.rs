@@ -86,6 +86,24 @@ macro_rules! bilevel_shape {
 }
 pub(crate) use bilevel_shape;
 
+/// `derivatives` (`Analytic`: hand-written products) and `sample_count` (the finite sums are the
+/// splits: n training rows for g, m validation rows for f) of an ML problem's `impl Bilevel`.
+macro_rules! split_sums {
+    () => {
+        fn derivatives(&self) -> bilevel_core::DerivativeKind {
+            bilevel_core::DerivativeKind::Analytic
+        }
+
+        fn sample_count(&self, level: bilevel_core::Level) -> usize {
+            match level {
+                bilevel_core::Level::Lower => self.data.train.n,
+                bilevel_core::Level::Upper => self.data.validation.n,
+            }
+        }
+    };
+}
+pub(crate) use split_sums;
+
 /// Push the held-out metrics `validation_accuracy`, `validation_loss` and, when there is a test
 /// split, `test_accuracy`, `test_loss`; `eval(split)` gives a split's (accuracy, loss).
 pub(crate) fn push_held_out_metrics<S>(

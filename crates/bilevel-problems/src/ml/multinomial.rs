@@ -1,18 +1,18 @@
 //! `regsel-multinomial`: L2 strengths per class or per feature of a softmax regression,
 //! selected on a validation split (docs/PROBLEMS.md §E.1, multinomial version).
 
-use super::bilevel_shape;
 use super::config::ml_config;
 use super::config::small_defaults;
 use super::data::{Design, MlData};
 use super::kernels::{BatchEngine, Engine, ExpCache};
 use super::reference::{newton_references, WarmStart};
 use super::softmax::{self, interleave, Rows};
+use super::{bilevel_shape, split_sums};
 use super::{lock, push_held_out_metrics, KernelOptions};
 use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
 use crate::wrapper::Shape;
-use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use bilevel_core::{Batch, Bilevel, NamedArray};
 use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -247,17 +247,7 @@ impl Bilevel for RegselMultinomial {
         self.ridge_pairs(x, y, v, out, false);
     }
 
-    fn derivatives(&self) -> DerivativeKind {
-        DerivativeKind::Analytic
-    }
-
-    /// n training rows for g, m validation rows for f.
-    fn sample_count(&self, level: Level) -> usize {
-        match level {
-            Level::Lower => self.data.train.n,
-            Level::Upper => self.data.validation.n,
-        }
-    }
+    split_sums!();
 
     /// `∇_Y g_B = s Σ_{i∈B} a_i (s_i − e_{t_i})ᵀ + E ⊙ Y`, `s = w_B/|B|`.
     fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {

@@ -9,7 +9,7 @@
 //!   a full-row-rank training matrix neither the solution set nor either selection depends on x.
 
 use super::bilevel_shape;
-use super::cleaning::{weight_means, HyperCleaning, SampleWeights};
+use super::cleaning::{mean_weights, weight_means, HyperCleaning, SampleWeights};
 use super::config::ml_config;
 use super::config::{check_fraction, overparam_defaults};
 use super::data::{Design, MlData};
@@ -606,19 +606,10 @@ impl Bilevel for OverparamCleaning {
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(
-            &mut s.engine,
-            d,
-            y,
-            &|i| c * w.w(x[i]),
-            &|_| 0.0,
-            None,
-            &mut [],
-        )
+        self.rows_sq(&mut s.engine, d, y, &w_n, &|_| 0.0, None, &mut [])
     }
 
     fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
@@ -630,43 +621,24 @@ impl Bilevel for OverparamCleaning {
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(
-            &mut s.engine,
-            d,
-            y,
-            &|i| c * w.w(x[i]),
-            &|_| 0.0,
-            Some(gy),
-            &mut [],
-        );
+        self.rows_sq(&mut s.engine, d, y, &w_n, &|_| 0.0, Some(gy), &mut []);
     }
 
     fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (_, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(&mut s.engine, d, y, &|_| 0.0, &|i| c * w.dw(x[i]), None, gx);
+        self.rows_sq(&mut s.engine, d, y, &|_| 0.0, &dw_n, None, gx);
     }
 
     fn grad_g(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(
-            &mut s.engine,
-            d,
-            y,
-            &|i| c * w.w(x[i]),
-            &|i| c * w.dw(x[i]),
-            Some(gy),
-            gx,
-        );
+        self.rows_sq(&mut s.engine, d, y, &w_n, &dw_n, Some(gy), gx);
     }
 
     fn hvp(&self, x: &[f64], _y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
