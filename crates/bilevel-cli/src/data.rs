@@ -15,14 +15,14 @@
 use std::path::{Path, PathBuf};
 
 use bilevel_data::{
-    cache_dir, fetch, fetchable_corpora, fetchable_sets, known_corpora, known_corpus, known_sets,
-    resolve_name, FetchAction,
+    default_cache_dir, fetch, fetchable_corpora, fetchable_sets, known_corpora, known_corpus,
+    known_sets, resolve_name, FetchAction,
 };
 
 use crate::Failure;
 
 fn dir_or_default(dir: Option<PathBuf>) -> PathBuf {
-    dir.unwrap_or_else(cache_dir)
+    dir.unwrap_or_else(default_cache_dir)
 }
 
 /// `bilevel data list`: one row per named set.

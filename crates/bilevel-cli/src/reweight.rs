@@ -68,8 +68,9 @@ impl Progress for Bars {
 fn load_config(path: &Path) -> Result<ExperimentConfig, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::config(format!("{}: {e}", path.display())))?;
-    let cfg: ExperimentConfig =
+    let mut cfg: ExperimentConfig =
         toml::from_str(&text).map_err(|e| Failure::config(format!("{}: {e}", path.display())))?;
+    cfg.model.set_cache_dir(bilevel_data::default_cache_dir());
     cfg.validate()
         .map_err(|e| Failure::config(format!("{}: {e}", path.display())))?;
     Ok(cfg)
@@ -130,7 +131,7 @@ pub fn load_data(
     } else {
         test[..d.test_examples.min(test.len())].to_vec()
     };
-    let cache = bilevel_data::cache_dir();
+    let cache = bilevel_data::default_cache_dir();
     let budget_bytes = 3 * d.max_tokens_per_source;
     let mut sources = Vec::with_capacity(d.sources.len());
     for s in &d.sources {

@@ -189,7 +189,7 @@ fn named_set_absent_from_cache_gives_not_fetched_message() {
     // under the same lock as `set_var`.
     std::env::set_var("BILEVEL_DATA_DIR", &dir);
     let err = bilevel_data::DataSource::Named("spambase".into())
-        .load()
+        .load(&bilevel_data::default_cache_dir())
         .unwrap_err();
     std::env::remove_var("BILEVEL_DATA_DIR");
     assert!(err.is_not_fetched(), "{err}");
@@ -202,7 +202,7 @@ fn named_set_absent_from_cache_gives_not_fetched_message() {
     );
     // The embedded set loads whatever the cache holds.
     let bc = bilevel_data::DataSource::Named("breast-cancer".into())
-        .load()
+        .load(&dir)
         .unwrap();
     assert_eq!((bc.train.n, bc.train.p, bc.train.classes), (569, 30, 2));
 }

@@ -142,10 +142,10 @@ impl CorpusSpec {
         self
     }
 
-    /// Loads the source, named sources from [`cache_dir`](crate::cache_dir) (see
-    /// [`load_corpus`]).
-    pub fn load(&self) -> Result<Corpus> {
-        load_corpus(self, &crate::cache_dir())
+    /// Loads the source, named sources from the cache folder `cache` (usually
+    /// [`default_cache_dir`](crate::default_cache_dir); see [`load_corpus`]).
+    pub fn load(&self, cache: &Path) -> Result<Corpus> {
+        load_corpus(self, cache)
     }
 }
 
@@ -434,7 +434,7 @@ pub fn known_corpus(name: &str) -> Result<&'static KnownCorpus> {
 }
 
 /// Loads a text source; `cache` is the data cache holding fetched named sources (usually
-/// [`cache_dir`](crate::cache_dir)).
+/// [`default_cache_dir`](crate::default_cache_dir)).
 ///
 /// Errors, each naming the source or file: [`DataError::UnknownSet`] (an unknown name, listing
 /// the known ones), [`DataError::NotFetched`] (a named source absent from the cache: run
@@ -1117,7 +1117,7 @@ mod tests {
 
     #[test]
     fn cached_sources_load_with_documented_counts_or_skip() {
-        let cache = crate::cache_dir();
+        let cache = crate::default_cache_dir();
         for set in fetchable_corpora() {
             match load_named_corpus(set.name, &cache) {
                 Err(e) if e.is_not_fetched() => eprintln!("skipping {}: {e}", set.name),

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::error::{clip, DataError, Result};
-use crate::labels::map_labels;
+use crate::labels::labelled;
 use crate::text::{check_size, lines, maybe_gunzip, read_file, unquote};
 use crate::{parse_finite, Dataset};
 
@@ -112,7 +112,6 @@ pub fn load_csv(bytes: &[u8], source_name: &str, opts: &CsvOptions) -> Result<Da
         });
     }
     let p = width.unwrap_or(1) - 1;
-    let (labels, class_names) = map_labels(&raw_labels);
     let feature_names = header.map(|h| {
         h.into_iter()
             .enumerate()
@@ -120,15 +119,7 @@ pub fn load_csv(bytes: &[u8], source_name: &str, opts: &CsvOptions) -> Result<Da
             .map(|(_, s)| s)
             .collect()
     });
-    Ok(Dataset {
-        features,
-        labels,
-        n,
-        p,
-        classes: class_names.len(),
-        feature_names,
-        class_names,
-    })
+    Ok(labelled(features, n, p, &raw_labels, feature_names))
 }
 
 fn resolve_label(first: &[&str], name: &str, opts: &CsvOptions) -> Result<usize> {
@@ -172,51 +163,38 @@ fn parse_row(
         Some(h) => h[j].clone(),
         None => format!("column {}", j + 1),
     };
+    // Field j's text `text` is invalid for `reason`.
+    let invalid = |j: usize, text: String, reason: &str| DataError::Invalid {
+        source_name: name.to_string(),
+        line,
+        column: Some(j + 1),
+        field: field_name(j),
+        text,
+        reason: reason.to_string(),
+    };
+    // Field j (text f) is NaN or infinite.
+    let non_finite = |j: usize, f: &str| DataError::NonFinite {
+        source_name: name.to_string(),
+        line,
+        column: j + 1,
+        field: field_name(j),
+        text: clip(f),
+    };
     for (j, f) in fields.iter().enumerate() {
         if j == label_col {
             if f.is_empty() {
-                return Err(DataError::Invalid {
-                    source_name: name.to_string(),
-                    line,
-                    column: Some(j + 1),
-                    field: field_name(j),
-                    text: String::new(),
-                    reason: "empty label".to_string(),
-                });
+                return Err(invalid(j, String::new(), "empty label"));
             }
             if matches!(parse_finite(f), Err(true)) {
-                return Err(DataError::NonFinite {
-                    source_name: name.to_string(),
-                    line,
-                    column: j + 1,
-                    field: field_name(j),
-                    text: clip(f),
-                });
+                return Err(non_finite(j, f));
             }
             raw_labels.push(f.to_string());
             continue;
         }
         match parse_finite(f) {
             Ok(v) => features.push(v),
-            Err(true) => {
-                return Err(DataError::NonFinite {
-                    source_name: name.to_string(),
-                    line,
-                    column: j + 1,
-                    field: field_name(j),
-                    text: clip(f),
-                })
-            }
-            Err(false) => {
-                return Err(DataError::Invalid {
-                    source_name: name.to_string(),
-                    line,
-                    column: Some(j + 1),
-                    field: field_name(j),
-                    text: clip(f),
-                    reason: "not a number".to_string(),
-                })
-            }
+            Err(true) => return Err(non_finite(j, f)),
+            Err(false) => return Err(invalid(j, clip(f), "not a number")),
         }
     }
     Ok(())

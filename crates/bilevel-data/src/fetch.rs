@@ -163,7 +163,7 @@ fn layout(name: &str) -> (FileMap, FileMap) {
 }
 
 /// Fetches the named set into the cache directory `cache` (usually
-/// [`cache_dir`](crate::cache_dir)), verifies it loads with the catalogue's shape, and reports
+/// [`default_cache_dir`](crate::default_cache_dir)), verifies it loads with the catalogue's shape, and reports
 /// what it did.
 ///
 /// An embedded set returns [`FetchAction::Embedded`]; a set already present that loads with the
@@ -200,40 +200,27 @@ pub fn fetch(name: &str, cache: &Path, force: bool) -> Result<FetchReport> {
         return Ok(report(FetchAction::Embedded, None, from, &data));
     }
     let final_dir = set.dir_in(cache);
-    if !force && set.is_present(cache) {
-        if let Ok(data) = crate::load_named(name, cache) {
-            if set.check_shape(&data).is_ok() {
-                return Ok(report(
-                    FetchAction::AlreadyPresent,
-                    Some(final_dir),
-                    set.origin.to_string(),
-                    &data,
-                ));
-            }
-        }
+    let present = || set.is_present(cache);
+    if let Some(data) = reusable(
+        force,
+        present,
+        || crate::load_named(name, cache),
+        |d| set.check_shape(d),
+    ) {
+        let origin = set.origin.to_string();
+        return Ok(report(
+            FetchAction::AlreadyPresent,
+            Some(final_dir),
+            origin,
+            &data,
+        ));
     }
-    let fail = |message: String| DataError::Fetch {
-        name: name.to_string(),
-        message,
-    };
-    fs::create_dir_all(cache)
-        .map_err(|e| fail(format!("cannot create the cache {}: {e}", cache.display())))?;
-    let work =
-        WorkDir::new(cache.join(format!(".fetch-{name}-{}", std::process::id()))).map_err(|e| {
-            fail(format!(
-                "cannot create a working folder in {}: {e}",
-                cache.display()
-            ))
-        })?;
-    let download = work.path.join("download");
-    let unpacked = work.path.join("unpacked");
-    let staged = work.path.join(name);
-    for d in [&download, &unpacked, &staged] {
-        fs::create_dir_all(d).map_err(|e| fail(format!("{}: {e}", d.display())))?;
-    }
+    let fail = fetch_failure(name);
+    let work = Staging::new(name, cache).map_err(fail)?;
+    let (download, unpacked, staged) = (&work.download, &work.unpacked, &work.staged);
 
     let (package, version, license_note) =
-        download_and_unpack(set, &download, &unpacked).map_err(fail)?;
+        download_and_unpack(set, download, unpacked).map_err(fail)?;
     let (required, optional) = layout(name);
     for (from, to) in &required {
         let src = unpacked.join(from);
@@ -259,11 +246,10 @@ pub fn fetch(name: &str, cache: &Path, force: bool) -> Result<FetchReport> {
             .collect::<Vec<_>>()
             .join(", "),
     );
-    fs::write(staged.join("SOURCE.txt"), source_txt)
-        .map_err(|e| fail(format!("{}: {e}", staged.display())))?;
+    work.write_source(&source_txt).map_err(fail)?;
 
     // Verify the staged copy before it enters the cache.
-    let (train, test) = load_cached(set, &staged)
+    let (train, test) = load_cached(set, staged)
         .map_err(|e| fail(format!("the fetched files do not load: {e}")))?;
     let data = LoadedData {
         name: name.to_string(),
@@ -272,14 +258,35 @@ pub fn fetch(name: &str, cache: &Path, force: bool) -> Result<FetchReport> {
     };
     set.check_shape(&data).map_err(fail)?;
 
-    move_into_place(&work, &staged, &final_dir).map_err(fail)?;
-    drop(work);
+    work.finish(&final_dir).map_err(fail)?;
     Ok(report(
         FetchAction::Fetched,
         Some(final_dir),
         format!("{package} {version}"),
         &data,
     ))
+}
+
+/// The copy already in the cache, when a fetch may keep it: not `force`d, `present`, loading, and
+/// passing `check` (otherwise it is fetched again).
+fn reusable<T, E>(
+    force: bool,
+    present: impl FnOnce() -> bool,
+    load: impl FnOnce() -> Result<T>,
+    check: impl FnOnce(&T) -> std::result::Result<(), E>,
+) -> Option<T> {
+    if force || !present() {
+        return None;
+    }
+    load().ok().filter(|d| check(d).is_ok())
+}
+
+/// A failed fetch of `name` with its message.
+fn fetch_failure(name: &str) -> impl Fn(String) -> DataError + Copy + '_ {
+    move |message| DataError::Fetch {
+        name: name.to_string(),
+        message,
+    }
 }
 
 /// Moves the verified `staged` folder to `final_dir`: the old copy (if any) aside into `work`,
@@ -332,39 +339,26 @@ fn fetch_corpus(set: &'static KnownCorpus, cache: &Path, force: bool) -> Result<
         ));
     }
     let final_dir = set.dir_in(cache);
-    if !force && set.is_present(cache) {
-        if let Ok(corpus) = crate::load_named_corpus(name, cache) {
-            if set.check_count(&corpus).is_ok() {
-                return Ok(report(
-                    FetchAction::AlreadyPresent,
-                    Some(final_dir),
-                    set.origin.to_string(),
-                    &corpus,
-                ));
-            }
-        }
+    let present = || set.is_present(cache);
+    if let Some(corpus) = reusable(
+        force,
+        present,
+        || crate::load_named_corpus(name, cache),
+        |d| set.check_count(d),
+    ) {
+        let origin = set.origin.to_string();
+        return Ok(report(
+            FetchAction::AlreadyPresent,
+            Some(final_dir),
+            origin,
+            &corpus,
+        ));
     }
-    let fail = |message: String| DataError::Fetch {
-        name: name.to_string(),
-        message,
-    };
-    fs::create_dir_all(cache)
-        .map_err(|e| fail(format!("cannot create the cache {}: {e}", cache.display())))?;
-    let work =
-        WorkDir::new(cache.join(format!(".fetch-{name}-{}", std::process::id()))).map_err(|e| {
-            fail(format!(
-                "cannot create a working folder in {}: {e}",
-                cache.display()
-            ))
-        })?;
-    let download = work.path.join("download");
-    let unpacked = work.path.join("unpacked");
-    let staged = work.path.join(name);
-    for d in [&download, &unpacked, &staged] {
-        fs::create_dir_all(d).map_err(|e| fail(format!("{}: {e}", d.display())))?;
-    }
+    let fail = fetch_failure(name);
+    let work = Staging::new(name, cache).map_err(fail)?;
+    let (download, unpacked, staged) = (&work.download, &work.unpacked, &work.staged);
 
-    let ex = extract_corpus(set, &download, &unpacked).map_err(fail)?;
+    let ex = extract_corpus(set, download, unpacked).map_err(fail)?;
     write_documents(&staged.join(DOCUMENTS_FILE), &ex.documents).map_err(fail)?;
     let mut files = vec![DOCUMENTS_FILE.to_string()];
     for (from, to) in &ex.licenses {
@@ -398,8 +392,7 @@ fn fetch_corpus(set: &'static KnownCorpus, cache: &Path, force: bool) -> Result<
         ex.replaced,
         ex.replaced_files,
     );
-    fs::write(staged.join("SOURCE.txt"), source_txt)
-        .map_err(|e| fail(format!("{}: {e}", staged.display())))?;
+    work.write_source(&source_txt).map_err(fail)?;
 
     // Verify the staged copy before it enters the cache.
     let corpus = Corpus {
@@ -415,8 +408,7 @@ fn fetch_corpus(set: &'static KnownCorpus, cache: &Path, force: bool) -> Result<
         )));
     }
     set.check_count(&corpus).map_err(fail)?;
-    move_into_place(&work, &staged, &final_dir).map_err(fail)?;
-    drop(work);
+    work.finish(&final_dir).map_err(fail)?;
     Ok(report(
         FetchAction::Fetched,
         Some(final_dir),
@@ -817,6 +809,52 @@ impl WorkDir {
         }
         fs::create_dir_all(&path)?;
         Ok(WorkDir { path })
+    }
+}
+
+/// The working folders of one fetch of `name`: `download` (the package), `unpacked` (its
+/// contents) and `staged` (what moves into the cache), inside a `.fetch-NAME-PID` folder of the
+/// cache that is removed when the fetch ends, whether or not it succeeded.
+struct Staging {
+    work: WorkDir,
+    download: PathBuf,
+    unpacked: PathBuf,
+    staged: PathBuf,
+}
+
+impl Staging {
+    /// Creates the cache `cache` (if needed) and the working folders; an error is the message
+    /// of a [`DataError::Fetch`].
+    fn new(name: &str, cache: &Path) -> std::result::Result<Self, String> {
+        fs::create_dir_all(cache)
+            .map_err(|e| format!("cannot create the cache {}: {e}", cache.display()))?;
+        let work = WorkDir::new(cache.join(format!(".fetch-{name}-{}", std::process::id())))
+            .map_err(|e| format!("cannot create a working folder in {}: {e}", cache.display()))?;
+        let download = work.path.join("download");
+        let unpacked = work.path.join("unpacked");
+        let staged = work.path.join(name);
+        for d in [&download, &unpacked, &staged] {
+            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        Ok(Staging {
+            work,
+            download,
+            unpacked,
+            staged,
+        })
+    }
+
+    /// Writes `SOURCE.txt` (what was fetched, from where, under which license) into the staged
+    /// folder.
+    fn write_source(&self, text: &str) -> std::result::Result<(), String> {
+        fs::write(self.staged.join("SOURCE.txt"), text)
+            .map_err(|e| format!("{}: {e}", self.staged.display()))
+    }
+
+    /// Moves the verified staged folder to `final_dir` ([`move_into_place`]), then removes the
+    /// working folder.
+    fn finish(self, final_dir: &Path) -> std::result::Result<(), String> {
+        move_into_place(&self.work, &self.staged, final_dir)
     }
 }
 

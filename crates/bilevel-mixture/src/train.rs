@@ -43,6 +43,11 @@ pub enum ModelSpec {
         train_blocks: usize,
         /// Window length T.
         context: usize,
+        /// The data cache `gguf = "smollm2"` is read from (and fetched into on first use): not
+        /// a configuration key; the caller sets it with [`ModelSpec::set_cache_dir`] (the CLI
+        /// passes its data cache, `$BILEVEL_DATA_DIR` or the user's cache folder).
+        #[serde(skip)]
+        cache_dir: Option<std::path::PathBuf>,
     },
     /// An n-gram MLP.
     Mlp {
@@ -139,15 +144,31 @@ impl ModelSpec {
         })
     }
 
-    /// The GGUF file of a pretrained model: `"smollm2"` is SmolLM2-135M in the data cache
-    /// (fetched on first use), anything else a path.
+    /// Set the data cache a pretrained model's `gguf = "smollm2"` is read from (no effect on
+    /// the other architectures).
+    pub fn set_cache_dir(&mut self, dir: std::path::PathBuf) {
+        if let Self::Pretrained { cache_dir, .. } = self {
+            *cache_dir = Some(dir);
+        }
+    }
+
+    /// The GGUF file of a pretrained model: `"smollm2"` is SmolLM2-135M in the data cache set by
+    /// [`ModelSpec::set_cache_dir`] (fetched on first use; an error when none is set), anything
+    /// else a path.
     pub fn gguf_path(&self, gguf: &str) -> Result<std::path::PathBuf> {
-        if gguf == "smollm2" {
-            Ok(bilevel_nn::llama::fetch_smollm2(
-                &bilevel_nn::llama::data_cache_dir(),
-            )?)
-        } else {
-            Ok(std::path::PathBuf::from(gguf))
+        if gguf != "smollm2" {
+            return Ok(std::path::PathBuf::from(gguf));
+        }
+        match self {
+            Self::Pretrained {
+                cache_dir: Some(dir),
+                ..
+            } => Ok(bilevel_nn::llama::fetch_smollm2(dir)?),
+            _ => Err(config_err(
+                "model.gguf",
+                gguf,
+                "needs the data cache folder to fetch into (ModelSpec::set_cache_dir)",
+            )),
         }
     }
 

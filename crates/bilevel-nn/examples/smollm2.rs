@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use bilevel_nn::bpe::BpeTokenizer;
-use bilevel_nn::llama::{data_cache_dir, fetch_smollm2, read_gguf, Llama};
+use bilevel_nn::llama::{fetch_smollm2, read_gguf, Llama};
 use bilevel_nn::Tokenize;
 use candle_core::{DType, Device};
 
@@ -33,7 +33,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let max_new: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(20);
 
     let t0 = Instant::now();
-    let path = fetch_smollm2(&data_cache_dir())?;
+    let path = fetch_smollm2(&bilevel_data::default_cache_dir())?;
     let fetched = t0.elapsed();
     let t0 = Instant::now();
     let (content, mut reader) = read_gguf(&path)?;

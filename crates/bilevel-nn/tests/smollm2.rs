@@ -11,9 +11,7 @@ use std::time::Instant;
 use bilevel_core::Vector;
 use bilevel_nn::bpe::BpeTokenizer;
 use bilevel_nn::derivatives::value_and_gradient;
-use bilevel_nn::llama::{
-    data_cache_dir, read_gguf, smollm2_path, write_random_gguf, Llama, LlamaConfig,
-};
+use bilevel_nn::llama::{read_gguf, smollm2_path, write_random_gguf, Llama, LlamaConfig};
 use bilevel_nn::lm::mean_loss;
 use bilevel_nn::{
     enable_double_backward, hvp, hvp_fd, AdamW, AdamWConfig, LanguageModel, ParamVec, TokenBatch,
@@ -29,7 +27,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// The model and tokenizer in `dtype`, or `None` (with a message) when not fetched.
 fn load(dtype: DType) -> Option<(Llama, BpeTokenizer)> {
-    let cache = data_cache_dir();
+    let cache = bilevel_data::default_cache_dir();
     let Some(path) = smollm2_path(&cache) else {
         println!(
             "SKIPPED: SmolLM2 GGUF not in {}/smollm2/ (run `cargo run --release -p bilevel-nn --example smollm2` to fetch it)",

@@ -112,40 +112,47 @@ fn stream_bench() {
 }
 
 fn matmul_bench() {
+    let n = 2048;
+    matmul_case(
+        "faer matmul 2048² f64, 1 thread",
+        n,
+        |v| v as f64 * 0.1,
+        1.0,
+    );
+    matmul_case(
+        "faer matmul 2048² f32, 1 thread",
+        n,
+        |v| v as f32 * 0.1,
+        1.0,
+    );
+}
+
+/// One-thread faer matmul `C = A B` of `n × n` matrices with entries `val(small integer)`,
+/// reported as `label` with `2n³` flops.
+fn matmul_case<T: faer::traits::ComplexField>(
+    label: &str,
+    n: usize,
+    val: impl Fn(usize) -> T,
+    one: T,
+) {
     use faer::linalg::matmul::matmul;
     use faer::{Accum, Mat, Par};
-    let n = 2048;
     let flops = 2.0 * (n as f64).powi(3);
-    let a = Mat::<f64>::from_fn(n, n, |i, j| ((i * 7 + j * 13) % 17) as f64 * 0.1);
-    let b = Mat::<f64>::from_fn(n, n, |i, j| ((i * 5 + j * 3) % 11) as f64 * 0.1);
-    let mut c = Mat::<f64>::zeros(n, n);
+    let a = Mat::<T>::from_fn(n, n, |i, j| val((i * 7 + j * 13) % 17));
+    let b = Mat::<T>::from_fn(n, n, |i, j| val((i * 5 + j * 3) % 11));
+    let mut c = Mat::<T>::zeros(n, n);
     let t = median_time(1, reps(7), || {
         matmul(
             c.as_mut(),
             Accum::Replace,
             a.as_ref(),
             b.as_ref(),
-            1.0,
+            one.clone(),
             Par::Seq,
         );
         black_box(&c);
     });
-    report("faer matmul 2048² f64, 1 thread", t, flops, 0.0);
-    let a = Mat::<f32>::from_fn(n, n, |i, j| ((i * 7 + j * 13) % 17) as f32 * 0.1);
-    let b = Mat::<f32>::from_fn(n, n, |i, j| ((i * 5 + j * 3) % 11) as f32 * 0.1);
-    let mut c = Mat::<f32>::zeros(n, n);
-    let t = median_time(1, reps(7), || {
-        matmul(
-            c.as_mut(),
-            Accum::Replace,
-            a.as_ref(),
-            b.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        black_box(&c);
-    });
-    report("faer matmul 2048² f32, 1 thread", t, flops, 0.0);
+    report(label, t, flops, 0.0);
 }
 
 /// Synthetic pixel-like data: integers 0..=255 (about half zero), `k` balanced classes.
@@ -173,7 +180,7 @@ fn pixels(n: usize, p: usize, k: usize, seed: u64) -> Dataset {
 
 /// Pool and official test split of a named set, when it is in the cache.
 fn cached(name: &str) -> Option<(Dataset, Option<Dataset>)> {
-    match DataSource::Named(name.into()).load() {
+    match DataSource::Named(name.into()).load(&bilevel_data::default_cache_dir()) {
         Ok(l) => Some((l.train, l.test)),
         Err(e) => {
             println!("({name}: {e}; using synthetic data of the same shape)");
@@ -433,6 +440,13 @@ fn accuracy_check() {
     }
 }
 
+/// [`report`] of the median time per call, each run of `f` making `calls` calls.
+fn report_per_call(label: &str, reps: usize, calls: usize, f: impl FnMut()) {
+    let t = median_time(2, reps, f) / calls as f64;
+    LAST_MIN.with(|c| c.set(c.get() / calls as f64));
+    report(label, t, 0.0, 0.0);
+}
+
 /// A drawn batch (indices and weight) as a [`Batch`].
 fn batch(b: &(Vec<usize>, f64)) -> Batch<'_> {
     Batch {
@@ -476,14 +490,8 @@ fn batch_case(label: &str, prob: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y: &[f64
             }
             black_box((&gy, &hv, &jv, &fy));
         };
-        let t = median_time(2, r, &mut both) / calls as f64;
-        LAST_MIN.with(|c| c.set(c.get() / calls as f64));
-        report(
-            &format!("  {label}, {scheme:?}: lower_batch + grad_f_batch, per call"),
-            t,
-            0.0,
-            0.0,
-        );
+        let what = format!("  {label}, {scheme:?}: lower_batch + grad_f_batch, per call");
+        report_per_call(&what, r, calls, &mut both);
         let mut lower_only = || {
             for _ in 0..calls {
                 prob.lower_batch(
@@ -499,14 +507,8 @@ fn batch_case(label: &str, prob: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y: &[f64
             }
             black_box((&gy, &hv, &jv));
         };
-        let t = median_time(2, r, &mut lower_only) / calls as f64;
-        LAST_MIN.with(|c| c.set(c.get() / calls as f64));
-        report(
-            &format!("  {label}, {scheme:?}: lower_batch alone"),
-            t,
-            0.0,
-            0.0,
-        );
+        let what = format!("  {label}, {scheme:?}: lower_batch alone");
+        report_per_call(&what, r, calls, &mut lower_only);
         let mut upper_only = || {
             for _ in 0..calls {
                 let x = xs[which % 2];
@@ -515,14 +517,8 @@ fn batch_case(label: &str, prob: &dyn Bilevel<Y = Vec<f64>>, x: &[f64], y: &[f64
             }
             black_box(&fy);
         };
-        let t = median_time(2, r, &mut upper_only) / calls as f64;
-        LAST_MIN.with(|c| c.set(c.get() / calls as f64));
-        report(
-            &format!("  {label}, {scheme:?}: grad_f_batch alone"),
-            t,
-            0.0,
-            0.0,
-        );
+        let what = format!("  {label}, {scheme:?}: grad_f_batch alone");
+        report_per_call(&what, r, calls, &mut upper_only);
     }
     // For scale: the full oracles the batch calls replace.
     let t = median_time(2, reps(11), || {

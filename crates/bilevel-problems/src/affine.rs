@@ -1,8 +1,9 @@
 //! `affine`: an affine subspace of dimension `d − r` as lower-level solution set, with a strongly
 //! convex quadratic upper level (docs/PROBLEMS.md §A).
 
-use crate::error::ProblemError;
-use crate::wrapper::ProblemDef;
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::{check_range, ProblemError};
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::rng::Rng;
 use bilevel_core::vector::dot;
@@ -146,13 +147,7 @@ impl Affine {
 
     /// A random instance with `1 ≤ r < d ≤ 2000`, `1 ≤ m ≤ 2000`.
     pub fn new(d: usize, r: usize, m: usize, seed: u64) -> Result<Self, ProblemError> {
-        if !(2..=Self::MAX_DIM).contains(&d) {
-            return Err(ProblemError::invalid(
-                "d",
-                format!("must be in 2..={}", Self::MAX_DIM),
-                d,
-            ));
-        }
+        check_range("d", d, 2..=Self::MAX_DIM, "in")?;
         if r == 0 || r >= d {
             return Err(ProblemError::invalid(
                 "r",
@@ -160,13 +155,7 @@ impl Affine {
                 r,
             ));
         }
-        if !(1..=Self::MAX_DIM).contains(&m) {
-            return Err(ProblemError::invalid(
-                "m",
-                format!("must be in 1..={}", Self::MAX_DIM),
-                m,
-            ));
-        }
+        check_range("m", m, 1..=Self::MAX_DIM, "in")?;
         let a = gaussian(seed, 1, r * d, 1.0 / (d as f64).sqrt());
         let mut b = gaussian(seed, 2, r * m, 1.0 / (m as f64).sqrt());
         let c0 = gaussian(seed, 3, d, 1.0);
@@ -371,14 +360,8 @@ impl GenericLowerGradient for Affine {
 }
 
 impl ProblemDef for Affine {
-    fn name(&self) -> &'static str {
-        "affine"
-    }
-    fn dim_x(&self) -> usize {
-        self.m
-    }
-    fn dim_y(&self) -> usize {
-        self.d
+    fn shape(&self) -> Shape {
+        Shape::new("affine", self.m, self.d)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         let (d, m) = (self.d, self.m);
@@ -475,6 +458,33 @@ impl ProblemDef for Affine {
     }
     fn reference_phi_star(&self) -> Option<f64> {
         self.reference_phi(&self.x_star)
+    }
+}
+
+problem_config! {
+    /// Parameters of `affine` ([`Affine`]).
+    AffineConfig {
+        /// Lower dimension d (default 20).
+        d: usize,
+        /// Number of constraints r, `1 ≤ r < d` (default 5).
+        r: usize,
+        /// Upper dimension m (default 3).
+        m: usize,
+        /// Seed of the random instance (default 0).
+        seed: u64,
+    }
+}
+
+impl BuildProblem for AffineConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let def = Affine::new(
+            self.d.unwrap_or(Affine::DEFAULT_D),
+            self.r.unwrap_or(Affine::DEFAULT_R),
+            self.m.unwrap_or(Affine::DEFAULT_M),
+            self.seed.unwrap_or(Affine::DEFAULT_SEED),
+        )?;
+        let (m, d) = (def.dim_x(), def.dim_y());
+        self.finish(def, vec![0.5; m], vec![0.0; d])
     }
 }
 

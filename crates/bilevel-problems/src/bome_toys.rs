@@ -1,10 +1,12 @@
 //! Toy problems of the BOME paper (Liu, Ye, Wright, Stone, Liu: "BOME! Bilevel Optimization Made
 //! Easy", NeurIPS 2022) with exact optima (docs/PROBLEMS.md §B): `coreset`, `non-singleton`, `minimax`.
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, check_vector, ProblemError};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::NamedArray;
+use serde::{Deserialize, Serialize};
 
 /// `coreset`: choose convex weights (softmax of logits) of fixed points so that their weighted
 /// mean, which the lower level reproduces exactly, is as close as possible to a target.
@@ -177,14 +179,8 @@ impl GenericLowerGradient for Coreset {
 }
 
 impl ProblemDef for Coreset {
-    fn name(&self) -> &'static str {
-        "coreset"
-    }
-    fn dim_x(&self) -> usize {
-        self.points.len()
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("coreset", self.points.len(), 2)
     }
     fn f(&self, _x: &[f64], y: &[f64]) -> f64 {
         0.1 * ((y[0] - self.target[0]).powi(2) + (y[1] - self.target[1]).powi(2))
@@ -276,14 +272,8 @@ impl GenericLowerGradient for NonSingleton {
 }
 
 impl ProblemDef for NonSingleton {
-    fn name(&self) -> &'static str {
-        "non-singleton"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("non-singleton", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         0.5 * (x[0] - y[1]).powi(2) + 0.5 * (y[0] - 1.0).powi(2)
@@ -376,14 +366,8 @@ impl GenericLowerGradient for Minimax {
 }
 
 impl ProblemDef for Minimax {
-    fn name(&self) -> &'static str {
-        "minimax"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        1
+    fn shape(&self) -> Shape {
+        Shape::new("minimax", 1, 1)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         x[0] * y[0]
@@ -432,6 +416,85 @@ impl ProblemDef for Minimax {
     }
     fn reference_phi_star(&self) -> Option<f64> {
         Some(0.0)
+    }
+}
+
+/// The `points` key of `coreset`: a flat list `[x₁, y₁, x₂, y₂, …]` or a list of pairs
+/// `[[x₁, y₁], [x₂, y₂], …]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PointList {
+    /// `[[x₁, y₁], [x₂, y₂], …]`.
+    Pairs(Vec<[f64; 2]>),
+    /// `[x₁, y₁, x₂, y₂, …]` (even length).
+    Flat(Vec<f64>),
+}
+
+impl PointList {
+    /// The points as pairs; a flat list of odd length is an error naming `problem.points`.
+    pub fn to_pairs(&self) -> Result<Vec<[f64; 2]>, ProblemError> {
+        match self {
+            PointList::Pairs(p) => Ok(p.clone()),
+            PointList::Flat(v) => {
+                if v.len() % 2 != 0 {
+                    return Err(ProblemError::invalid(
+                        "points",
+                        "a flat list needs an even number of coordinates (x₁, y₁, x₂, y₂, …)",
+                        v.len(),
+                    ));
+                }
+                Ok(v.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+            }
+        }
+    }
+}
+
+problem_config! {
+    /// Parameters of `coreset` ([`Coreset`]).
+    CoresetConfig {
+        /// Points `c_i` in R², flat or as pairs (default `[[1, 3], [3, 1], [-2, 2], [-3, -2]]`).
+        points: PointList,
+        /// Target `y₀`, 2 entries (default `[3.0, -2.0]`).
+        target: Vec<f64>,
+    }
+}
+
+impl BuildProblem for CoresetConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let points = match &self.points {
+            Some(p) => p.to_pairs()?,
+            None => Coreset::DEFAULT_POINTS.to_vec(),
+        };
+        let target = self.target.as_deref().unwrap_or(&Coreset::DEFAULT_TARGET);
+        let def = Coreset::new(&points, target)?;
+        let k = def.dim_x();
+        self.finish(def, vec![0.0; k], Coreset::DEFAULT_Y0.to_vec())
+    }
+}
+
+problem_config! {
+    /// Parameters of `non-singleton` ([`NonSingleton`]); only the common keys.
+    NonSingletonConfig {}
+}
+
+impl BuildProblem for NonSingletonConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(NonSingleton, vec![0.0], vec![0.0, 0.0])
+    }
+}
+
+problem_config! {
+    /// Parameters of `minimax` ([`Minimax`]).
+    MinimaxConfig {
+        /// Half-width b > 0 of the lower box `[−b, b]` (default 10).
+        bound: f64,
+    }
+}
+
+impl BuildProblem for MinimaxConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let bound = self.bound.unwrap_or(Minimax::DEFAULT_BOUND);
+        self.finish(Minimax::new(bound)?, vec![4.0], vec![4.0])
     }
 }
 

@@ -1,9 +1,10 @@
 //! Circles as lower-level solution sets (docs/PROBLEMS.md §A): `circle-center` (the circle moves with
 //! x) and `circle-radius` (its radius depends on x).
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
 use crate::error::{check_positive, check_vector, ProblemError};
 use crate::shell::{shell_grad, shell_hvp, shell_residual, shell_value};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::vector::{dot, norm};
 use bilevel_core::NamedArray;
@@ -72,14 +73,8 @@ impl GenericLowerGradient for CircleCenter {
 }
 
 impl ProblemDef for CircleCenter {
-    fn name(&self) -> &'static str {
-        "circle-center"
-    }
-    fn dim_x(&self) -> usize {
-        2
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-center", 2, 2)
     }
     fn f(&self, _x: &[f64], y: &[f64]) -> f64 {
         let (d0, d1) = (y[0] - self.b[0], y[1] - self.b[1]);
@@ -191,14 +186,8 @@ impl GenericLowerGradient for CircleRadius {
 }
 
 impl ProblemDef for CircleRadius {
-    fn name(&self) -> &'static str {
-        "circle-radius"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-radius", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         dot(&self.a, y) + 0.5 * x[0] * x[0]
@@ -235,6 +224,43 @@ impl ProblemDef for CircleRadius {
     }
     fn intrinsic_dimension(&self) -> usize {
         1
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-center` ([`CircleCenter`]).
+    CircleCenterConfig {
+        /// Circle radius R > 0 (default 1.5).
+        radius: f64,
+        /// Upper target b, 2 entries (default `[0.3, -0.2]`).
+        b: Vec<f64>,
+    }
+}
+
+impl BuildProblem for CircleCenterConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let radius = self.radius.unwrap_or(CircleCenter::DEFAULT_RADIUS);
+        let b = self.b.as_deref().unwrap_or(&CircleCenter::DEFAULT_B);
+        self.finish(
+            CircleCenter::new(radius, b)?,
+            vec![2.0, 1.0],
+            vec![3.5, 1.0],
+        )
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-radius` ([`CircleRadius`]).
+    CircleRadiusConfig {
+        /// Upper linear term a, 2 entries, nonzero (default `[0.7, -1.2]`).
+        a: Vec<f64>,
+    }
+}
+
+impl BuildProblem for CircleRadiusConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let a = self.a.as_deref().unwrap_or(&CircleRadius::DEFAULT_A);
+        self.finish(CircleRadius::new(a)?, vec![0.3], vec![1.0, 0.0])
     }
 }
 

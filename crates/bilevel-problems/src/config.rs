@@ -16,23 +16,26 @@
 //! Unknown keys are rejected (with the key's name in the message), and every invalid value is
 //! reported as `problem.FIELD: explanation (got VALUE)`.
 
-use crate::affine::Affine;
-use crate::bome_toys::{Coreset, Minimax, NonSingleton};
-use crate::circle::{CircleCenter, CircleRadius};
 use crate::error::{check_vector, ProblemError};
-use crate::holder::Holder;
-use crate::kinks::{CircleSine, CircleTie};
-use crate::ml::config::{
-    HyperCleaningConfig, OverparamCleaningConfig, OverparamRegselConfig, RegselLogisticConfig,
-    RegselMultinomialConfig,
-};
-use crate::quadratic::{Quadratic, QuadraticParams};
-use crate::sphere::Sphere;
-use crate::vpbgd_toy::VpbgdToy;
 use crate::wrapper::{Derivatives, ProblemDef, WithDerivatives};
 use bilevel_core::derivatives::DEFAULT_FD_EPS;
 use bilevel_core::Bilevel;
+use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub use crate::affine::AffineConfig;
+pub use crate::bome_toys::{CoresetConfig, MinimaxConfig, NonSingletonConfig, PointList};
+pub use crate::circle::{CircleCenterConfig, CircleRadiusConfig};
+pub use crate::holder::HolderConfig;
+pub use crate::kinks::{CircleSineConfig, CircleTieConfig};
+pub use crate::ml::config::{
+    HyperCleaningConfig, OverparamCleaningConfig, OverparamRegselConfig, RegselLogisticConfig,
+    RegselMultinomialConfig,
+};
+pub use crate::quadratic::QuadraticConfig;
+pub use crate::sphere::SphereConfig;
+pub use crate::vpbgd_toy::VpbgdToyConfig;
 
 /// The `derivatives` key: where `H v` and `J v` come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,15 +51,52 @@ pub enum DerivativesChoice {
     FiniteDifference,
 }
 
-/// Defines a configuration struct: the given problem parameters, then the four common keys
-/// (`derivatives`, `fd_eps`, `x0`, `y0`). Every key is optional; unknown keys are rejected.
-macro_rules! problem_config {
+/// What building a problem may need from outside its configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildContext {
+    /// The data cache: where named data sets fetched by `bilevel data fetch` are read from.
+    pub cache_dir: PathBuf,
+}
+
+impl BuildContext {
+    /// A context reading named data sets from `cache_dir`.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        BuildContext {
+            cache_dir: cache_dir.into(),
+        }
+    }
+
+    /// The context the CLI uses: the cache is [`bilevel_data::default_cache_dir`]
+    /// (`$BILEVEL_DATA_DIR`, else the user's cache folder).
+    pub fn from_env() -> Self {
+        BuildContext::new(bilevel_data::default_cache_dir())
+    }
+}
+
+/// How a problem's configuration builds the problem: one impl per problem, in the problem's own
+/// file, next to its configuration struct. The registry ([`ProblemConfig`]) dispatches to it.
+pub trait BuildProblem {
+    /// Validate the parameters and construct the oracle and its starting point (data-backed
+    /// problems load named sets from `ctx.cache_dir`).
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError>;
+
+    /// The `data` key of a data-backed problem, whose relative file paths
+    /// [`ProblemConfig::resolve_paths`] resolves; `None` (the default) for a problem without
+    /// data.
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        None
+    }
+}
+
+/// Defines a struct of optional keys, as a configuration table: every field is an `Option`
+/// (absent: `None`, not serialised), unknown keys are rejected.
+macro_rules! optional_keys {
     (
         $(#[$doc:meta])*
         $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
     ) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Clone, Debug, Default, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $(
@@ -64,182 +104,60 @@ macro_rules! problem_config {
                 #[serde(default, skip_serializing_if = "Option::is_none")]
                 pub $field: Option<$ty>,
             )*
-            /// Source of `H v` and `J v` (default `"analytic"`).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub derivatives: Option<DerivativesChoice>,
-            /// Relative finite-difference step (only with `derivatives = "finite-difference"`;
-            /// default [`DEFAULT_FD_EPS`]).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub fd_eps: Option<f64>,
-            /// Upper-level start (problem-specific default).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub x0: Option<Vec<f64>>,
-            /// Lower-level start (problem-specific default).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub y0: Option<Vec<f64>>,
+        }
+    };
+}
+pub(crate) use optional_keys;
+
+/// Defines a configuration struct: the given problem parameters, then the four common keys
+/// (`derivatives`, `fd_eps`, `x0`, `y0`). Every key is optional; unknown keys are rejected.
+/// The struct gets `finish(def, default_x0, default_y0)`, which wraps a [`ProblemDef`](
+/// crate::wrapper::ProblemDef) with the configured derivative source and starts.
+macro_rules! problem_config {
+    (
+        $(#[$doc:meta])*
+        $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
+    ) => {
+        $crate::config::optional_keys! {
+            $(#[$doc])*
+            $name {
+                $( $(#[$fdoc])* $field: $ty, )*
+                /// Source of `H v` and `J v` (default `"analytic"`).
+                derivatives: $crate::config::DerivativesChoice,
+                /// Relative finite-difference step (only with `derivatives = "finite-difference"`;
+                /// default [`DEFAULT_FD_EPS`](bilevel_core::derivatives::DEFAULT_FD_EPS)).
+                fd_eps: f64,
+                /// Upper-level start (problem-specific default).
+                x0: Vec<f64>,
+                /// Lower-level start (problem-specific default).
+                y0: Vec<f64>,
+            }
         }
 
         impl $name {
             /// Wrap `def` with the configured derivative source and starts.
-            fn finish<P: ProblemDef + Send + Sync + 'static>(
+            fn finish<P: $crate::wrapper::ProblemDef + Send + Sync + 'static>(
                 &self,
                 def: P,
                 default_x0: Vec<f64>,
                 default_y0: Vec<f64>,
-            ) -> Result<BuiltProblem, ProblemError> {
-                let derivatives = resolve_derivatives(self.derivatives, self.fd_eps)?;
-                let x0 = resolve_start("x0", self.x0.as_deref(), def.dim_x(), default_x0)?;
-                let y0 = resolve_start("y0", self.y0.as_deref(), def.dim_y(), default_y0)?;
-                Ok(BuiltProblem {
-                    problem: Box::new(WithDerivatives::new(def, derivatives)?),
-                    x0,
-                    y0,
-                })
+            ) -> Result<$crate::config::BuiltProblem, $crate::error::ProblemError> {
+                $crate::config::finish_def(
+                    def,
+                    (self.derivatives, self.fd_eps),
+                    (self.x0.as_deref(), default_x0),
+                    (self.y0.as_deref(), default_y0),
+                )
             }
         }
     };
 }
+pub(crate) use problem_config;
 
-problem_config! {
-    /// Parameters of `circle-center` ([`CircleCenter`]).
-    CircleCenterConfig {
-        /// Circle radius R > 0 (default 1.5).
-        radius: f64,
-        /// Upper target b, 2 entries (default `[0.3, -0.2]`).
-        b: Vec<f64>,
-    }
-}
-
-problem_config! {
-    /// Parameters of `circle-radius` ([`CircleRadius`]).
-    CircleRadiusConfig {
-        /// Upper linear term a, 2 entries, nonzero (default `[0.7, -1.2]`).
-        a: Vec<f64>,
-    }
-}
-
-problem_config! {
-    /// Parameters of `affine` ([`Affine`]).
-    AffineConfig {
-        /// Lower dimension d (default 20).
-        d: usize,
-        /// Number of constraints r, `1 ≤ r < d` (default 5).
-        r: usize,
-        /// Upper dimension m (default 3).
-        m: usize,
-        /// Seed of the random instance (default 0).
-        seed: u64,
-    }
-}
-
-problem_config! {
-    /// Parameters of `sphere` ([`Sphere`]).
-    SphereConfig {
-        /// Dimension d = m ≥ 1 (default 3).
-        d: usize,
-    }
-}
-
-problem_config! {
-    /// Parameters of `circle-tie` ([`CircleTie`]); only the common keys.
-    CircleTieConfig {}
-}
-
-problem_config! {
-    /// Parameters of `circle-sine` ([`CircleSine`]); only the common keys.
-    CircleSineConfig {}
-}
-
-problem_config! {
-    /// Parameters of `holder` ([`Holder`]).
-    HolderConfig {
-        /// Degeneracy order p ≥ 1 of `h(t) = t^{2p}/(2p)` (default 2).
-        p: u32,
-    }
-}
-
-/// The `points` key of `coreset`: a flat list `[x₁, y₁, x₂, y₂, …]` or a list of pairs
-/// `[[x₁, y₁], [x₂, y₂], …]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PointList {
-    /// `[[x₁, y₁], [x₂, y₂], …]`.
-    Pairs(Vec<[f64; 2]>),
-    /// `[x₁, y₁, x₂, y₂, …]` (even length).
-    Flat(Vec<f64>),
-}
-
-impl PointList {
-    /// The points as pairs; a flat list of odd length is an error naming `problem.points`.
-    pub fn to_pairs(&self) -> Result<Vec<[f64; 2]>, ProblemError> {
-        match self {
-            PointList::Pairs(p) => Ok(p.clone()),
-            PointList::Flat(v) => {
-                if v.len() % 2 != 0 {
-                    return Err(ProblemError::invalid(
-                        "points",
-                        "a flat list needs an even number of coordinates (x₁, y₁, x₂, y₂, …)",
-                        v.len(),
-                    ));
-                }
-                Ok(v.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
-            }
-        }
-    }
-}
-
-problem_config! {
-    /// Parameters of `coreset` ([`Coreset`]).
-    CoresetConfig {
-        /// Points `c_i` in R², flat or as pairs (default `[[1, 3], [3, 1], [-2, 2], [-3, -2]]`).
-        points: PointList,
-        /// Target `y₀`, 2 entries (default `[3.0, -2.0]`).
-        target: Vec<f64>,
-    }
-}
-
-problem_config! {
-    /// Parameters of `non-singleton` ([`NonSingleton`]); only the common keys.
-    NonSingletonConfig {}
-}
-
-problem_config! {
-    /// Parameters of `minimax` ([`Minimax`]).
-    MinimaxConfig {
-        /// Half-width b > 0 of the lower box `[−b, b]` (default 10).
-        bound: f64,
-    }
-}
-
-problem_config! {
-    /// Parameters of `vpbgd-toy` ([`VpbgdToy`]); only the common keys.
-    VpbgdToyConfig {}
-}
-
-problem_config! {
-    /// Parameters of `quadratic` ([`Quadratic`]).
-    QuadraticConfig {
-        /// Number n of lower samples, `n ≥ dim_y` (default 1024).
-        n_inner: usize,
-        /// Number m of upper samples, ≥ 1 (default 1024).
-        n_outer: usize,
-        /// Lower dimension d (default 100).
-        dim_y: usize,
-        /// Upper dimension m_x (default 100).
-        dim_x: usize,
-        /// Smallest eigenvalue μ of the mean lower Hessian, `0 < mu ≤ l` (default 0.1).
-        mu: f64,
-        /// Largest eigenvalue L of the mean lower Hessian (default 1).
-        l: f64,
-        /// Seed of the random instance (default 0).
-        seed: u64,
-        /// Ridge ρ > 0: f contains `(ρ/2)‖x‖²` (default 1).
-        ridge: f64,
-    }
-}
-
-/// Generates [`ProblemConfig`] (its variants, `name`, `with_defaults`, `table_error`) and the
-/// catalogue from one row per problem: `Variant => "name", ConfigType, "description";`.
+/// Generates [`ProblemConfig`] (its variants, `name`, `with_defaults`, `table_error`, `build`,
+/// `resolve_paths`) and the catalogue from one row per problem:
+/// `Variant => "name", ConfigType, "description";`, where `ConfigType` implements
+/// [`BuildProblem`].
 macro_rules! problem_registry {
     ($( $variant:ident => $name:literal, $config:ty, $desc:literal; )*) => {
         /// A problem configuration, selected by its `name` key (kebab-case problem id).
@@ -283,12 +201,27 @@ macro_rules! problem_registry {
                     _ => None,
                 }
             }
+
+            /// Validate the parameters and construct the oracle and its starting point, reading
+            /// named data sets from `ctx.cache_dir` ([`BuildProblem::build`]).
+            pub fn build_with(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+                match self {
+                    $( ProblemConfig::$variant(c) => BuildProblem::build(c, ctx), )*
+                }
+            }
+
+            /// The `data` key of a data-backed problem ([`BuildProblem::data_mut`]).
+            fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+                match self {
+                    $( ProblemConfig::$variant(c) => c.data_mut(), )*
+                }
+            }
         }
     };
 }
 
-// The problem registry: one row per problem (adding a problem adds its row here and its arm in
-// `ProblemConfig::build`).
+// The problem registry: one row per problem. Adding a problem adds its file (definition,
+// configuration struct from `problem_config!`, `BuildProblem` impl) and its row here.
 problem_registry! {
     CircleCenter => "circle-center", CircleCenterConfig,
         "circle of radius R centred at x (k = 1); f = ½‖y − b‖², φ = ½(‖x − b‖ − R)²";
@@ -338,6 +271,23 @@ impl Default for ProblemConfig {
     }
 }
 
+impl ProblemConfig {
+    /// [`ProblemConfig::build_with`] the CLI's context ([`BuildContext::from_env`]).
+    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
+        self.build_with(&BuildContext::from_env())
+    }
+
+    /// Resolve relative paths of a `[problem.data]` file source against `base` (the folder of
+    /// the config file that named them); named sets and absolute paths are left alone.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let Some(data) = self.data_mut() {
+            if let Some(d) = data.take() {
+                *data = Some(d.with_base_dir(base));
+            }
+        }
+    }
+}
+
 /// Every problem's id with a one-line description.
 pub fn catalogue() -> &'static [(&'static str, &'static str)] {
     CATALOGUE
@@ -362,6 +312,25 @@ impl std::fmt::Debug for BuiltProblem {
             .field("y0", &self.y0)
             .finish()
     }
+}
+
+/// The common keys' part of building a closed-form problem (what `finish` of a
+/// `problem_config!` struct calls): wrap `def` with the derivative source from
+/// `(derivatives, fd_eps)` and take the starts `(given, default)` for `x0` and `y0`.
+pub(crate) fn finish_def<P: ProblemDef + Send + Sync + 'static>(
+    def: P,
+    (choice, fd_eps): (Option<DerivativesChoice>, Option<f64>),
+    (x0, default_x0): (Option<&[f64]>, Vec<f64>),
+    (y0, default_y0): (Option<&[f64]>, Vec<f64>),
+) -> Result<BuiltProblem, ProblemError> {
+    let derivatives = resolve_derivatives(choice, fd_eps)?;
+    let x0 = resolve_start("x0", x0, def.dim_x(), default_x0)?;
+    let y0 = resolve_start("y0", y0, def.dim_y(), default_y0)?;
+    Ok(BuiltProblem {
+        problem: Box::new(WithDerivatives::new(def, derivatives)?),
+        x0,
+        y0,
+    })
 }
 
 /// The derivative source from the `derivatives` and `fd_eps` keys.
@@ -406,115 +375,11 @@ fn resolve_start(
     }
 }
 
-impl ProblemConfig {
-    /// Resolve relative paths of a `[problem.data]` file source against `base` (the folder of
-    /// the config file that named them); named sets and absolute paths are left alone.
-    pub fn resolve_paths(&mut self, base: &std::path::Path) {
-        let data = match self {
-            ProblemConfig::RegselLogistic(c) => &mut c.data,
-            ProblemConfig::RegselMultinomial(c) => &mut c.data,
-            ProblemConfig::HyperCleaning(c) => &mut c.data,
-            ProblemConfig::OverparamRegsel(c) => &mut c.data,
-            ProblemConfig::OverparamCleaning(c) => &mut c.data,
-            _ => return,
-        };
-        if let Some(d) = data.take() {
-            *data = Some(d.with_base_dir(base));
-        }
-    }
-
-    /// Validate the parameters and construct the oracle and its starting point.
-    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
-        match self {
-            ProblemConfig::CircleCenter(c) => {
-                let radius = c.radius.unwrap_or(CircleCenter::DEFAULT_RADIUS);
-                let b = c.b.as_deref().unwrap_or(&CircleCenter::DEFAULT_B);
-                c.finish(
-                    CircleCenter::new(radius, b)?,
-                    vec![2.0, 1.0],
-                    vec![3.5, 1.0],
-                )
-            }
-            ProblemConfig::CircleRadius(c) => {
-                let a = c.a.as_deref().unwrap_or(&CircleRadius::DEFAULT_A);
-                c.finish(CircleRadius::new(a)?, vec![0.3], vec![1.0, 0.0])
-            }
-            ProblemConfig::Affine(c) => {
-                let def = Affine::new(
-                    c.d.unwrap_or(Affine::DEFAULT_D),
-                    c.r.unwrap_or(Affine::DEFAULT_R),
-                    c.m.unwrap_or(Affine::DEFAULT_M),
-                    c.seed.unwrap_or(Affine::DEFAULT_SEED),
-                )?;
-                let (m, d) = (def.dim_x(), def.dim_y());
-                c.finish(def, vec![0.5; m], vec![0.0; d])
-            }
-            ProblemConfig::Sphere(c) => {
-                let d = c.d.unwrap_or(Sphere::DEFAULT_D);
-                c.finish(
-                    Sphere::new(d)?,
-                    Sphere::default_x0(d),
-                    Sphere::default_y0(d),
-                )
-            }
-            ProblemConfig::CircleTie(c) => c.finish(CircleTie, vec![0.5], vec![0.6, 0.8]),
-            ProblemConfig::CircleSine(c) => c.finish(CircleSine, vec![1.0], vec![0.6, 0.8]),
-            ProblemConfig::Holder(c) => {
-                let p = c.p.unwrap_or(Holder::DEFAULT_P);
-                c.finish(Holder::new(p)?, vec![0.5], vec![0.0, 1.0])
-            }
-            ProblemConfig::Coreset(c) => {
-                let points = match &c.points {
-                    Some(p) => p.to_pairs()?,
-                    None => Coreset::DEFAULT_POINTS.to_vec(),
-                };
-                let target = c.target.as_deref().unwrap_or(&Coreset::DEFAULT_TARGET);
-                let def = Coreset::new(&points, target)?;
-                let k = def.dim_x();
-                c.finish(def, vec![0.0; k], Coreset::DEFAULT_Y0.to_vec())
-            }
-            ProblemConfig::NonSingleton(c) => c.finish(NonSingleton, vec![0.0], vec![0.0, 0.0]),
-            ProblemConfig::Minimax(c) => {
-                let bound = c.bound.unwrap_or(Minimax::DEFAULT_BOUND);
-                c.finish(Minimax::new(bound)?, vec![4.0], vec![4.0])
-            }
-            ProblemConfig::VpbgdToy(c) => c.finish(VpbgdToy, vec![1.0], vec![0.0]),
-            ProblemConfig::Quadratic(c) => {
-                let d = QuadraticParams::default();
-                let def = Quadratic::new(QuadraticParams {
-                    n_inner: c.n_inner.unwrap_or(d.n_inner),
-                    n_outer: c.n_outer.unwrap_or(d.n_outer),
-                    dim_y: c.dim_y.unwrap_or(d.dim_y),
-                    dim_x: c.dim_x.unwrap_or(d.dim_x),
-                    mu: c.mu.unwrap_or(d.mu),
-                    l: c.l.unwrap_or(d.l),
-                    seed: c.seed.unwrap_or(d.seed),
-                    ridge: c.ridge.unwrap_or(d.ridge),
-                })?;
-                let (mx, dy) = (def.dim_x(), def.dim_y());
-                c.finish(def, vec![0.0; mx], vec![0.0; dy])
-            }
-            ProblemConfig::RegselLogistic(c) => c.build(),
-            ProblemConfig::RegselMultinomial(c) => c.build(),
-            ProblemConfig::HyperCleaning(c) => c.build(),
-            ProblemConfig::OverparamRegsel(c) => c.build(),
-            ProblemConfig::OverparamCleaning(c) => c.build(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{assert_build_errors, build_problem as build, parse_problem as parse};
     use bilevel_core::DerivativeKind;
-
-    fn parse(s: &str) -> Result<ProblemConfig, String> {
-        toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())
-    }
-
-    fn build(s: &str) -> Result<BuiltProblem, String> {
-        parse(s)?.build().map_err(|e| e.to_string())
-    }
 
     #[test]
     fn every_problem_parses_and_builds_with_defaults() {
@@ -695,13 +560,7 @@ mod tests {
                 "problem.fd_eps: only used with derivatives = \"finite-difference\"",
             ),
         ];
-        for (src, msg) in cases {
-            let e = build(src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
-        }
+        assert_build_errors(cases);
         let e = build("name = \"sphere\"\nx0 = [1.0, nan, 0.0]").unwrap_err();
         assert_eq!(e, "problem.x0: entry 1 must be a finite number (got NaN)");
     }
@@ -792,13 +651,7 @@ mod tests {
                 "problem.y0: expected 1 entries, got 2",
             ),
         ];
-        for (src, msg) in cases {
-            let e = build(src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
-        }
+        assert_build_errors(cases);
         let b = build("name = \"vpbgd-toy\"\nx0 = [2.0]\nderivatives = \"dual\"").unwrap();
         assert_eq!(b.x0, vec![2.0]);
         assert_eq!(b.problem.reference_y(&b.x0), Some(vec![-2.0]));
@@ -869,11 +722,7 @@ mod tests {
             for (k, v) in base.iter().filter(|(k, _)| *k != key) {
                 src.push_str(&format!("{k} = {v}\n"));
             }
-            let e = build(&src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
+            assert_build_errors([(src, msg)]);
         }
         let e = parse("name = \"quadratic\"\nn_inner = -3").unwrap_err();
         assert!(e.contains("-3") || e.contains("invalid value"), "{e}");

@@ -83,6 +83,26 @@ pub(crate) fn check_positive(field: &'static str, v: f64) -> Result<(), ProblemE
     }
 }
 
+/// `Ok` when `v` is in `range`, else `problem.FIELD: must be {what} LO..=HI (got V)` (`what`:
+/// `"in"`, or `"an integer in"`).
+pub(crate) fn check_range<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(
+    field: &'static str,
+    v: T,
+    range: std::ops::RangeInclusive<T>,
+    what: &str,
+) -> Result<(), ProblemError> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        let (lo, hi) = range.into_inner();
+        Err(ProblemError::invalid(
+            field,
+            format!("must be {what} {lo}..={hi}"),
+            v,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +119,11 @@ mod tests {
             "problem.x0: entry 1 must be a finite number (got NaN)"
         );
         assert!(check_finite("fd_eps", f64::INFINITY).is_err());
+        let e = check_range("p", 0u32, 1..=64, "an integer in").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "problem.p: must be an integer in 1..=64 (got 0)"
+        );
+        assert!(check_range("d", 3usize, 1..=3, "in").is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! Failure case "degenerate selection breaks Hölder regularity" (docs/PROBLEMS.md §A).
 
-use crate::error::ProblemError;
-use crate::wrapper::ProblemDef;
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::{check_range, ProblemError};
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
 /// `holder`: the solution set is the y₁ axis and the upper objective is flat to order 2p at the
@@ -28,13 +29,7 @@ impl Holder {
 
     /// `h(t) = t^{2p}/(2p)` with `1 ≤ p ≤ 64`.
     pub fn new(p: u32) -> Result<Self, ProblemError> {
-        if !(1..=Self::MAX_P).contains(&p) {
-            return Err(ProblemError::invalid(
-                "p",
-                format!("must be an integer in 1..={}", Self::MAX_P),
-                p,
-            ));
-        }
+        check_range("p", p, 1..=Self::MAX_P, "an integer in")?;
         Ok(Holder { p })
     }
     /// Degeneracy order p.
@@ -72,14 +67,8 @@ impl GenericLowerGradient for Holder {
 }
 
 impl ProblemDef for Holder {
-    fn name(&self) -> &'static str {
-        "holder"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("holder", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         self.h(y[0]) - x[0] * y[0]
@@ -121,6 +110,21 @@ impl ProblemDef for Holder {
     }
     fn intrinsic_dimension(&self) -> usize {
         1
+    }
+}
+
+problem_config! {
+    /// Parameters of `holder` ([`Holder`]).
+    HolderConfig {
+        /// Degeneracy order p ≥ 1 of `h(t) = t^{2p}/(2p)` (default 2).
+        p: u32,
+    }
+}
+
+impl BuildProblem for HolderConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let p = self.p.unwrap_or(Holder::DEFAULT_P);
+        self.finish(Holder::new(p)?, vec![0.5], vec![0.0, 1.0])
     }
 }
 

@@ -4,8 +4,10 @@
 //! Both problems use `g(x, y) = ¼(‖y‖² − 1)²`, `y ∈ R²`, `x ∈ R` (g independent of x, so
 //! `J = 0`), `S(x)` = the unit circle (`k = 1`), `H v = s v + 2⟨y, v⟩y` with `s = ‖y‖² − 1`.
 
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::ProblemError;
 use crate::shell::{shell_grad, shell_hvp, shell_value};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
 /// `±1` by the sign of `t`, `None` at `t = 0` (a tie).
@@ -46,14 +48,8 @@ pub struct CircleTie;
 unit_circle_lower!(CircleTie);
 
 impl ProblemDef for CircleTie {
-    fn name(&self) -> &'static str {
-        "circle-tie"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-tie", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         -y[0] * y[0] + x[0] * y[0]
@@ -105,14 +101,8 @@ pub struct CircleSine;
 unit_circle_lower!(CircleSine);
 
 impl ProblemDef for CircleSine {
-    fn name(&self) -> &'static str {
-        "circle-sine"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        2
+    fn shape(&self) -> Shape {
+        Shape::new("circle-sine", 1, 2)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         x[0].sin() * y[0]
@@ -147,6 +137,28 @@ impl ProblemDef for CircleSine {
     }
     fn intrinsic_dimension(&self) -> usize {
         1
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-tie` ([`CircleTie`]); only the common keys.
+    CircleTieConfig {}
+}
+
+impl BuildProblem for CircleTieConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(CircleTie, vec![0.5], vec![0.6, 0.8])
+    }
+}
+
+problem_config! {
+    /// Parameters of `circle-sine` ([`CircleSine`]); only the common keys.
+    CircleSineConfig {}
+}
+
+impl BuildProblem for CircleSineConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(CircleSine, vec![1.0], vec![0.6, 0.8])
     }
 }
 

@@ -50,10 +50,10 @@ pub use affine::Affine;
 pub use bome_toys::{Coreset, Minimax, NonSingleton};
 pub use circle::{CircleCenter, CircleRadius};
 pub use config::{
-    catalogue, AffineConfig, BuiltProblem, CircleCenterConfig, CircleRadiusConfig,
-    CircleSineConfig, CircleTieConfig, CoresetConfig, DerivativesChoice, HolderConfig,
-    MinimaxConfig, NonSingletonConfig, PointList, ProblemConfig, QuadraticConfig, SphereConfig,
-    VpbgdToyConfig,
+    catalogue, AffineConfig, BuildContext, BuildProblem, BuiltProblem, CircleCenterConfig,
+    CircleRadiusConfig, CircleSineConfig, CircleTieConfig, CoresetConfig, DerivativesChoice,
+    HolderConfig, MinimaxConfig, NonSingletonConfig, PointList, ProblemConfig, QuadraticConfig,
+    SphereConfig, VpbgdToyConfig,
 };
 pub use error::ProblemError;
 pub use holder::Holder;
@@ -69,4 +69,4 @@ pub use ml::{
 pub use quadratic::{AveragedMatrices, Level, Quadratic, QuadraticParams, SampleFactors};
 pub use sphere::Sphere;
 pub use vpbgd_toy::VpbgdToy;
-pub use wrapper::{Derivatives, ProblemDef, WithDerivatives};
+pub use wrapper::{Derivatives, ProblemDef, Shape, WithDerivatives};

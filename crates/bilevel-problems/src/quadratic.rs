@@ -1,8 +1,9 @@
 //! `quadratic`: the quadratic benchmark with a closed-form hyper-objective (docs/PROBLEMS.md §D).
 
 use crate::affine::{gemv, rm, row_dot};
-use crate::error::{check_positive, ProblemError};
-use crate::wrapper::ProblemDef;
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::{check_positive, check_range, ProblemError};
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::rng::Rng;
 use bilevel_core::vector::{axpy, dot};
@@ -170,42 +171,30 @@ impl Samples {
         }
     }
 
-    /// `out += s Σ_{i∈B} [u_i(u_iᵀy) + q_i(p_iᵀx) + a_i]` (`s = w/|B|`).
-    fn add_grad_y(
+    /// `out += s Σ_{i∈B} ∇ₖ` of the samples' quadratic (`s = w/|B|`), with respect to y
+    /// (`wrt_y`): `u_i(u_iᵀy) + q_i(p_iᵀx) + a_i`, else to x: `w_i(w_iᵀx) + p_i(q_iᵀy) + b_i`.
+    fn add_grad(
         &self,
         b: &Batch<'_>,
+        wrt_y: bool,
         x: &[f64],
         y: &[f64],
-        d: usize,
-        mx: usize,
+        (d, mx): (usize, usize),
         out: &mut [f64],
     ) {
         let s = b.sum_scale();
         for &i in b.indices {
             let f = self.factors(i, d, mx);
-            let (uy, px) = (s * dot(f.u, y), s * dot(f.p, x));
-            for (o, ((u, q), a)) in out[..d].iter_mut().zip(f.u.iter().zip(f.q).zip(f.a)) {
-                *o += u * uy + q * px + s * a;
-            }
-        }
-    }
-
-    /// `out += s Σ_{i∈B} [w_i(w_iᵀx) + p_i(q_iᵀy) + b_i]`.
-    fn add_grad_x(
-        &self,
-        b: &Batch<'_>,
-        x: &[f64],
-        y: &[f64],
-        d: usize,
-        mx: usize,
-        out: &mut [f64],
-    ) {
-        let s = b.sum_scale();
-        for &i in b.indices {
-            let f = self.factors(i, d, mx);
-            let (wx, qy) = (s * dot(f.w, x), s * dot(f.q, y));
-            for (o, ((w, p), b)) in out[..mx].iter_mut().zip(f.w.iter().zip(f.p).zip(f.b)) {
-                *o += w * wx + p * qy + s * b;
+            // (own factor, its variable, coupling factor, coupling dot factor, other variable,
+            // linear term)
+            let (e, z, g, h, z2, c) = if wrt_y {
+                (f.u, y, f.q, f.p, x, f.a)
+            } else {
+                (f.w, x, f.p, f.q, y, f.b)
+            };
+            let (ez, hz) = (s * dot(e, z), s * dot(h, z2));
+            for (o, ((e, g), c)) in out[..e.len()].iter_mut().zip(e.iter().zip(g).zip(c)) {
+                *o += e * ez + g * hz + s * c;
             }
         }
     }
@@ -376,13 +365,7 @@ impl Quadratic {
             ridge,
         } = params;
         for (field, v) in [("dim_y", d), ("dim_x", mx)] {
-            if !(1..=Self::MAX_DIM).contains(&v) {
-                return Err(ProblemError::invalid(
-                    field,
-                    format!("must be in 1..={}", Self::MAX_DIM),
-                    v,
-                ));
-            }
+            check_range(field, v, 1..=Self::MAX_DIM, "in")?;
         }
         if n < d {
             return Err(ProblemError::invalid(
@@ -685,14 +668,8 @@ impl GenericLowerGradient for Quadratic {
 }
 
 impl ProblemDef for Quadratic {
-    fn name(&self) -> &'static str {
-        "quadratic"
-    }
-    fn dim_x(&self) -> usize {
-        self.mx
-    }
-    fn dim_y(&self) -> usize {
-        self.d
+    fn shape(&self) -> Shape {
+        Shape::new("quadratic", self.mx, self.d)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         let a = &self.f_avg;
@@ -787,21 +764,21 @@ impl ProblemDef for Quadratic {
     /// `s Σ_{i∈B} [u_i(u_iᵀy) + q_i(p_iᵀx) + a_i]`, `s = w/|B|`.
     fn grad_g_y_batch(&self, x: &[f64], y: &[f64], b: &Batch<'_>, gy: &mut [f64]) {
         gy.fill(0.0);
-        self.lower.add_grad_y(b, x, y, self.d, self.mx, gy);
+        self.lower.add_grad(b, true, x, y, (self.d, self.mx), gy);
     }
     /// `s Σ_{i∈B} [w_i(w_iᵀx) + p_i(q_iᵀy) + b_i]`.
     fn grad_g_x_batch(&self, x: &[f64], y: &[f64], b: &Batch<'_>, gx: &mut [f64]) {
         gx.fill(0.0);
-        self.lower.add_grad_x(b, x, y, self.d, self.mx, gx);
+        self.lower.add_grad(b, false, x, y, (self.d, self.mx), gx);
     }
     /// The same sums over f's samples, plus the ridge `ρx` (deterministic, not weighted).
     fn grad_f_batch(&self, x: &[f64], y: &[f64], b: &Batch<'_>, gx: &mut [f64], gy: &mut [f64]) {
         gy.fill(0.0);
-        self.upper.add_grad_y(b, x, y, self.d, self.mx, gy);
+        self.upper.add_grad(b, true, x, y, (self.d, self.mx), gy);
         gx.iter_mut()
             .zip(x)
             .for_each(|(g, xi)| *g = self.ridge * xi);
-        self.upper.add_grad_x(b, x, y, self.d, self.mx, gx);
+        self.upper.add_grad(b, false, x, y, (self.d, self.mx), gx);
     }
     /// `s Σ_{i∈B} u_i(u_iᵀv)`.
     fn hvp_batch(&self, _x: &[f64], _y: &[f64], b: &Batch<'_>, v: &[f64], out: &mut [f64]) {
@@ -847,6 +824,46 @@ impl ProblemDef for Quadratic {
             let q = &self.lower.q[i * d..(i + 1) * d];
             axpy(out, s * dot(q, v), &self.lower.p[i * mx..(i + 1) * mx]);
         }
+    }
+}
+
+problem_config! {
+    /// Parameters of `quadratic` ([`Quadratic`]).
+    QuadraticConfig {
+        /// Number n of lower samples, `n ≥ dim_y` (default 1024).
+        n_inner: usize,
+        /// Number m of upper samples, ≥ 1 (default 1024).
+        n_outer: usize,
+        /// Lower dimension d (default 100).
+        dim_y: usize,
+        /// Upper dimension m_x (default 100).
+        dim_x: usize,
+        /// Smallest eigenvalue μ of the mean lower Hessian, `0 < mu ≤ l` (default 0.1).
+        mu: f64,
+        /// Largest eigenvalue L of the mean lower Hessian (default 1).
+        l: f64,
+        /// Seed of the random instance (default 0).
+        seed: u64,
+        /// Ridge ρ > 0: f contains `(ρ/2)‖x‖²` (default 1).
+        ridge: f64,
+    }
+}
+
+impl BuildProblem for QuadraticConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = QuadraticParams::default();
+        let def = Quadratic::new(QuadraticParams {
+            n_inner: self.n_inner.unwrap_or(d.n_inner),
+            n_outer: self.n_outer.unwrap_or(d.n_outer),
+            dim_y: self.dim_y.unwrap_or(d.dim_y),
+            dim_x: self.dim_x.unwrap_or(d.dim_x),
+            mu: self.mu.unwrap_or(d.mu),
+            l: self.l.unwrap_or(d.l),
+            seed: self.seed.unwrap_or(d.seed),
+            ridge: self.ridge.unwrap_or(d.ridge),
+        })?;
+        let (mx, dy) = (def.dim_x(), def.dim_y());
+        self.finish(def, vec![0.0; mx], vec![0.0; dy])
     }
 }
 

@@ -1,8 +1,9 @@
 //! `sphere`: the unit sphere of any dimension as lower-level solution set (docs/PROBLEMS.md §A).
 
-use crate::error::ProblemError;
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::{check_range, ProblemError};
 use crate::shell::{shell_grad, shell_hvp, shell_value};
-use crate::wrapper::ProblemDef;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 use bilevel_core::vector::{dot, norm};
 
@@ -29,13 +30,7 @@ impl Sphere {
 
     /// The unit sphere in `R^d`, `1 ≤ d ≤ 10⁶`.
     pub fn new(d: usize) -> Result<Self, ProblemError> {
-        if !(1..=Self::MAX_D).contains(&d) {
-            return Err(ProblemError::invalid(
-                "d",
-                format!("must be in 1..={}", Self::MAX_D),
-                d,
-            ));
-        }
+        check_range("d", d, 1..=Self::MAX_D, "in")?;
         Ok(Sphere { d })
     }
     /// Default upper start: the pattern `1, 2, −0.5` repeated to length d (nonzero).
@@ -69,14 +64,8 @@ impl GenericLowerGradient for Sphere {
 }
 
 impl ProblemDef for Sphere {
-    fn name(&self) -> &'static str {
-        "sphere"
-    }
-    fn dim_x(&self) -> usize {
-        self.d
-    }
-    fn dim_y(&self) -> usize {
-        self.d
+    fn shape(&self) -> Shape {
+        Shape::new("sphere", self.d, self.d)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         dot(x, y)
@@ -113,6 +102,25 @@ impl ProblemDef for Sphere {
     }
     fn intrinsic_dimension(&self) -> usize {
         self.d - 1
+    }
+}
+
+problem_config! {
+    /// Parameters of `sphere` ([`Sphere`]).
+    SphereConfig {
+        /// Dimension d = m ≥ 1 (default 3).
+        d: usize,
+    }
+}
+
+impl BuildProblem for SphereConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = self.d.unwrap_or(Sphere::DEFAULT_D);
+        self.finish(
+            Sphere::new(d)?,
+            Sphere::default_x0(d),
+            Sphere::default_y0(d),
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! numbers, gradients against finite differences of values, closed-form ∇φ against finite
 //! differences of closed-form φ, and the pseudoinverse hypergradient at the reference selection.
 
+use crate::config::{BuiltProblem, ProblemConfig};
 use crate::wrapper::{Derivatives, ProblemDef, WithDerivatives};
 use bilevel_core::derivatives::{fd_directional, fd_gradient, relative_error, DEFAULT_FD_EPS};
 use bilevel_core::rng::Rng;
@@ -63,6 +64,46 @@ fn fd_cross<B: Bilevel<Y = Vec<f64>>>(p: &B, x: &[f64], y: &[f64], v: &[f64]) ->
     out
 }
 
+/// An ML problem's finite sums are its splits: `train` lower samples (the training rows of
+/// `data`), `validation` upper ones (its validation rows).
+pub(crate) fn check_split_sample_counts<B: Bilevel + ?Sized>(
+    p: &B,
+    data: &crate::ml::MlData,
+    (train, validation): (usize, usize),
+) {
+    assert_eq!(p.sample_count(bilevel_core::Level::Lower), train);
+    assert_eq!(p.sample_count(bilevel_core::Level::Upper), validation);
+    assert_eq!(p.sample_count(bilevel_core::Level::Lower), data.train.n);
+    assert_eq!(
+        p.sample_count(bilevel_core::Level::Upper),
+        data.validation.n
+    );
+}
+
+/// A `[problem]` table's TOML text parsed as a configuration (the error as text).
+pub(crate) fn parse_problem(s: &str) -> Result<ProblemConfig, String> {
+    toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())
+}
+
+/// [`parse_problem`], then built (the error as text).
+pub(crate) fn build_problem(s: &str) -> Result<BuiltProblem, String> {
+    parse_problem(s)?.build().map_err(|e| e.to_string())
+}
+
+/// Every configuration `src` of `cases` fails to build with a message starting with its `msg`.
+pub(crate) fn assert_build_errors<S: AsRef<str>>(
+    cases: impl IntoIterator<Item = (S, &'static str)>,
+) {
+    for (src, msg) in cases {
+        let src = src.as_ref();
+        let e = build_problem(src).unwrap_err();
+        assert!(
+            e.starts_with(msg),
+            "config {src:?}: got {e:?}, want prefix {msg:?}"
+        );
+    }
+}
+
 /// For every derivative source and `n_points` random `(x, y, v)` (entries `N(0, scale²)`):
 /// `H v` and `J v` agree with central differences of the analytic gradients to 1e-6 relative, and
 /// analytic products agree with dual-number products to 1e-12 relative. Also checks the
@@ -77,21 +118,24 @@ pub(crate) fn check_products<P: ProblemDef + Clone>(
     let mut rng = Rng::new(seed);
     let analytic = wrap(def, Derivatives::Analytic);
     let dual = wrap(def, Derivatives::Dual);
+    // (H v, J v) of `p` at (x, y).
+    let products = |p: &WithDerivatives<P>, x: &[f64], y: &Vec<f64>, v: &Vec<f64>| {
+        let (mut hv, mut jv) = (vec![0.0; d], vec![0.0; m]);
+        p.hvp(x, y, v, &mut hv);
+        p.cross(x, y, v, &mut jv);
+        (hv, jv)
+    };
     for _ in 0..n_points {
         let x = gaussian(&mut rng, m, scale);
         let y = gaussian(&mut rng, d, scale);
         let v = gaussian(&mut rng, d, 1.0);
         let hv_fd = fd_hvp(&analytic, &x, &y, &v);
         let jv_fd = fd_cross(&analytic, &x, &y, &v);
-        let (mut hv_an, mut jv_an) = (vec![0.0; d], vec![0.0; m]);
-        analytic.hvp(&x, &y, &v, &mut hv_an);
-        analytic.cross(&x, &y, &v, &mut jv_an);
+        let (hv_an, jv_an) = products(&analytic, &x, &y, &v);
         for mode in MODES {
             let p = wrap(def, mode);
             assert_eq!(p.derivatives(), mode.kind());
-            let (mut hv, mut jv) = (vec![0.0; d], vec![0.0; m]);
-            p.hvp(&x, &y, &v, &mut hv);
-            p.cross(&x, &y, &v, &mut jv);
+            let (hv, jv) = products(&p, &x, &y, &v);
             let eh = relative_error(&hv, &hv_fd, 1e-3);
             let ej = relative_error(&jv, &jv_fd, 1e-3);
             assert!(
@@ -105,9 +149,7 @@ pub(crate) fn check_products<P: ProblemDef + Clone>(
                 def.name()
             );
         }
-        let (mut hv_du, mut jv_du) = (vec![0.0; d], vec![0.0; m]);
-        dual.hvp(&x, &y, &v, &mut hv_du);
-        dual.cross(&x, &y, &v, &mut jv_du);
+        let (hv_du, jv_du) = products(&dual, &x, &y, &v);
         let eh = relative_error(&hv_an, &hv_du, 1e-10);
         let ej = relative_error(&jv_an, &jv_du, 1e-10);
         assert!(

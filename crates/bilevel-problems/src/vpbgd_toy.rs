@@ -1,7 +1,9 @@
 //! `vpbgd-toy`: the penalty-method toy of the V-PBGD paper (Shen & Chen, "On Penalty-based
 //! Bilevel Gradient Descent Method", ICML 2023), docs/PROBLEMS.md §C.
 
-use crate::wrapper::ProblemDef;
+use crate::config::{problem_config, BuildContext, BuildProblem, BuiltProblem};
+use crate::error::ProblemError;
+use crate::wrapper::{ProblemDef, Shape};
 use bilevel_core::derivatives::{GenericLowerGradient, Scalar};
 
 /// `vpbgd-toy`: a lower level that satisfies the PL inequality without being strongly convex.
@@ -87,14 +89,8 @@ impl GenericLowerGradient for VpbgdToy {
 }
 
 impl ProblemDef for VpbgdToy {
-    fn name(&self) -> &'static str {
-        "vpbgd-toy"
-    }
-    fn dim_x(&self) -> usize {
-        1
-    }
-    fn dim_y(&self) -> usize {
-        1
+    fn shape(&self) -> Shape {
+        Shape::new("vpbgd-toy", 1, 1)
     }
     fn f(&self, x: &[f64], y: &[f64]) -> f64 {
         let t = 4.0 * x[0] - 2.0;
@@ -135,6 +131,17 @@ impl ProblemDef for VpbgdToy {
     }
     fn reference_phi_star(&self) -> Option<f64> {
         Some(Self::phi(Self::x_star()))
+    }
+}
+
+problem_config! {
+    /// Parameters of `vpbgd-toy` ([`VpbgdToy`]); only the common keys.
+    VpbgdToyConfig {}
+}
+
+impl BuildProblem for VpbgdToyConfig {
+    fn build(&self, _: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        self.finish(VpbgdToy, vec![1.0], vec![0.0])
     }
 }
 

@@ -9,7 +9,7 @@
 
 use crate::error::{check_positive, ProblemError};
 use bilevel_core::derivatives::{
-    dual_cross, dual_hvp, fd_directional, hyperdual_hvp_derivative, GenericLowerGradient,
+    dual_cross, dual_hvp, fd_directional, hyperdual_hvp_derivative, GenericLowerGradient, Scalar,
 };
 use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
 use std::cell::RefCell;
@@ -40,18 +40,45 @@ impl Derivatives {
     }
 }
 
+/// A problem's identifier (as used in configurations) and dimensions: `x ∈ R^dim_x`,
+/// `y ∈ R^dim_y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Identifier, for example `"circle-center"`.
+    pub name: &'static str,
+    /// Dimension m of x.
+    pub dim_x: usize,
+    /// Dimension d of y.
+    pub dim_y: usize,
+}
+
+impl Shape {
+    /// Problem `name` with `x ∈ R^dim_x`, `y ∈ R^dim_y`.
+    pub const fn new(name: &'static str, dim_x: usize, dim_y: usize) -> Self {
+        Shape { name, dim_x, dim_y }
+    }
+}
+
 /// The mathematical content of a problem: everything except the choice of derivative source.
 ///
 /// Slices have the problem's dimensions: `x` has [`ProblemDef::dim_x`] entries, `y` and `v`
 /// [`ProblemDef::dim_y`]. `∇_y g` and `∇_x g` default to the generic gradient evaluated on `f64`
 /// (it is hand-written, so these are the analytic gradients).
 pub trait ProblemDef: GenericLowerGradient {
+    /// The identifier and the dimensions.
+    fn shape(&self) -> Shape;
     /// Identifier as used in configurations (for example `"circle-center"`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.shape().name
+    }
     /// Dimension m of x.
-    fn dim_x(&self) -> usize;
+    fn dim_x(&self) -> usize {
+        self.shape().dim_x
+    }
     /// Dimension d of y.
-    fn dim_y(&self) -> usize;
+    fn dim_y(&self) -> usize {
+        self.shape().dim_y
+    }
     /// Upper objective `f(x, y)`.
     fn f(&self, x: &[f64], y: &[f64]) -> f64;
     /// Lower objective `g(x, y)`.
@@ -166,6 +193,20 @@ fn with_fd_scratch<R>(
     })
 }
 
+/// Central difference of `grad` along `v` at `y` with relative step `eps`
+/// ([`fd_directional`]) into `out`, on this thread's reusable work buffers.
+fn fd_product(
+    grad: impl FnMut(&[f64], &mut [f64]),
+    y: &[f64],
+    v: &[f64],
+    eps: f64,
+    out: &mut [f64],
+) {
+    with_fd_scratch(y.len(), out.len(), |work, tmp| {
+        fd_directional(grad, y, v, eps, work, tmp, out)
+    })
+}
+
 /// A [`ProblemDef`] with a chosen source of second-order products: the [`Bilevel`] oracle.
 #[derive(Clone, Debug)]
 pub struct WithDerivatives<P> {
@@ -200,20 +241,10 @@ impl<P: ProblemDef> WithDerivatives<P> {
 }
 
 impl<P: ProblemDef> GenericLowerGradient for WithDerivatives<P> {
-    fn grad_g_y_generic<T: bilevel_core::derivatives::Scalar>(
-        &self,
-        x: &[T],
-        y: &[T],
-        out: &mut [T],
-    ) {
+    fn grad_g_y_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
         self.def.grad_g_y_generic(x, y, out)
     }
-    fn grad_g_x_generic<T: bilevel_core::derivatives::Scalar>(
-        &self,
-        x: &[T],
-        y: &[T],
-        out: &mut [T],
-    ) {
+    fn grad_g_x_generic<T: Scalar>(&self, x: &[T], y: &[T], out: &mut [T]) {
         self.def.grad_g_x_generic(x, y, out)
     }
 }
@@ -258,17 +289,7 @@ impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
             Derivatives::Analytic => self.def.hvp_analytic(x, y, v, out),
             Derivatives::Dual => dual_hvp(&self.def, x, y, v, out),
             Derivatives::FiniteDifference { eps } => {
-                with_fd_scratch(y.len(), out.len(), |work, tmp| {
-                    fd_directional(
-                        |yy, o| self.def.grad_g_y(x, yy, o),
-                        y,
-                        v,
-                        eps,
-                        work,
-                        tmp,
-                        out,
-                    )
-                })
+                fd_product(|yy, o| self.def.grad_g_y(x, yy, o), y, v, eps, out)
             }
         }
     }
@@ -278,17 +299,7 @@ impl<P: ProblemDef> Bilevel for WithDerivatives<P> {
             Derivatives::Analytic => self.def.cross_analytic(x, y, v, out),
             Derivatives::Dual => dual_cross(&self.def, x, y, v, out),
             Derivatives::FiniteDifference { eps } => {
-                with_fd_scratch(y.len(), out.len(), |work, tmp| {
-                    fd_directional(
-                        |yy, o| self.def.grad_g_x(x, yy, o),
-                        y,
-                        v,
-                        eps,
-                        work,
-                        tmp,
-                        out,
-                    )
-                })
+                fd_product(|yy, o| self.def.grad_g_x(x, yy, o), y, v, eps, out)
             }
         }
     }

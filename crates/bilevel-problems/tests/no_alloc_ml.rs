@@ -4,7 +4,9 @@
 //! minibatch oracles allocate nothing either, on chunk and uniform batches of 64 rows (and they
 //! never spawn threads: a spawn allocates on the calling thread).
 
-use bilevel_core::alloc_count::{allocations, Counting};
+mod common;
+
+use bilevel_core::alloc_count::Counting;
 use bilevel_core::{Batch, Bilevel, Level};
 use bilevel_problems::ml::data::{synthetic, MlData, SplitSize, SplitSpec, Standardize};
 use bilevel_problems::ml::{
@@ -63,18 +65,12 @@ fn check(p: &dyn Bilevel<Y = Vec<f64>>) {
         s
     };
     run();
-    let before = allocations();
-    let s = run();
-    let after = allocations();
-    assert!(s.is_finite());
-    assert_eq!(after - before, 0, "{name}: oracles allocated");
+    common::assert_no_allocation(&format!("{name}: oracles allocated"), run);
 }
 
 #[test]
 fn ml_oracles_do_not_allocate() {
-    let before = allocations();
-    let v = std::hint::black_box(vec![1.0f64; 16]);
-    assert!(allocations() > before && v.len() == 16);
+    common::assert_counter_counts();
 
     check(&RegselLogistic::new(data(2, 300, 9, 150, false)).expect("valid"));
     for per in [StrengthPer::Class, StrengthPer::Feature] {
@@ -135,15 +131,8 @@ fn check_batches(p: &dyn Bilevel<Y = Vec<f64>>) {
     run(&lc, &uc);
     run(&lu, &uu);
     for (what, lower, upper) in [("chunk", &lc, &uc), ("uniform", &lu, &uu)] {
-        let before = allocations();
-        let s = run(lower, upper);
-        let after = allocations();
-        assert!(s.is_finite());
-        assert_eq!(
-            after - before,
-            0,
-            "{name}: batch oracles allocated ({what} batch)"
-        );
+        let failure = format!("{name}: batch oracles allocated ({what} batch)");
+        common::assert_no_allocation(&failure, || run(lower, upper));
     }
 }
 

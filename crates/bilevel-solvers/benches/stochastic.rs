@@ -61,7 +61,7 @@ fn regsel(n: usize, p: usize, seed: u64) -> RegselLogistic {
 
 fn spambase() -> Option<RegselLogistic> {
     let data = bilevel_data::DataSource::Named("spambase".into())
-        .load()
+        .load(&bilevel_data::default_cache_dir())
         .ok()?;
     let spec = SplitSpec {
         train: SplitSize::Count(2300),

@@ -19,16 +19,16 @@
 //! plus the problem's own keys (`corruption`, `reg`, `weights`, `per`). Unknown keys are
 //! rejected; invalid values give `problem.FIELD: reason (got VALUE)`.
 
-use super::cleaning::{HyperCleaning, SampleWeights};
 use super::data::{MlData, SplitSize, SplitSpec, Standardize};
-use super::logistic::RegselLogistic;
-use super::multinomial::{RegselMultinomial, StrengthPer};
-use super::overparam::{OverparamCleaning, OverparamRegsel};
-use crate::config::BuiltProblem;
+use crate::config::BuildContext;
 use crate::error::{check_vector, ProblemError};
-use bilevel_core::Bilevel;
 use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
+
+pub use super::cleaning::HyperCleaningConfig;
+pub use super::logistic::RegselLogisticConfig;
+pub use super::multinomial::RegselMultinomialConfig;
+pub use super::overparam::{OverparamCleaningConfig, OverparamRegselConfig};
 
 /// A start (`x0`, `y0`) of an ML problem: one number for every entry, or the whole vector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,14 +58,14 @@ impl Start {
 
 /// Per-problem defaults of the data keys.
 #[derive(Clone, Debug)]
-struct DataDefaults {
-    data: &'static str,
-    train: SplitSize,
-    validation: SplitSize,
-    test: Option<SplitSize>,
-    standardize: Standardize,
-    intercept: bool,
-    x0: f64,
+pub(crate) struct DataDefaults {
+    pub(crate) data: &'static str,
+    pub(crate) train: SplitSize,
+    pub(crate) validation: SplitSize,
+    pub(crate) test: Option<SplitSize>,
+    pub(crate) standardize: Standardize,
+    pub(crate) intercept: bool,
+    pub(crate) x0: f64,
 }
 
 /// Defines an ML configuration struct: the data keys, the given problem keys, then `x0`, `y0`.
@@ -74,56 +74,40 @@ macro_rules! ml_config {
         $(#[$doc:meta])*
         $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? }
     ) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            /// Data source: a named set (`"breast-cancer"`, `"spambase"`, `"fashion-mnist"`, …)
-            /// or a `[problem.data]` table (see [`bilevel_data::DataSource`]).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub data: Option<DataSource>,
-            /// Training rows (count or fraction of the pool).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub train: Option<SplitSize>,
-            /// Validation rows (count or fraction of the pool).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub validation: Option<SplitSize>,
-            /// Test rows (default: the whole official test split, or the rest of the pool).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub test: Option<SplitSize>,
-            /// Seed of the split and of the corruption (default 0).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub seed: Option<u64>,
-            /// Feature scaling, fitted on the training split.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub standardize: Option<Standardize>,
-            /// Append a constant-1 feature.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub intercept: Option<bool>,
-            $(
-                $(#[$fdoc])*
-                #[serde(default, skip_serializing_if = "Option::is_none")]
-                pub $field: Option<$ty>,
-            )*
-            /// Upper-level start: a number for every entry or the full vector.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub x0: Option<Start>,
-            /// Lower-level start (default 0): a number for every entry or the full vector.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub y0: Option<Start>,
+        $crate::config::optional_keys! {
+            $(#[$doc])*
+            $name {
+                /// Data source: a named set (`"breast-cancer"`, `"spambase"`, `"fashion-mnist"`,
+                /// …) or a `[problem.data]` table (see [`bilevel_data::DataSource`]).
+                data: bilevel_data::DataSource,
+                /// Training rows (count or fraction of the pool).
+                train: $crate::ml::SplitSize,
+                /// Validation rows (count or fraction of the pool).
+                validation: $crate::ml::SplitSize,
+                /// Test rows (default: the whole official test split, or the rest of the pool).
+                test: $crate::ml::SplitSize,
+                /// Seed of the split and of the corruption (default 0).
+                seed: u64,
+                /// Feature scaling, fitted on the training split.
+                standardize: $crate::ml::Standardize,
+                /// Append a constant-1 feature.
+                intercept: bool,
+                $( $(#[$fdoc])* $field: $ty, )*
+                /// Upper-level start: a number for every entry or the full vector.
+                x0: $crate::ml::config::Start,
+                /// Lower-level start (default 0): a number for every entry or the full vector.
+                y0: $crate::ml::config::Start,
+            }
         }
 
         impl $name {
-            /// Load, split and scale the data.
-            fn prepare(&self, d: &DataDefaults) -> Result<MlData, ProblemError> {
-                let source = self
-                    .data
-                    .clone()
-                    .unwrap_or_else(|| DataSource::Named(d.data.to_string()));
-                let loaded = source
-                    .load()
-                    .map_err(|e| ProblemError::invalid("data", e.to_string(), source.name()))?;
-                let spec = SplitSpec {
+            /// Load (named sets from `ctx.cache_dir`), split and scale the data.
+            fn prepare(
+                &self,
+                d: &$crate::ml::config::DataDefaults,
+                ctx: &$crate::config::BuildContext,
+            ) -> Result<$crate::ml::MlData, $crate::error::ProblemError> {
+                let spec = $crate::ml::SplitSpec {
                     train: self.train.unwrap_or(d.train),
                     validation: self.validation.unwrap_or(d.validation),
                     test: self.test.or(d.test),
@@ -131,18 +115,19 @@ macro_rules! ml_config {
                     standardize: self.standardize.unwrap_or(d.standardize),
                     intercept: self.intercept.unwrap_or(d.intercept),
                 };
-                MlData::prepare(&loaded.name, &loaded.train, loaded.test.as_ref(), &spec)
+                $crate::ml::config::prepare_data(self.data.as_ref(), d.data, &spec, ctx)
             }
 
             /// Box the problem with its starts.
-            fn finish<P: Bilevel<Y = Vec<f64>> + Send + Sync + 'static>(
+            fn finish<P: bilevel_core::Bilevel<Y = Vec<f64>> + Send + Sync + 'static>(
                 &self,
                 p: P,
-                d: &DataDefaults,
-            ) -> Result<BuiltProblem, ProblemError> {
+                d: &$crate::ml::config::DataDefaults,
+            ) -> Result<$crate::config::BuiltProblem, $crate::error::ProblemError> {
+                use $crate::ml::config::Start;
                 let x0 = self.x0.clone().unwrap_or(Start::All(d.x0)).resolve("x0", p.dim_x())?;
                 let y0 = self.y0.clone().unwrap_or(Start::All(0.0)).resolve("y0", p.dim_y())?;
-                Ok(BuiltProblem {
+                Ok($crate::config::BuiltProblem {
                     problem: Box::new(p),
                     x0,
                     y0,
@@ -151,67 +136,28 @@ macro_rules! ml_config {
         }
     };
 }
+pub(crate) use ml_config;
 
-ml_config! {
-    /// Parameters of `regsel-logistic` ([`RegselLogistic`]). Defaults: `data = "breast-cancer"`,
-    /// `train = 0.5`, `validation = 0.25`, test the rest, `standardize = "zscore"`,
-    /// `intercept = true`, `x0 = 0`.
-    RegselLogisticConfig {}
+/// Load `data` (default: the named set `default_name`; named sets from `ctx.cache_dir`), then
+/// split and scale it as `spec` says. A loading error names `problem.data` and the source.
+pub(crate) fn prepare_data(
+    data: Option<&DataSource>,
+    default_name: &str,
+    spec: &SplitSpec,
+    ctx: &BuildContext,
+) -> Result<MlData, ProblemError> {
+    let source = data
+        .cloned()
+        .unwrap_or_else(|| DataSource::Named(default_name.to_string()));
+    let loaded = source
+        .load(&ctx.cache_dir)
+        .map_err(|e| ProblemError::invalid("data", e.to_string(), source.name()))?;
+    MlData::prepare(&loaded.name, &loaded.train, loaded.test.as_ref(), spec)
 }
 
-ml_config! {
-    /// Parameters of `regsel-multinomial` ([`RegselMultinomial`]). Defaults: `data = "wine"`
-    /// (3 classes), `train = 0.5`, `validation = 0.25`, `standardize = "zscore"`,
-    /// `intercept = true`, `per = "class"`, `x0 = 0`.
-    RegselMultinomialConfig {
-        /// One strength per `"class"` (x ∈ R^k) or per `"feature"` (x ∈ R^p).
-        per: StrengthPer,
-    }
-}
-
-ml_config! {
-    /// Parameters of `hyper-cleaning` ([`HyperCleaning`]). Defaults: `data = "fashion-mnist"`,
-    /// `train = 20000`, `validation = 5000`, test all of the official test split (10000 rows;
-    /// the rest of the pool for a source without one),
-    /// `standardize = "scale"`, `intercept = false`, `corruption = 0.5`, `reg = 0.2`,
-    /// `weights = "sigmoid"`, `x0 = -2`.
-    ///
-    /// Measured (`ML_BENCH_ACCURACY=1` in the `ml_kernels` bench): the lower-level solution on
-    /// clean Fashion-MNIST (20000 rows, all weights ≈ 1) reaches only 68.0% test accuracy with
-    /// r = 0.2 on pixels scaled to [0, 1] (78.8% with r = 0.02, 82.7% with 2e-3, 83.5% with 2e-4),
-    /// and 79.7% with r = 0.2 on z-scored pixels (`standardize = "zscore"`, what the reference
-    /// benchmark does; 83.0% with 0.02, 83.8% with 2e-3): r = 0.2 over-regularises the linear
-    /// model relative to the ≈ 84.5% ceiling.
-    HyperCleaningConfig {
-        /// Fraction of training labels replaced by uniform random labels, in [0, 1].
-        corruption: f64,
-        /// Ridge r > 0 of `r‖Y‖²`.
-        reg: f64,
-        /// Sample-weight map: `"sigmoid"` or `"clip"`.
-        weights: SampleWeights,
-    }
-}
-
-ml_config! {
-    /// Parameters of `overparam-regsel` ([`OverparamRegsel`]). Defaults: `data =
-    /// "breast-cancer"`, `train = 20` (fewer than the 31 features with the intercept),
-    /// `validation = 0.25`, `standardize = "zscore"`, `intercept = true`, `x0 = 0`.
-    OverparamRegselConfig {}
-}
-
-ml_config! {
-    /// Parameters of `overparam-cleaning` ([`OverparamCleaning`]). Defaults: `data =
-    /// "breast-cancer"`, `train = 20`, `validation = 0.25`, `standardize = "zscore"`,
-    /// `intercept = true`, `corruption = 0.5`, `weights = "sigmoid"`, `x0 = -2`.
-    OverparamCleaningConfig {
-        /// Fraction of training labels replaced by uniform random labels, in [0, 1].
-        corruption: f64,
-        /// Sample-weight map: `"sigmoid"` or `"clip"`.
-        weights: SampleWeights,
-    }
-}
-
-fn small_defaults(data: &'static str, x0: f64) -> DataDefaults {
+/// Per-problem defaults of `train = 0.5`, `validation = 0.25`, `standardize = "zscore"`,
+/// `intercept = true` on the named set `data`, upper start `x0`.
+pub(crate) fn small_defaults(data: &'static str, x0: f64) -> DataDefaults {
     DataDefaults {
         data,
         train: SplitSize::Fraction(0.5),
@@ -223,76 +169,16 @@ fn small_defaults(data: &'static str, x0: f64) -> DataDefaults {
     }
 }
 
-fn overparam_defaults(x0: f64) -> DataDefaults {
+/// [`small_defaults`] on breast-cancer with `train = 20` rows (fewer than the features).
+pub(crate) fn overparam_defaults(x0: f64) -> DataDefaults {
     DataDefaults {
         train: SplitSize::Count(20),
         ..small_defaults("breast-cancer", x0)
     }
 }
 
-impl RegselLogisticConfig {
-    /// Build the problem.
-    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
-        let d = small_defaults("breast-cancer", RegselLogistic::DEFAULT_X0);
-        self.finish(RegselLogistic::new(self.prepare(&d)?)?, &d)
-    }
-}
-
-impl RegselMultinomialConfig {
-    /// Build the problem.
-    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
-        let d = small_defaults("wine", 0.0);
-        let p = RegselMultinomial::new(self.prepare(&d)?, self.per.unwrap_or_default())?;
-        self.finish(p, &d)
-    }
-}
-
-impl HyperCleaningConfig {
-    /// Build the problem.
-    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
-        let d = DataDefaults {
-            data: "fashion-mnist",
-            train: SplitSize::Count(20_000),
-            validation: SplitSize::Count(5_000),
-            test: None,
-            standardize: Standardize::Scale,
-            intercept: false,
-            x0: HyperCleaning::DEFAULT_X0,
-        };
-        let reg = self.reg.unwrap_or(HyperCleaning::DEFAULT_REG);
-        crate::error::check_positive("reg", reg)?;
-        let corruption = self.corruption.unwrap_or(HyperCleaning::DEFAULT_CORRUPTION);
-        check_fraction(corruption)?;
-        let mut data = self.prepare(&d)?;
-        data.corrupt(corruption, self.seed.unwrap_or(0))?;
-        let p = HyperCleaning::new(data, reg, self.weights.unwrap_or_default())?;
-        self.finish(p, &d)
-    }
-}
-
-impl OverparamRegselConfig {
-    /// Build the problem.
-    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
-        let d = overparam_defaults(0.0);
-        self.finish(OverparamRegsel::new(self.prepare(&d)?)?, &d)
-    }
-}
-
-impl OverparamCleaningConfig {
-    /// Build the problem.
-    pub fn build(&self) -> Result<BuiltProblem, ProblemError> {
-        let d = overparam_defaults(HyperCleaning::DEFAULT_X0);
-        let corruption = self.corruption.unwrap_or(HyperCleaning::DEFAULT_CORRUPTION);
-        check_fraction(corruption)?;
-        let mut data = self.prepare(&d)?;
-        data.corrupt(corruption, self.seed.unwrap_or(0))?;
-        let p = OverparamCleaning::new(data, self.weights.unwrap_or_default())?;
-        self.finish(p, &d)
-    }
-}
-
 /// `corruption` must be in `[0, 1]` (checked before the data are loaded).
-fn check_fraction(c: f64) -> Result<(), ProblemError> {
+pub(crate) fn check_fraction(c: f64) -> Result<(), ProblemError> {
     if c.is_finite() && (0.0..=1.0).contains(&c) {
         Ok(())
     } else {
@@ -306,22 +192,15 @@ fn check_fraction(c: f64) -> Result<(), ProblemError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{BuiltProblem, ProblemConfig};
+    use crate::config::ProblemConfig;
     use crate::ml::fdcheck::check_reference_gradient;
+    use crate::testing::{assert_build_errors, build_problem as build, parse_problem as parse};
     use bilevel_core::vector::norm;
     use bilevel_data::DataSource;
 
-    fn parse(s: &str) -> Result<ProblemConfig, String> {
-        toml::from_str::<ProblemConfig>(s).map_err(|e| e.to_string())
-    }
-
-    fn build(s: &str) -> Result<BuiltProblem, String> {
-        parse(s)?.build().map_err(|e| e.to_string())
-    }
-
     /// `Some(message)` when the named set is not in the cache (the caller skips).
     fn not_fetched(name: &str) -> Option<String> {
-        match DataSource::Named(name.into()).load() {
+        match DataSource::Named(name.into()).load(&bilevel_data::default_cache_dir()) {
             Err(e) if e.is_not_fetched() => Some(e.to_string()),
             _ => None,
         }
@@ -488,13 +367,7 @@ mod tests {
                 "problem.train: overparam-regsel needs fewer training rows than features (p = 31",
             ),
         ];
-        for (src, msg) in cases {
-            let e = build(&src).unwrap_err();
-            assert!(
-                e.starts_with(msg),
-                "config {src:?}: got {e:?}, want prefix {msg:?}"
-            );
-        }
+        assert_build_errors(cases);
     }
 
     /// On the embedded breast-cancer data (284 training rows, 31 features with the intercept),

@@ -77,6 +77,25 @@ pub struct Design {
 }
 
 impl Design {
+    /// The labels as numbers: `±1` with `binary` (class 1 ↦ +1, the regression targets of the
+    /// binary problems), the class index otherwise.
+    pub fn label_values(&self, binary: bool) -> Vec<f64> {
+        self.labels
+            .iter()
+            .map(|&l| {
+                if binary {
+                    if l == 1 {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                } else {
+                    f64::from(l)
+                }
+            })
+            .collect()
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f64] {
         &self.features[i * self.p..(i + 1) * self.p]
@@ -369,20 +388,7 @@ impl MlData {
             ));
             out.push(NamedArray::vector(
                 format!("{name}_labels"),
-                d.labels
-                    .iter()
-                    .map(|&l| {
-                        if binary {
-                            if l == 1 {
-                                1.0
-                            } else {
-                                -1.0
-                            }
-                        } else {
-                            f64::from(l)
-                        }
-                    })
-                    .collect(),
+                d.label_values(binary),
             ));
         }
         out

@@ -1,13 +1,19 @@
 //! `regsel-logistic`: per-feature L2 strengths of a binary logistic regression, selected on a
 //! validation split (docs/PROBLEMS.md §E.1).
 
+use super::config::ml_config;
+use super::config::small_defaults;
 use super::data::{Design, MlData};
 use super::kernels::{sigmoid, softplus, BatchEngine, BatchPass, Engine, ExpCache, Pass};
-use super::reference::{implicit_hypergradient, WarmStart};
+use super::reference::{newton_references, WarmStart};
 use super::softmax::interleave;
-use super::{lock, KernelOptions};
+use super::{bilevel_shape, split_sums};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
-use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use crate::wrapper::Shape;
+use bilevel_core::{Batch, Bilevel, NamedArray};
+use bilevel_data::DataSource;
 use std::sync::Mutex;
 
 /// Binary targets `t_i ∈ {−1, +1}` (class 1 ↦ +1) of a design.
@@ -237,76 +243,49 @@ impl RegselLogistic {
     fn val(&self) -> Binary<'_> {
         self.part(&self.data.validation, &self.t_val)
     }
+    /// [`loss_pass`] over split `d` with the mean's weight `c = 1/n`, on the oracle scratch.
+    fn mean_loss_pass(
+        &self,
+        d: Binary<'_>,
+        y: &[f64],
+        value: bool,
+        grad: Option<&mut [f64]>,
+    ) -> f64 {
+        let c = 1.0 / d.n as f64;
+        loss_pass(&mut lock(&self.scratch).engine, d, y, c, value, grad)
+    }
     fn test(&self) -> Binary<'_> {
         self.part(&self.data.test, &self.t_test)
     }
 }
 
-impl Bilevel for RegselLogistic {
-    type Y = Vec<f64>;
+impl RegselLogistic {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new("regsel-logistic", self.data.train.p, self.data.train.p)
+    }
+}
 
-    fn name(&self) -> &str {
-        "regsel-logistic"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.p
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.data.train.p]
-    }
+impl Bilevel for RegselLogistic {
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.validation.n as f64;
-        loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.val(),
-            y,
-            c,
-            true,
-            None,
-        )
+        self.mean_loss_pass(self.val(), y, true, None)
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.train.n as f64;
-        let loss = loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.train(),
-            y,
-            c,
-            true,
-            None,
-        );
+        let loss = self.mean_loss_pass(self.train(), y, true, None);
         let ridge: f64 = x.iter().zip(y).map(|(xj, yj)| xj.exp() * yj * yj).sum();
         loss + 0.5 * ridge
     }
 
     fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
         gx.iter_mut().for_each(|g| *g = 0.0);
-        let c = 1.0 / self.data.validation.n as f64;
-        loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.val(),
-            y,
-            c,
-            false,
-            Some(gy),
-        );
+        self.mean_loss_pass(self.val(), y, false, Some(gy));
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
-        let c = 1.0 / self.data.train.n as f64;
-        loss_pass(
-            &mut lock(&self.scratch).engine,
-            self.train(),
-            y,
-            c,
-            false,
-            Some(gy),
-        );
+        self.mean_loss_pass(self.train(), y, false, Some(gy));
         for ((g, xj), yj) in gy.iter_mut().zip(x).zip(y) {
             *g += xj.exp() * yj;
         }
@@ -351,17 +330,7 @@ impl Bilevel for RegselLogistic {
         }
     }
 
-    fn derivatives(&self) -> DerivativeKind {
-        DerivativeKind::Analytic
-    }
-
-    /// n training rows for g, m validation rows for f.
-    fn sample_count(&self, level: Level) -> usize {
-        match level {
-            Level::Lower => self.data.train.n,
-            Level::Upper => self.data.validation.n,
-        }
-    }
+    split_sums!();
 
     /// `∇_y g_B = s Σ_{i∈B} (−t_i σ(−t_i a_iᵀy)) a_i + e^x ⊙ y`, `s = w_B/|B|`.
     fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {
@@ -480,20 +449,7 @@ impl Bilevel for RegselLogistic {
         }
     }
 
-    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
-        self.warm.y_star(self, x)
-    }
-    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
-        let y = self.warm.y_star(self, x)?;
-        Some(self.f(x, &y))
-    }
-    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
-        let y = self.warm.y_star(self, x)?;
-        implicit_hypergradient(self, x, &y)
-    }
-    fn reference_intrinsic_dimension(&self) -> Option<usize> {
-        Some(0)
-    }
+    newton_references!();
 
     /// `train_accuracy`, `validation_accuracy`, `validation_loss`, and `test_accuracy`,
     /// `test_loss` when there is a test split.
@@ -502,20 +458,31 @@ impl Bilevel for RegselLogistic {
         let e = &mut s.engine;
         let acc = |e: &mut Engine, d: Binary<'_>| correct(e, d, y) as f64 / d.n as f64;
         let loss = |e: &mut Engine, d: Binary<'_>| loss_pass(e, d, y, 1.0 / d.n as f64, true, None);
-        let mut out = vec![
-            ("train_accuracy".to_string(), acc(e, self.train())),
-            ("validation_accuracy".to_string(), acc(e, self.val())),
-            ("validation_loss".to_string(), loss(e, self.val())),
-        ];
-        if self.data.test.n > 0 {
-            out.push(("test_accuracy".to_string(), acc(e, self.test())));
-            out.push(("test_loss".to_string(), loss(e, self.test())));
-        }
+        let mut out = vec![("train_accuracy".to_string(), acc(e, self.train()))];
+        let test = (self.data.test.n > 0).then(|| self.test());
+        push_held_out_metrics(&mut out, self.val(), test, |d| (acc(e, d), loss(e, d)));
         out
     }
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         self.data.export(true)
+    }
+}
+
+ml_config! {
+    /// Parameters of `regsel-logistic` ([`RegselLogistic`]). Defaults: `data = "breast-cancer"`,
+    /// `train = 0.5`, `validation = 0.25`, test the rest, `standardize = "zscore"`,
+    /// `intercept = true`, `x0 = 0`.
+    RegselLogisticConfig {}
+}
+
+impl BuildProblem for RegselLogisticConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = small_defaults("breast-cancer", RegselLogistic::DEFAULT_X0);
+        self.finish(RegselLogistic::new(self.prepare(&d, ctx)?)?, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
     }
 }
 
@@ -615,10 +582,7 @@ pub(crate) mod tests {
     #[test]
     fn sample_counts_are_the_split_sizes() {
         let p = small(8);
-        assert_eq!(p.sample_count(Level::Lower), 40);
-        assert_eq!(p.sample_count(Level::Upper), 30);
-        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
-        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+        crate::testing::check_split_sample_counts(&p, &p.data, (40, 30));
     }
 
     #[test]

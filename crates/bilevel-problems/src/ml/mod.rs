@@ -63,6 +63,65 @@ impl KernelOptions {
     }
 }
 
+/// The first items of an ML problem's `impl Bilevel`: `Y = Vec<f64>`, and `name`, `dim_x`,
+/// `dim_y` from the problem's inherent `shape()` ([`Shape`](crate::wrapper::Shape)), `zeros_y`
+/// of length `dim_y`.
+macro_rules! bilevel_shape {
+    () => {
+        type Y = Vec<f64>;
+
+        fn name(&self) -> &str {
+            self.shape().name
+        }
+        fn dim_x(&self) -> usize {
+            self.shape().dim_x
+        }
+        fn dim_y(&self) -> usize {
+            self.shape().dim_y
+        }
+        fn zeros_y(&self) -> Vec<f64> {
+            vec![0.0; self.shape().dim_y]
+        }
+    };
+}
+pub(crate) use bilevel_shape;
+
+/// `derivatives` (`Analytic`: hand-written products) and `sample_count` (the finite sums are the
+/// splits: n training rows for g, m validation rows for f) of an ML problem's `impl Bilevel`.
+macro_rules! split_sums {
+    () => {
+        fn derivatives(&self) -> bilevel_core::DerivativeKind {
+            bilevel_core::DerivativeKind::Analytic
+        }
+
+        fn sample_count(&self, level: bilevel_core::Level) -> usize {
+            match level {
+                bilevel_core::Level::Lower => self.data.train.n,
+                bilevel_core::Level::Upper => self.data.validation.n,
+            }
+        }
+    };
+}
+pub(crate) use split_sums;
+
+/// Push the held-out metrics `validation_accuracy`, `validation_loss` and, when there is a test
+/// split, `test_accuracy`, `test_loss`; `eval(split)` gives a split's (accuracy, loss).
+pub(crate) fn push_held_out_metrics<S>(
+    out: &mut Vec<(String, f64)>,
+    validation: S,
+    test: Option<S>,
+    mut eval: impl FnMut(S) -> (f64, f64),
+) {
+    let (accuracy, loss) = eval(validation);
+    out.push(("validation_accuracy".to_string(), accuracy));
+    out.push(("validation_loss".to_string(), loss));
+    if let Some(t) = test {
+        let (accuracy, loss) = eval(t);
+        out.push(("test_accuracy".to_string(), accuracy));
+        out.push(("test_loss".to_string(), loss));
+    }
+}
+
 /// Lock a scratch mutex (a poisoned lock only means a panic elsewhere; the scratch is
 /// overwritten by every pass, so it is still usable).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,13 +1,19 @@
 //! `regsel-multinomial`: L2 strengths per class or per feature of a softmax regression,
 //! selected on a validation split (docs/PROBLEMS.md §E.1, multinomial version).
 
+use super::config::ml_config;
+use super::config::small_defaults;
 use super::data::{Design, MlData};
 use super::kernels::{BatchEngine, Engine, ExpCache};
-use super::reference::{implicit_hypergradient, WarmStart};
+use super::reference::{newton_references, WarmStart};
 use super::softmax::{self, interleave, Rows};
-use super::{lock, KernelOptions};
+use super::{bilevel_shape, split_sums};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
-use bilevel_core::{Batch, Bilevel, DerivativeKind, Level, NamedArray};
+use crate::wrapper::Shape;
+use bilevel_core::{Batch, Bilevel, NamedArray};
+use bilevel_data::DataSource;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -165,24 +171,19 @@ impl RegselMultinomial {
     }
 }
 
-impl Bilevel for RegselMultinomial {
-    type Y = Vec<f64>;
-
-    fn name(&self) -> &str {
-        "regsel-multinomial"
-    }
-    fn dim_x(&self) -> usize {
-        match self.per {
+impl RegselMultinomial {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        let dim_x = match self.per {
             StrengthPer::Class => self.k,
             StrengthPer::Feature => self.data.train.p,
-        }
+        };
+        Shape::new("regsel-multinomial", dim_x, self.data.train.p * self.k)
     }
-    fn dim_y(&self) -> usize {
-        self.data.train.p * self.k
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.dim_y()]
-    }
+}
+
+impl Bilevel for RegselMultinomial {
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
         let c = 1.0 / self.data.validation.n as f64;
@@ -246,17 +247,7 @@ impl Bilevel for RegselMultinomial {
         self.ridge_pairs(x, y, v, out, false);
     }
 
-    fn derivatives(&self) -> DerivativeKind {
-        DerivativeKind::Analytic
-    }
-
-    /// n training rows for g, m validation rows for f.
-    fn sample_count(&self, level: Level) -> usize {
-        match level {
-            Level::Lower => self.data.train.n,
-            Level::Upper => self.data.validation.n,
-        }
-    }
+    split_sums!();
 
     /// `∇_Y g_B = s Σ_{i∈B} a_i (s_i − e_{t_i})ᵀ + E ⊙ Y`, `s = w_B/|B|`.
     fn grad_g_y_batch(&self, x: &[f64], y: &Vec<f64>, b: &Batch<'_>, gy: &mut Vec<f64>) {
@@ -347,20 +338,7 @@ impl Bilevel for RegselMultinomial {
         jv.iter_mut().zip(ex.iter()).for_each(|(o, e)| *o *= e);
     }
 
-    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
-        self.warm.y_star(self, x)
-    }
-    fn reference_phi(&self, x: &[f64]) -> Option<f64> {
-        let y = self.warm.y_star(self, x)?;
-        Some(self.f(x, &y))
-    }
-    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
-        let y = self.warm.y_star(self, x)?;
-        implicit_hypergradient(self, x, &y)
-    }
-    fn reference_intrinsic_dimension(&self) -> Option<usize> {
-        Some(0)
-    }
+    newton_references!();
 
     /// `train_accuracy`, `validation_accuracy`, `validation_loss`, and `test_accuracy`,
     /// `test_loss` when there is a test split.
@@ -375,26 +353,37 @@ impl Bilevel for RegselMultinomial {
             let c = 1.0 / d.n as f64;
             softmax::value(e, Rows::from(d), k, y, &|_| c, &|_| 0.0, &mut [])
         };
-        let mut out = vec![
-            ("train_accuracy".to_string(), acc(e, &self.data.train)),
-            (
-                "validation_accuracy".to_string(),
-                acc(e, &self.data.validation),
-            ),
-            (
-                "validation_loss".to_string(),
-                loss(e, &self.data.validation),
-            ),
-        ];
-        if self.data.test.n > 0 {
-            out.push(("test_accuracy".to_string(), acc(e, &self.data.test)));
-            out.push(("test_loss".to_string(), loss(e, &self.data.test)));
-        }
+        let mut out = vec![("train_accuracy".to_string(), acc(e, &self.data.train))];
+        let test = (self.data.test.n > 0).then_some(&self.data.test);
+        push_held_out_metrics(&mut out, &self.data.validation, test, |d| {
+            (acc(e, d), loss(e, d))
+        });
         out
     }
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         self.data.export(false)
+    }
+}
+
+ml_config! {
+    /// Parameters of `regsel-multinomial` ([`RegselMultinomial`]). Defaults: `data = "wine"`
+    /// (3 classes), `train = 0.5`, `validation = 0.25`, `standardize = "zscore"`,
+    /// `intercept = true`, `per = "class"`, `x0 = 0`.
+    RegselMultinomialConfig {
+        /// One strength per `"class"` (x ∈ R^k) or per `"feature"` (x ∈ R^p).
+        per: StrengthPer,
+    }
+}
+
+impl BuildProblem for RegselMultinomialConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = small_defaults("wine", 0.0);
+        let p = RegselMultinomial::new(self.prepare(&d, ctx)?, self.per.unwrap_or_default())?;
+        self.finish(p, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
     }
 }
 
@@ -481,10 +470,7 @@ mod tests {
     #[test]
     fn sample_counts_are_the_split_sizes() {
         let p = small(StrengthPer::Class, 10);
-        assert_eq!(p.sample_count(Level::Lower), 40);
-        assert_eq!(p.sample_count(Level::Upper), 30);
-        assert_eq!(p.sample_count(Level::Lower), p.data.train.n);
-        assert_eq!(p.sample_count(Level::Upper), p.data.validation.n);
+        crate::testing::check_split_sample_counts(&p, &p.data, (40, 30));
     }
 
     /// A uniform batch with repeats against the weighted sum of one-row batches, which the

@@ -8,14 +8,20 @@
 //! * [`OverparamCleaning`]: weighted squared loss on one-hot targets; with positive weights and
 //!   a full-row-rank training matrix neither the solution set nor either selection depends on x.
 
-use super::cleaning::SampleWeights;
+use super::bilevel_shape;
+use super::cleaning::{mean_weights, weight_means, HyperCleaning, SampleWeights};
+use super::config::ml_config;
+use super::config::{check_fraction, overparam_defaults};
 use super::data::{Design, MlData};
 use super::dense::{mat_rm, selections, to_rm, RankSvd, Selections};
-use super::kernels::{argmax, Engine, Pass};
-use super::softmax::{interleave, Rows};
-use super::{lock, KernelOptions};
+use super::kernels::{Engine, Pass};
+use super::softmax::{self, interleave, Rows};
+use super::{lock, push_held_out_metrics, KernelOptions};
+use crate::config::{BuildContext, BuildProblem, BuiltProblem};
 use crate::error::ProblemError;
+use crate::wrapper::Shape;
 use bilevel_core::{Bilevel, DerivativeKind, NamedArray};
+use bilevel_data::DataSource;
 use faer::Mat;
 use std::sync::{Mutex, OnceLock};
 
@@ -106,24 +112,6 @@ pub struct OverparamRegsel {
     w_sel: OnceLock<Option<Selections>>,
 }
 
-/// Regression targets: ±1 for binary data (class 1 ↦ +1), the class index otherwise.
-fn targets(d: &Design, binary: bool) -> Vec<f64> {
-    d.labels
-        .iter()
-        .map(|&l| {
-            if binary {
-                if l == 1 {
-                    1.0
-                } else {
-                    -1.0
-                }
-            } else {
-                f64::from(l)
-            }
-        })
-        .collect()
-}
-
 impl OverparamRegsel {
     /// The problem on prepared data with fewer training rows than features.
     pub fn new(data: MlData) -> Result<Self, ProblemError> {
@@ -131,9 +119,9 @@ impl OverparamRegsel {
         let binary = data.classes == 2;
         let p = data.train.p;
         Ok(OverparamRegsel {
-            t_train: targets(&data.train, binary),
-            t_val: targets(&data.validation, binary),
-            t_test: targets(&data.test, binary),
+            t_train: data.train.label_values(binary),
+            t_val: data.validation.label_values(binary),
+            t_test: data.test.label_values(binary),
             binary,
             scratch: Mutex::new(RegselScratch {
                 engine: KernelOptions::default_for(p).engine(p, 2, 2),
@@ -204,21 +192,15 @@ impl OverparamRegsel {
     }
 }
 
-impl Bilevel for OverparamRegsel {
-    type Y = Vec<f64>;
+impl OverparamRegsel {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new("overparam-regsel", self.data.train.p, self.data.train.p)
+    }
+}
 
-    fn name(&self) -> &str {
-        "overparam-regsel"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.p
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.data.train.p]
-    }
+impl Bilevel for OverparamRegsel {
+    bilevel_shape!();
 
     fn f(&self, x: &[f64], y: &Vec<f64>) -> f64 {
         let mut g = lock(&self.scratch);
@@ -370,42 +352,37 @@ impl Bilevel for OverparamRegsel {
     fn metrics(&self, x: &[f64], y: &Vec<f64>) -> Vec<(String, f64)> {
         let w: Vec<f64> = y.iter().zip(x).map(|(yj, xj)| yj * xj.exp()).collect();
         let d = &self.data;
-        let mut out = vec![
-            (
-                "train_accuracy".to_string(),
-                self.accuracy(&d.train, &self.t_train, &w),
-            ),
-            (
-                "validation_accuracy".to_string(),
-                self.accuracy(&d.validation, &self.t_val, &w),
-            ),
-            (
-                "validation_loss".to_string(),
-                self.loss(&d.validation, &self.t_val, &w),
-            ),
-        ];
-        if d.test.n > 0 {
-            out.push((
-                "test_accuracy".to_string(),
-                self.accuracy(&d.test, &self.t_test, &w),
-            ));
-            out.push((
-                "test_loss".to_string(),
-                self.loss(&d.test, &self.t_test, &w),
-            ));
-        }
-        if let Some(phi) = self.reference_phi(x) {
-            out.push(("phi_optimistic".to_string(), phi));
-        }
-        if let Some(ymn) = self.min_norm_y(x) {
-            out.push(("phi_min_norm".to_string(), self.f(x, &ymn)));
-        }
+        let mut out = vec![(
+            "train_accuracy".to_string(),
+            self.accuracy(&d.train, &self.t_train, &w),
+        )];
+        let test = (d.test.n > 0).then_some((&d.test, &self.t_test));
+        push_held_out_metrics(&mut out, (&d.validation, &self.t_val), test, |(d, t)| {
+            (self.accuracy(d, t, &w), self.loss(d, t, &w))
+        });
+        push_selection_metrics(self, x, || self.min_norm_y(x), &mut out);
         out
     }
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         // Labels as exported are the regression targets (±1, or class indices).
         self.data.export(self.binary)
+    }
+}
+
+/// Push `phi_optimistic` (the optimistic φ(x), where known) and `phi_min_norm` (f at the
+/// min-norm selection, gradient descent's from zero, where there is one).
+fn push_selection_metrics<P: Bilevel<Y = Vec<f64>>>(
+    p: &P,
+    x: &[f64],
+    min_norm_y: impl FnOnce() -> Option<Vec<f64>>,
+    out: &mut Vec<(String, f64)>,
+) {
+    if let Some(phi) = p.reference_phi(x) {
+        out.push(("phi_optimistic".to_string(), phi));
+    }
+    if let Some(ymn) = min_norm_y() {
+        out.push(("phi_min_norm".to_string(), p.f(x, &ymn)));
     }
 }
 
@@ -593,56 +570,46 @@ impl OverparamCleaning {
         }
     }
 
+    /// The mean squared loss `(1/n) Σ_i ½‖Yᵀa_i − e_{t_i}‖²` over the rows of `d`.
+    fn mean_sq_loss(&self, e: &mut Engine, d: &Design, y: &[f64]) -> f64 {
+        let c = 1.0 / d.n as f64;
+        self.rows_sq(e, d, y, &|_| c, &|_| 0.0, None, &mut [])
+    }
+
+    /// Fraction of the rows of `d` whose largest score is their class in `labels`.
     fn accuracy(&self, e: &mut Engine, d: &Design, labels: &[u32], y: &[f64]) -> f64 {
-        let k = self.k;
-        let map = |r0: usize, z: &[f64], _g: &mut [f64], _ro: &mut [f64]| {
-            z.chunks_exact(k)
-                .enumerate()
-                .filter(|(i, zi)| argmax(zi) == labels[r0 + i] as usize)
-                .count() as f64
+        let rows = Rows {
+            labels,
+            ..Rows::from(d)
         };
-        let pass = Rows::from(d).pass(y, k, 0);
-        e.pass(&pass, &mut [], &mut [], &map) / d.n as f64
+        softmax::correct(e, rows, self.k, y) as f64 / d.n as f64
+    }
+}
+
+impl OverparamCleaning {
+    /// Name and dimensions.
+    fn shape(&self) -> Shape {
+        Shape::new(
+            "overparam-cleaning",
+            self.data.train.n,
+            self.data.train.p * self.k,
+        )
     }
 }
 
 impl Bilevel for OverparamCleaning {
-    type Y = Vec<f64>;
-
-    fn name(&self) -> &str {
-        "overparam-cleaning"
-    }
-    fn dim_x(&self) -> usize {
-        self.data.train.n
-    }
-    fn dim_y(&self) -> usize {
-        self.data.train.p * self.k
-    }
-    fn zeros_y(&self) -> Vec<f64> {
-        vec![0.0; self.dim_y()]
-    }
+    bilevel_shape!();
 
     fn f(&self, _x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.validation.n as f64;
         let mut s = lock(&self.scratch);
-        let d = &self.data.validation;
-        self.rows_sq(&mut s.engine, d, y, &|_| c, &|_| 0.0, None, &mut [])
+        self.mean_sq_loss(&mut s.engine, &self.data.validation, y)
     }
 
     fn g(&self, x: &[f64], y: &Vec<f64>) -> f64 {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(
-            &mut s.engine,
-            d,
-            y,
-            &|i| c * w.w(x[i]),
-            &|_| 0.0,
-            None,
-            &mut [],
-        )
+        self.rows_sq(&mut s.engine, d, y, &w_n, &|_| 0.0, None, &mut [])
     }
 
     fn grad_f(&self, _x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
@@ -654,43 +621,24 @@ impl Bilevel for OverparamCleaning {
     }
 
     fn grad_g_y(&self, x: &[f64], y: &Vec<f64>, gy: &mut Vec<f64>) {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, _) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(
-            &mut s.engine,
-            d,
-            y,
-            &|i| c * w.w(x[i]),
-            &|_| 0.0,
-            Some(gy),
-            &mut [],
-        );
+        self.rows_sq(&mut s.engine, d, y, &w_n, &|_| 0.0, Some(gy), &mut []);
     }
 
     fn grad_g_x(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64]) {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (_, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(&mut s.engine, d, y, &|_| 0.0, &|i| c * w.dw(x[i]), None, gx);
+        self.rows_sq(&mut s.engine, d, y, &|_| 0.0, &dw_n, None, gx);
     }
 
     fn grad_g(&self, x: &[f64], y: &Vec<f64>, gx: &mut [f64], gy: &mut Vec<f64>) {
-        let c = 1.0 / self.data.train.n as f64;
-        let w = self.weights;
+        let (w_n, dw_n) = mean_weights(self.weights, x, self.data.train.n);
         let mut s = lock(&self.scratch);
         let d = &self.data.train;
-        self.rows_sq(
-            &mut s.engine,
-            d,
-            y,
-            &|i| c * w.w(x[i]),
-            &|i| c * w.dw(x[i]),
-            Some(gy),
-            gx,
-        );
+        self.rows_sq(&mut s.engine, d, y, &w_n, &dw_n, Some(gy), gx);
     }
 
     fn hvp(&self, x: &[f64], _y: &Vec<f64>, v: &Vec<f64>, out: &mut Vec<f64>) {
@@ -788,52 +736,63 @@ impl Bilevel for OverparamCleaning {
                 "train_clean_accuracy".to_string(),
                 self.accuracy(e, &d.train, &d.clean_train_labels, y),
             ));
-            out.push((
-                "validation_accuracy".to_string(),
-                self.accuracy(e, &d.validation, &d.validation.labels, y),
-            ));
+            let test = (d.test.n > 0).then_some(&d.test);
+            push_held_out_metrics(&mut out, &d.validation, test, |r| {
+                let accuracy = self.accuracy(e, r, &r.labels, y);
+                (accuracy, self.mean_sq_loss(e, r, y))
+            });
         }
-        out.push(("validation_loss".to_string(), self.f(x, y)));
-        if d.test.n > 0 {
-            let acc = {
-                let mut s = lock(&self.scratch);
-                self.accuracy(&mut s.engine, &d.test, &d.test.labels, y)
-            };
-            out.push(("test_accuracy".to_string(), acc));
-            let c = 1.0 / d.test.n as f64;
-            let mut s = lock(&self.scratch);
-            let loss = self.rows_sq(&mut s.engine, &d.test, y, &|_| c, &|_| 0.0, None, &mut []);
-            out.push(("test_loss".to_string(), loss));
-        }
-        let (mut wc, mut nc, mut wk, mut nk) = (0.0, 0usize, 0.0, 0usize);
-        for (i, &xi) in x.iter().enumerate() {
-            if d.corrupted[i] {
-                wc += self.weights.w(xi);
-                nc += 1;
-            } else {
-                wk += self.weights.w(xi);
-                nk += 1;
-            }
-        }
-        out.push((
-            "corrupted_weight_mean".to_string(),
-            if nc > 0 { wc / nc as f64 } else { f64::NAN },
-        ));
-        out.push((
-            "clean_weight_mean".to_string(),
-            if nk > 0 { wk / nk as f64 } else { f64::NAN },
-        ));
-        if let Some(phi) = self.reference_phi(x) {
-            out.push(("phi_optimistic".to_string(), phi));
-        }
-        if let Some(ymn) = self.min_norm_y(x) {
-            out.push(("phi_min_norm".to_string(), self.f(x, &ymn)));
-        }
+        out.extend(weight_means(self.weights, x, &d.corrupted));
+        push_selection_metrics(self, x, || self.min_norm_y(x), &mut out);
         out
     }
 
     fn export_arrays(&self) -> Vec<NamedArray> {
         self.data.export(false)
+    }
+}
+
+ml_config! {
+    /// Parameters of `overparam-regsel` ([`OverparamRegsel`]). Defaults: `data =
+    /// "breast-cancer"`, `train = 20` (fewer than the 31 features with the intercept),
+    /// `validation = 0.25`, `standardize = "zscore"`, `intercept = true`, `x0 = 0`.
+    OverparamRegselConfig {}
+}
+
+impl BuildProblem for OverparamRegselConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = overparam_defaults(0.0);
+        self.finish(OverparamRegsel::new(self.prepare(&d, ctx)?)?, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
+    }
+}
+
+ml_config! {
+    /// Parameters of `overparam-cleaning` ([`OverparamCleaning`]). Defaults: `data =
+    /// "breast-cancer"`, `train = 20`, `validation = 0.25`, `standardize = "zscore"`,
+    /// `intercept = true`, `corruption = 0.5`, `weights = "sigmoid"`, `x0 = -2`.
+    OverparamCleaningConfig {
+        /// Fraction of training labels replaced by uniform random labels, in [0, 1].
+        corruption: f64,
+        /// Sample-weight map: `"sigmoid"` or `"clip"`.
+        weights: SampleWeights,
+    }
+}
+
+impl BuildProblem for OverparamCleaningConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<BuiltProblem, ProblemError> {
+        let d = overparam_defaults(HyperCleaning::DEFAULT_X0);
+        let corruption = self.corruption.unwrap_or(HyperCleaning::DEFAULT_CORRUPTION);
+        check_fraction(corruption)?;
+        let mut data = self.prepare(&d, ctx)?;
+        data.corrupt(corruption, self.seed.unwrap_or(0))?;
+        let p = OverparamCleaning::new(data, self.weights.unwrap_or_default())?;
+        self.finish(p, &d)
+    }
+    fn data_mut(&mut self) -> Option<&mut Option<DataSource>> {
+        Some(&mut self.data)
     }
 }
 

@@ -6,6 +6,30 @@ use bilevel_core::vector::{dot, norm};
 use bilevel_core::Bilevel;
 use std::sync::Mutex;
 
+/// The references of an ML problem with a strongly convex lower level (`k = 0`), as `Bilevel`
+/// methods inside its `impl Bilevel`: `y*(x)` by the warm-started Newton–CG solve of the
+/// problem's `warm: WarmStart`, `φ(x) = f(x, y*)`, and `∇φ(x)` by the implicit formula
+/// ([`implicit_hypergradient`]).
+macro_rules! newton_references {
+    () => {
+        fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>> {
+            self.warm.y_star(self, x)
+        }
+        fn reference_phi(&self, x: &[f64]) -> Option<f64> {
+            let y = self.warm.y_star(self, x)?;
+            Some(self.f(x, &y))
+        }
+        fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>> {
+            let y = self.warm.y_star(self, x)?;
+            $crate::ml::reference::implicit_hypergradient(self, x, &y)
+        }
+        fn reference_intrinsic_dimension(&self) -> Option<usize> {
+            Some(0)
+        }
+    };
+}
+pub(crate) use newton_references;
+
 /// Tolerance on `‖∇_y g‖` of the reference inner solve.
 pub const INNER_TOL: f64 = 1e-10;
 /// Relative residual of the reference CG solve `H v = ∇_y f`.
