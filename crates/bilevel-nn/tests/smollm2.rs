@@ -19,6 +19,9 @@ use bilevel_nn::{
 };
 use candle_core::{DType, Device};
 
+#[path = "support/hf_bpe.rs"]
+mod hf_bpe;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -174,6 +177,49 @@ fn smollm2_tokenizes_and_generates() {
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
     assert!(ids.len() < 4 || distinct.len() >= 3, "{out:?}");
     assert!(out.contains("Paris"), "{out:?}");
+}
+
+/// The hand-written BPE gives the ids and the text of Hugging Face `tokenizers` built from the
+/// same GGUF metadata (`support/hf_bpe.rs`) on GSM8K's test split, hard cases and every Unicode
+/// scalar (see `examples/bpe_vs_tokenizers.rs` for the larger comparison and the timings).
+#[test]
+fn smollm2_bpe_matches_tokenizers() {
+    let cache = bilevel_data::default_cache_dir();
+    let Some(path) = smollm2_path(&cache) else {
+        println!("SKIPPED: SmolLM2 GGUF not in {}/smollm2/", cache.display());
+        return;
+    };
+    let (content, _) = read_gguf(&path).unwrap();
+    let ours = BpeTokenizer::from_gguf(&content, &path).unwrap();
+    let hf = hf_bpe::hf_from_gguf(&content).unwrap();
+    let gsm8k = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/gsm8k/test.jsonl");
+    let mut texts: Vec<String> = std::fs::read_to_string(gsm8k)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}\n{}",
+                v["question"].as_str().unwrap(),
+                v["answer"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(texts.len(), 1319);
+    texts.extend(hf_bpe::hard_cases());
+    texts.extend(hf_bpe::all_chars());
+    let t0 = Instant::now();
+    for t in &texts {
+        let ids = ours.encode(t);
+        let want = hf.encode_fast(t.as_str(), false).unwrap();
+        assert_eq!(ids, want.get_ids(), "{t:?}");
+        assert_eq!(ours.decode(&ids), hf.decode(&ids, false).unwrap(), "{t:?}");
+    }
+    println!(
+        "{} texts identical in {:.2} s",
+        texts.len(),
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
