@@ -93,10 +93,17 @@ pub trait ProblemDef: GenericLowerGradient {
     fn grad_g_x(&self, x: &[f64], y: &[f64], gx: &mut [f64]) {
         self.grad_g_x_generic::<f64>(x, y, gx)
     }
-    /// Exact `H v = ∇²_yy g · v`, written by hand; must not allocate.
-    fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]);
-    /// Exact `J v = ∇²_xy g · v` (length m), written by hand; must not allocate.
-    fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]);
+    /// Exact `H v = ∇²_yy g · v`, written by hand; must not allocate. The default is the
+    /// dual-number product over the generic gradient (exact as well: what `derivatives =
+    /// "dual"` computes), so a problem need not write it.
+    fn hvp_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        dual_hvp(self, x, y, v, out)
+    }
+    /// Exact `J v = ∇²_xy g · v` (length m), written by hand; must not allocate. The default is
+    /// the dual-number product, as for [`ProblemDef::hvp_analytic`].
+    fn cross_analytic(&self, x: &[f64], y: &[f64], v: &[f64], out: &mut [f64]) {
+        dual_cross(self, x, y, v, out)
+    }
     /// Exact `∇²_yy f · v` written by hand, returning `true`; the default `false` makes the
     /// second-order selection check difference `∇_y f` instead. Must not allocate.
     fn hvp_upper_analytic(&self, _x: &[f64], _y: &[f64], _v: &[f64], _out: &mut [f64]) -> bool {
@@ -106,12 +113,18 @@ pub trait ProblemDef: GenericLowerGradient {
     fn export_arrays(&self) -> Vec<NamedArray> {
         Vec::new()
     }
-    /// Closed-form `φ(x)`.
-    fn reference_phi(&self, x: &[f64]) -> Option<f64>;
-    /// Closed-form `∇φ(x)`; `None` where φ is not differentiable.
-    fn reference_grad_phi(&self, x: &[f64]) -> Option<Vec<f64>>;
-    /// Closed-form optimistic selection `y*(x)`; `None` where it is not unique.
-    fn reference_y(&self, x: &[f64]) -> Option<Vec<f64>>;
+    /// Closed-form `φ(x)`; default: none known.
+    fn reference_phi(&self, _x: &[f64]) -> Option<f64> {
+        None
+    }
+    /// Closed-form `∇φ(x)`; `None` where φ is not differentiable or no closed form is known.
+    fn reference_grad_phi(&self, _x: &[f64]) -> Option<Vec<f64>> {
+        None
+    }
+    /// Closed-form optimistic selection `y*(x)`; `None` where it is not unique or not known.
+    fn reference_y(&self, _x: &[f64]) -> Option<Vec<f64>> {
+        None
+    }
     /// Intrinsic dimension k of the solution manifold `S(x)`.
     fn intrinsic_dimension(&self) -> usize;
     /// Project `y` on the lower-level feasible set (default: unconstrained, the identity).

@@ -15,7 +15,7 @@
 //! `hvp_lower_derivative` (the selection check then differences gradients). Problems written
 //! with `bilevel_problems::ProblemDef` and wrapped in `WithDerivatives` can instead obtain exact
 //! products from dual numbers over a generically written lower gradient (`derivatives = "dual"`
-//! in a config; see `docs/ARCHITECTURE.md`).
+//! in a config): the same problem that way is `examples/dual_problem.rs`.
 //!
 //! Run: `cargo run --release -p bilevel-solvers --example custom_problem`.
 
