@@ -41,8 +41,9 @@ echo "edits: $(git diff --numstat -- "$lib" | cut -f1) lines added to lib.rs, on
 
 cargo build -q --locked -p bilevel-cli
 bin=target/debug/bilevel
-"$bin" list | grep -q '^  parabola ' || { echo "bilevel list does not show parabola"; exit 1; }
-echo "1. bilevel list: $("$bin" list | grep '^  parabola ')"
+listing=$("$bin" list)
+entry=$(grep '^  parabola ' <<< "$listing") || { echo "bilevel list does not show parabola"; exit 1; }
+echo "1. bilevel list: $entry"
 
 cat > "$work/p.toml" <<'TOML'
 [problem]

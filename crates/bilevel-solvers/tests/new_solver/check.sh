@@ -41,8 +41,9 @@ echo "edits: $(git diff --numstat -- "$lib" | cut -f1) lines added to lib.rs, on
 
 cargo build -q --locked -p bilevel-cli
 bin=target/debug/bilevel
-"$bin" list | grep -q '^  gd-aid ' || { echo "bilevel list does not show gd-aid"; exit 1; }
-echo "1. bilevel list: $("$bin" list | grep '^  gd-aid ')"
+listing=$("$bin" list)
+entry=$(grep '^  gd-aid ' <<< "$listing") || { echo "bilevel list does not show gd-aid"; exit 1; }
+echo "1. bilevel list: $entry"
 
 cat > "$work/gd.toml" <<'TOML'
 [problem]
