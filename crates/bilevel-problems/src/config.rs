@@ -231,6 +231,7 @@ macro_rules! problem_registry {
         }
     };
 }
+pub(crate) use problem_registry;
 
 pub use crate::rows::ProblemConfig;
 use crate::rows::CATALOGUE;
@@ -703,5 +704,3 @@ mod tests {
         assert!(e.contains("-3") || e.contains("invalid value"), "{e}");
     }
 }
-
-pub(crate) use problem_registry;
